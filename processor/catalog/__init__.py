@@ -1,0 +1,1 @@
+"""Site catalog (profile fields, segments, rules) and command handling (pure)."""

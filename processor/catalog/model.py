@@ -1,0 +1,117 @@
+"""The per-site catalog: custom profile fields, segments, rules, processed commands.
+
+A :class:`SiteCatalog` is also the rule compiler's field resolver, and keeps
+the compiled form of every rule so events never parse JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processor.rules.compiler import CompiledCondition, compile_condition
+from processor.rules.exceptions import CompileError
+from processor.rules.fields import CUSTOM_PREFIX, STANDARD_FIELDS, FieldSpec, FieldType
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileField:
+    shortname: str
+    name: str
+    datatype: FieldType
+    options: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The profile key carrying this field's value."""
+        return CUSTOM_PREFIX + self.shortname
+
+    def spec(self) -> FieldSpec:
+        return FieldSpec(self.key, self.datatype, self.options, custom=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    segment_id: str
+    name: str
+    managed: bool = False  # automation enabled
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    rule_id: str
+    segment_id: str
+    name: str
+    condition_json: str
+    enabled: bool
+    broken: str | None = None  # why the rule no longer compiles (e.g. field deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """Outcome of a processed command, kept to answer duplicates identically."""
+
+    command_id: str
+    status: str
+    code: str | None
+    message: str | None
+    processed_at: int
+    source_partition: int
+    source_offset: int
+    catalog_offset: int
+
+
+@dataclass(slots=True)
+class SiteCatalog:
+    site_id: str
+    fields: dict[str, ProfileField] = field(default_factory=dict)
+    segments: dict[str, Segment] = field(default_factory=dict)
+    rules: dict[str, Rule] = field(default_factory=dict)
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+    compiled: dict[str, CompiledCondition] = field(default_factory=dict)
+    # managed segment id -> ((rule_id, compiled), ...) of its enabled, working rules
+    active: dict[str, tuple[tuple[str, CompiledCondition], ...]] = field(default_factory=dict)
+
+    # -- FieldResolver
+    def resolve_field(self, name: str) -> FieldSpec | None:
+        if name in STANDARD_FIELDS:
+            return FieldSpec(name, STANDARD_FIELDS[name])
+        if name.startswith(CUSTOM_PREFIX):
+            pf = self.fields.get(name[len(CUSTOM_PREFIX):])
+            return pf.spec() if pf else None
+        return None
+
+    def known_field_names(self) -> list[str]:
+        return [*STANDARD_FIELDS, *(f.key for f in self.fields.values())]
+
+    # -- derived state
+    def recompile(self) -> None:
+        """Rebuild compiled rules and the managed-segment index after any change."""
+        compiled: dict[str, CompiledCondition] = {}
+        for rule in self.rules.values():
+            if rule.broken is not None:
+                continue
+            try:
+                compiled[rule.rule_id] = compile_condition(rule.condition_json, self)
+            except CompileError as err:  # defensive: accepted rules compiled when accepted
+                self.rules[rule.rule_id] = _with_broken(rule, err.message)
+        self.compiled = compiled
+        active: dict[str, list[tuple[str, CompiledCondition]]] = {
+            s.segment_id: [] for s in self.segments.values() if s.managed
+        }
+        for rule in sorted(self.rules.values(), key=lambda r: r.rule_id):
+            if rule.enabled and rule.rule_id in compiled and rule.segment_id in active:
+                active[rule.segment_id].append((rule.rule_id, compiled[rule.rule_id]))
+        self.active = {k: tuple(v) for k, v in active.items()}
+
+    def rule_status(self, rule_id: str) -> str:
+        rule = self.rules[rule_id]
+        if rule.broken:
+            return "broken"
+        return "enabled" if rule.enabled else "disabled"
+
+    def rules_using_field(self, key: str) -> list[str]:
+        return sorted(rid for rid, c in self.compiled.items() if key in c.fields)
+
+
+def _with_broken(rule: Rule, why: str) -> Rule:
+    return Rule(rule.rule_id, rule.segment_id, rule.name, rule.condition_json, rule.enabled, why)

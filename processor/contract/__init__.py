@@ -1,0 +1,1 @@
+"""Wire contract: Avro schemas in ``schemas/``, codecs and validation (pure)."""

@@ -1,0 +1,265 @@
+"""Encode and decode wire records with fastavro (schemaless binary).
+
+Decoding is strict: the whole buffer must be consumed (no trailing bytes) and
+every id must be a non-empty string within limits. Any failure raises
+:class:`ContractError` with a code and the JSON path of the offending field,
+which the edge turns into a dead-letter record.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import fastavro
+
+from processor.contract import schemas
+from processor.contract.exceptions import ContractError
+from processor.contract.limits import DEFAULT_LIMITS, Limits
+from processor.contract.models import (
+    PAYLOAD_TYPES,
+    Actor,
+    Command,
+    CommandResult,
+    DeadLetter,
+    MembershipChange,
+    Profile,
+    UserEvent,
+)
+
+_COMMAND_NS = "segment_automation.commands.v1"
+
+
+def _read(schema_name: str, value: bytes | None, limits: Limits, **kw: Any) -> Any:
+    if value is None:
+        raise ContractError("DECODE_ERROR", "message has no value (tombstone); expected an Avro record")
+    if len(value) > limits.max_message_bytes:
+        raise ContractError(
+            "LIMIT_EXCEEDED",
+            f"message is {len(value)} bytes; the limit is {limits.max_message_bytes} bytes",
+        )
+    buf = io.BytesIO(value)
+    try:
+        record = fastavro.schemaless_reader(buf, schemas.parsed_schema(schema_name), None, **kw)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "not this schema"
+        raise ContractError(
+            "DECODE_ERROR",
+            f"value is not a valid Avro {schema_name} record ({type(exc).__name__}: {exc})"[:500],
+        ) from None
+    if buf.tell() != len(value):
+        raise ContractError(
+            "TRAILING_BYTES",
+            f"value has {len(value) - buf.tell()} bytes after the {schema_name} record; wrong schema?",
+        )
+    return record
+
+
+def _write(schema_name: str, record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schemas.parsed_schema(schema_name), record)
+    return buf.getvalue()
+
+
+def _check_id(value: str, path: str, limits: Limits) -> None:
+    if not value or not value.strip():
+        raise ContractError("EMPTY_ID", f"{path.rsplit('.', 1)[-1]} must be a non-empty string", path)
+    if len(value) > limits.max_id_chars:
+        raise ContractError(
+            "LIMIT_EXCEEDED", f"id is {len(value)} characters; the limit is {limits.max_id_chars}", path
+        )
+
+
+def _check_profile(profile: Profile, limits: Limits) -> None:
+    if len(profile) > limits.max_profile_entries:
+        raise ContractError(
+            "LIMIT_EXCEEDED",
+            f"profile has {len(profile)} fields; the limit is {limits.max_profile_entries}",
+            "$.profile",
+        )
+    for name, val in profile.items():
+        path = f"$.profile.{name}"
+        if not name or len(name) > limits.max_field_name_chars:
+            raise ContractError("INVALID_FIELD", "profile field names must be 1-255 characters", path)
+        if isinstance(val, str) and len(val) > limits.max_string_chars:
+            raise ContractError(
+                "LIMIT_EXCEEDED",
+                f"value is {len(val)} characters; the limit is {limits.max_string_chars}",
+                path,
+            )
+        if isinstance(val, list):
+            if len(val) > limits.max_array_items:
+                raise ContractError(
+                    "LIMIT_EXCEEDED",
+                    f"array has {len(val)} items; the limit is {limits.max_array_items}",
+                    path,
+                )
+            for i, item in enumerate(val):
+                if len(item) > limits.max_string_chars:
+                    raise ContractError(
+                        "LIMIT_EXCEEDED",
+                        f"item is {len(item)} characters; the limit is {limits.max_string_chars}",
+                        f"{path}[{i}]",
+                    )
+
+
+def decode_key(key: bytes | None) -> str | None:
+    """Keys are UTF-8 strings; ``None`` when absent or not UTF-8."""
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# ---------------------------------------------------------------- user events
+
+
+def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> UserEvent:
+    """Decode and validate a ``UserEvent``; the key must be ``site_id:user_id``."""
+    rec = _read(schemas.USER_EVENT, value, limits)
+    _check_id(rec["event_id"], "$.event_id", limits)
+    _check_id(rec["site_id"], "$.site_id", limits)
+    _check_id(rec["user_id"], "$.user_id", limits)
+    _check_profile(rec["profile"], limits)
+    expected = f"{rec['site_id']}:{rec['user_id']}"
+    got = decode_key(key)
+    if got != expected:
+        raise ContractError(
+            "KEY_MISMATCH",
+            f"message key {got!r} does not match the value; expected {expected!r} (site_id:user_id)",
+            "$key",
+        )
+    return UserEvent(
+        event_id=rec["event_id"],
+        event_type=rec["event_type"],
+        site_id=rec["site_id"],
+        user_id=rec["user_id"],
+        occurred_at=rec["occurred_at"],
+        profile=rec["profile"],
+    )
+
+
+def encode_user_event(ev: UserEvent) -> bytes:
+    return _write(
+        schemas.USER_EVENT,
+        {
+            "event_id": ev.event_id,
+            "event_type": ev.event_type,
+            "site_id": ev.site_id,
+            "user_id": ev.user_id,
+            "occurred_at": ev.occurred_at,
+            "profile": ev.profile,
+        },
+    )
+
+
+def user_event_key(site_id: str, user_id: str) -> bytes:
+    return f"{site_id}:{user_id}".encode()
+
+
+# ------------------------------------------------------------------- commands
+
+
+def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Command:
+    """Decode an ``AutomationCommand``; ids needed to address a result must be non-empty.
+
+    The key/site agreement is checked by the caller, which can still publish a
+    REJECTED result because the command is addressable.
+    """
+    rec = _read(schemas.AUTOMATION_COMMAND, value, limits, return_record_name=True)
+    _check_id(rec["command_id"], "$.command_id", limits)
+    _check_id(rec["site_id"], "$.site_id", limits)
+    name, payload = rec["payload"]
+    short = name.rsplit(".", 1)[-1]
+    if short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
+        raise ContractError("DECODE_ERROR", f"unknown payload type {name}", "$.payload")
+    return Command(
+        command_id=rec["command_id"],
+        site_id=rec["site_id"],
+        issued_at=rec["issued_at"],
+        actor=Actor(rec["actor"]["user_id"], tuple(rec["actor"]["roles"])),
+        payload_type=short,
+        payload=payload,
+    )
+
+
+def encode_command(cmd: Command) -> bytes:
+    payload = dict(cmd.payload)
+    if cmd.payload_type == "UpsertProfileField":
+        payload.setdefault("options", [])
+    return _write(
+        schemas.AUTOMATION_COMMAND,
+        {
+            "command_id": cmd.command_id,
+            "site_id": cmd.site_id,
+            "issued_at": cmd.issued_at,
+            "actor": {"user_id": cmd.actor.user_id, "roles": list(cmd.actor.roles)},
+            "payload": (f"{_COMMAND_NS}.{cmd.payload_type}", payload),
+        },
+    )
+
+
+# -------------------------------------------------------------------- outputs
+
+
+def encode_membership_change(ch: MembershipChange) -> bytes:
+    return _write(
+        schemas.MEMBERSHIP_CHANGE,
+        {
+            "change_id": ch.change_id,
+            "site_id": ch.site_id,
+            "segment_id": ch.segment_id,
+            "user_id": ch.user_id,
+            "change": ch.change,
+            "cause_kind": ch.cause_kind,
+            "cause_id": ch.cause_id,
+            "matched_rule_ids": list(ch.matched_rule_ids),
+            "occurred_at": ch.occurred_at,
+            "emitted_at": ch.emitted_at,
+        },
+    )
+
+
+def decode_membership_change(value: bytes) -> MembershipChange:
+    rec = _read(schemas.MEMBERSHIP_CHANGE, value, DEFAULT_LIMITS)
+    rec["matched_rule_ids"] = tuple(rec["matched_rule_ids"])
+    return MembershipChange(**rec)
+
+
+def encode_command_result(res: CommandResult) -> bytes:
+    return _write(
+        schemas.COMMAND_RESULT,
+        {
+            "command_id": res.command_id,
+            "site_id": res.site_id,
+            "status": res.status,
+            "code": res.code,
+            "message": res.message,
+            "processed_at": res.processed_at,
+        },
+    )
+
+
+def decode_command_result(value: bytes) -> CommandResult:
+    return CommandResult(**_read(schemas.COMMAND_RESULT, value, DEFAULT_LIMITS))
+
+
+def encode_dead_letter(dl: DeadLetter) -> bytes:
+    return _write(
+        schemas.DEAD_LETTER,
+        {
+            "source_topic": dl.source_topic,
+            "source_partition": dl.source_partition,
+            "source_offset": dl.source_offset,
+            "key": dl.key,
+            "value": dl.value,
+            "error_code": dl.error_code,
+            "error": dl.error,
+            "failed_at": dl.failed_at,
+        },
+    )
+
+
+def decode_dead_letter(value: bytes) -> DeadLetter:
+    return DeadLetter(**_read(schemas.DEAD_LETTER, value, Limits(max_message_bytes=1 << 30)))

@@ -1,0 +1,13 @@
+"""Errors raised while decoding or validating wire messages."""
+
+from __future__ import annotations
+
+from processor.errors import ProcessorError
+
+
+class ContractError(ProcessorError):
+    """A message violates the wire contract; it goes to the dead-letter topic.
+
+    Codes: DECODE_ERROR (not valid Avro for the schema), TRAILING_BYTES,
+    EMPTY_ID, KEY_MISMATCH, LIMIT_EXCEEDED, MISSING_KEY.
+    """

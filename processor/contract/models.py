@@ -1,0 +1,108 @@
+"""Typed views of the wire records (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+ProfileValue = Union[None, str, int, float, bool, list[str]]
+Profile = dict[str, ProfileValue]
+
+USER_EVENT_TYPES = ("USER_CREATED", "USER_UPDATED", "USER_DELETED")
+
+PAYLOAD_TYPES = (
+    "UpsertProfileField",
+    "DeleteProfileField",
+    "UpsertSegment",
+    "DeleteSegment",
+    "EnableSegmentAutomation",
+    "DisableSegmentAutomation",
+    "CreateRule",
+    "UpdateRule",
+    "DeleteRule",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    event_id: str
+    event_type: str
+    site_id: str
+    user_id: str
+    occurred_at: int
+    profile: Profile = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    user_id: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An AutomationCommand; ``payload_type`` is the union branch's record name."""
+
+    command_id: str
+    site_id: str
+    issued_at: int
+    actor: Actor
+    payload_type: str
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command_id": self.command_id,
+            "site_id": self.site_id,
+            "issued_at": self.issued_at,
+            "actor": {"user_id": self.actor.user_id, "roles": list(self.actor.roles)},
+            "payload_type": self.payload_type,
+            "payload": dict(self.payload),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Command":
+        return cls(
+            command_id=d["command_id"],
+            site_id=d["site_id"],
+            issued_at=int(d["issued_at"]),
+            actor=Actor(d["actor"]["user_id"], tuple(d["actor"]["roles"])),
+            payload_type=d["payload_type"],
+            payload=dict(d["payload"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    change_id: str
+    site_id: str
+    segment_id: str
+    user_id: str
+    change: str  # ADDED | REMOVED
+    cause_kind: str
+    cause_id: str
+    matched_rule_ids: tuple[str, ...]
+    occurred_at: int
+    emitted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: str
+    site_id: str
+    status: str  # ACCEPTED | REJECTED
+    code: str | None
+    message: str | None
+    processed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes | None
+    error_code: str
+    error: str
+    failed_at: int

@@ -1,0 +1,50 @@
+"""Load the Avro schemas shipped in ``schemas/``.
+
+``timestamp-millis`` logical types are stripped before parsing so fastavro
+reads and writes plain ``int`` epoch milliseconds: no datetime round trips on
+the hot path, and the bytes on the wire are identical (a logical type only
+annotates a ``long``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+if not SCHEMA_DIR.is_dir():  # installed as a wheel: schemas are package data
+    SCHEMA_DIR = Path(__file__).resolve().parent / "_schemas"
+
+
+def _strip_logical(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
+            return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
+        return {k: _strip_logical(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_strip_logical(v) for v in node]
+    return node
+
+
+@cache
+def raw_schema(name: str) -> dict[str, Any]:
+    """The schema file ``schemas/<name>.avsc`` as JSON (logical types kept)."""
+    return json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+
+
+@cache
+def parsed_schema(name: str) -> Any:
+    """The fastavro-parsed schema with timestamp logical types stripped."""
+    return fastavro.parse_schema(_strip_logical(raw_schema(name)))
+
+
+USER_EVENT = "user_event"
+AUTOMATION_COMMAND = "automation_command"
+MEMBERSHIP_CHANGE = "membership_change"
+COMMAND_RESULT = "command_result"
+DEAD_LETTER = "dead_letter"
+USER_STATE = "internal/user_state"

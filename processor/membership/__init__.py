@@ -1,0 +1,1 @@
+"""Profile merge, membership decision, diff and change ids (pure)."""

@@ -1,0 +1,28 @@
+"""Which managed segments a profile belongs to, and why."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from processor.contract.models import Profile
+from processor.rules.compiler import CompiledCondition
+from processor.rules.values import is_truthy
+
+ActiveRules = Mapping[str, Sequence[tuple[str, CompiledCondition]]]
+
+
+def is_suspended(profile: Profile) -> bool:
+    """Suspended users match no rule (peers' most common complaint is keeping them)."""
+    return is_truthy(profile.get("suspended"))
+
+
+def matching_rules(rules: Sequence[tuple[str, CompiledCondition]], profile: Profile) -> tuple[str, ...]:
+    """Ids of the rules (sorted) whose condition holds for ``profile``."""
+    return tuple(rid for rid, cond in rules if cond.evaluate(profile))
+
+
+def desired(active: ActiveRules, segment_id: str, profile: Profile, deleted: bool) -> tuple[str, ...]:
+    """Matched rule ids of a managed segment; empty means "not a member"."""
+    if deleted or segment_id not in active or is_suspended(profile):
+        return ()
+    return matching_rules(active[segment_id], profile)

@@ -1,0 +1,1 @@
+"""Rule language: field types, operator registry, compiler and evaluation (pure)."""

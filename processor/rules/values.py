@@ -1,0 +1,97 @@
+"""Normalisation of profile values and rule values, shared by operators.
+
+Text comparisons are case-insensitive and ignore surrounding whitespace by
+default (Moodle admins type "Sales " and "sales" and mean the same thing).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+TRUE_STRINGS = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+def norm_text(value: str, case_sensitive: bool = False) -> str:
+    value = value.strip()
+    return value if case_sensitive else value.casefold()
+
+
+def as_text(actual: Any, case_sensitive: bool) -> str:
+    """A scalar profile value as normalised text (numbers and booleans stringified)."""
+    if isinstance(actual, str):
+        return norm_text(actual, case_sensitive)
+    if isinstance(actual, bool):
+        return "1" if actual else "0"
+    if isinstance(actual, float) and actual.is_integer():
+        return str(int(actual))
+    return norm_text(str(actual), case_sensitive)
+
+
+def as_text_items(actual: Any, case_sensitive: bool) -> list[str]:
+    """A profile value as a list of normalised strings (scalars become one item)."""
+    if isinstance(actual, list):
+        return [norm_text(str(a), case_sensitive) for a in actual]
+    return [as_text(actual, case_sensitive)]
+
+
+def as_number(actual: Any) -> float | None:
+    """A profile value as a number; ``None`` when it is not numeric."""
+    if isinstance(actual, bool):
+        return None
+    if isinstance(actual, (int, float)):
+        return float(actual)
+    if isinstance(actual, str):
+        try:
+            return float(actual.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def as_epoch(actual: Any) -> int | None:
+    """A datetime profile value (epoch seconds); 0 and non-numbers mean unset (Moodle)."""
+    num = as_number(actual)
+    if num is None or num == 0:
+        return None
+    return int(num)
+
+
+def is_truthy(actual: Any) -> bool:
+    if isinstance(actual, bool):
+        return actual
+    if isinstance(actual, (int, float)):
+        return actual != 0
+    if isinstance(actual, str):
+        return actual.strip().lower() in TRUE_STRINGS
+    return False
+
+
+def is_blank(actual: Any) -> bool:
+    """Missing, null, blank string or empty list."""
+    if actual is None:
+        return True
+    if isinstance(actual, str):
+        return not actual.strip()
+    if isinstance(actual, list):
+        return not any(str(a).strip() for a in actual)
+    return False
+
+
+def parse_epoch_value(value: Any) -> int | None:
+    """A rule's datetime value: epoch seconds, or an ISO-8601 date/datetime (UTC if naive)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+        return int(parsed.timestamp())
+    return None
