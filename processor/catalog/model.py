@@ -58,6 +58,7 @@ class CommandRecord:
     source_partition: int
     source_offset: int
     catalog_offset: int
+    backfill: object | None = None  # BackfillPlan of an accepted command (re-fanned out on crash replay)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ class CatalogRegistry:
             return False
         cat.commands[cmd.command_id] = CommandRecord(
             cmd.command_id, entry.status, entry.code, entry.message, entry.processed_at,
-            entry.source_partition, entry.source_offset, offset,
+            entry.source_partition, entry.source_offset, offset, entry.backfill,
         )
         if entry.status == "ACCEPTED":
             apply(cat, cmd)

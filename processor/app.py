@@ -1,0 +1,273 @@
+"""Edge: the Faust application (the only module importing faust).
+
+Two agents:
+
+* ``users`` consumes user events and the internal control topic (same
+  partition count, so Faust assigns partition p of both to one worker) and
+  owns the ``users`` table (RocksDB via rocksdict, changelogged). A control
+  message tells partition p to backfill one site for a command.
+* ``commands`` consumes automation commands: decide against the caught-up
+  catalog, append the decision to the catalog log, wait until it is folded,
+  fan one control message out to every partition, publish the result.
+
+Everything is at-least-once: Faust flushes the producer before committing
+offsets, and the pure engine re-emits identical changes on replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import Message
+
+from processor.catalog.commands import decide
+from processor.catalog.entry import CatalogEntry
+from processor.catalog.model import CommandRecord
+from processor.catalog.registry import CatalogRegistry
+from processor.catalog_log import CatalogLog
+from processor.config import Settings
+from processor.contract.codec import (
+    decode_command,
+    decode_key,
+    decode_user_event,
+    encode_command_result,
+    encode_dead_letter,
+    encode_membership_change,
+)
+from processor.contract.exceptions import ContractError
+from processor.contract.models import CommandResult, DeadLetter, MembershipChange
+from processor.membership.engine import Cause, apply_backfill, apply_user_event
+from processor.state.keys import user_key, user_prefix
+from processor.state.user_state import decode_state, encode_state
+
+log = logging.getLogger("processor")
+RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+BACKFILL_CHUNK = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Processor:
+    """Holds the Faust app, its topics, table and the catalog; agents call its handlers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        st = settings.session_timeout_s
+        self.app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+            store="rocksdb://",
+            datadir=str(settings.state_dir),
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            processing_guarantee="at_least_once",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=st,
+            broker_heartbeat_interval=max(1.0, st / 6),
+            broker_request_timeout=max(30.0, st + 5),
+            broker_rebalance_timeout=max(60.0, st * 2),
+            broker_commit_interval=1.0,
+            producer_acks=-1,
+            table_standby_replicas=0,
+            stream_wait_empty=True,
+        )
+        t = settings.topics
+        self.registry = CatalogRegistry()
+        self.catalog = CatalogLog(settings.bootstrap_servers, t.catalog, self.registry)
+        self.users_in = self.app.topic(t.user_events, t.control, **RAW)
+        self.commands_in = self.app.topic(t.commands, **RAW)
+        self.changes_out = self.app.topic(t.membership_changes, **RAW)
+        self.results_out = self.app.topic(t.command_results, **RAW)
+        self.dlq_out = self.app.topic(t.dead_letters, **RAW)
+        self.catalog_out = self.app.topic(t.catalog, **RAW)
+        self.control_out = self.app.topic(t.control, **RAW)
+        self.users = self.app.Table(
+            "users",
+            partitions=settings.partitions,
+            key_type=bytes,  # bytes => Faust's "raw" serializer for store and changelog
+            value_type=bytes,
+        )
+        self.counters: dict[str, int] = {}
+        self._wire()
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # ------------------------------------------------------------------ wiring
+    def _wire(self) -> None:
+        app = self.app
+
+        @app.task
+        async def start_catalog() -> None:
+            await self.catalog.start()
+
+        @app.on_before_shutdown.connect
+        async def stop_catalog(app: Any, **kwargs: Any) -> None:
+            await self.catalog.stop()
+
+        @app.agent(self.users_in, name="users")
+        async def users_agent(stream: Any) -> None:
+            await self.catalog.ready.wait()
+            async for event in stream.events():
+                await self.guard(event.message, self.on_users_message)
+
+        @app.agent(self.commands_in, name="commands")
+        async def commands_agent(stream: Any) -> None:
+            await self.catalog.ready.wait()
+            async for event in stream.events():
+                await self.guard(event.message, self.on_command)
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok"})
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready = self.catalog.ready.is_set()
+            return web.json(
+                {"ready": ready, "catalog_offset": self.registry.applied_offset, "counters": self.counters},
+                status=200 if ready else 503,
+            )
+
+    async def guard(self, msg: Message, handler: Any) -> None:
+        """Never let one message kill the worker: unexpected errors dead-letter it."""
+        try:
+            await handler(msg)
+        except asyncio.CancelledError:
+            raise
+        except ContractError as err:
+            await self.dead_letter(msg, err.code, f"{err.path}: {err.message}")
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop every other user's changes
+            log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+            await self.dead_letter(msg, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}"[:1000])
+
+    async def dead_letter(self, msg: Message, code: str, error: str) -> None:
+        self.count(f"dead_letters.{code}")
+        log.warning("dead-letter %s[%d]@%d %s: %s", msg.topic, msg.partition, msg.offset, code, error)
+        dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
+        await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
+
+    async def emit(self, change: MembershipChange) -> None:
+        self.count(f"changes.{change.change}")
+        await self.changes_out.send(
+            key=f"{change.site_id}:{change.user_id}".encode(), value=encode_membership_change(change)
+        )
+
+    # ------------------------------------------------------------------ users
+    async def on_users_message(self, msg: Message) -> None:
+        if msg.topic == self.s.topics.control:
+            await self.on_control(msg)
+            return
+        ev = decode_user_event(msg.key, msg.value)
+        site = self.registry.site(ev.site_id)
+        key = user_key(ev.site_id, ev.user_id)
+        raw = self.users.get(key)
+        out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms())
+        self.count(f"user_events.{out.status}")
+        if out.dirty:
+            self.users[key] = encode_state(out.state)
+        for change in out.changes:
+            await self.emit(change)
+
+    async def on_control(self, msg: Message) -> None:
+        try:
+            ctl = json.loads(msg.value)
+            site_id, offset = ctl["site_id"], int(ctl["catalog_offset"])
+            segments = [(s, m) for s, m in ctl["segments"]]
+            cause = Cause(ctl["cause_kind"], ctl["command_id"], int(ctl["occurred_at"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ContractError("INVALID_CONTROL", f"bad control message: {exc}") from None
+        await self.catalog.wait_for(offset)
+        started = time.monotonic()
+        db = self.users.data._db_for_partition(msg.partition)
+        prefix = user_prefix(site_id)
+        start = prefix
+        seen = changed = 0
+        while True:
+            chunk: list[tuple[bytes, bytes]] = []
+            for k, v in db.items(from_key=start):
+                if not k.startswith(prefix) or len(chunk) >= BACKFILL_CHUNK:
+                    break
+                chunk.append((k, v))
+            if not chunk:
+                break
+            active = self.registry.site(site_id).active
+            for k, v in chunk:
+                out = apply_backfill(decode_state(v), active, segments, cause, now_ms())
+                if out.dirty:
+                    self.users[k] = encode_state(out.state)
+                for change in out.changes:
+                    changed += 1
+                    await self.emit(change)
+            seen += len(chunk)
+            if len(chunk) < BACKFILL_CHUNK:
+                break
+            start = chunk[-1][0] + b"\x00"
+            await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
+        self.count("backfill.users", seen)
+        log.info(
+            "backfill %s site=%s partition=%d users=%d changes=%d in %.3fs",
+            ctl["command_id"], site_id, msg.partition, seen, changed, time.monotonic() - started,
+        )
+
+    # --------------------------------------------------------------- commands
+    async def on_command(self, msg: Message) -> None:
+        cmd = decode_command(msg.value)
+        await self.catalog.catch_up()
+        site = self.registry.site(cmd.site_id)
+        rec = site.commands.get(cmd.command_id)
+        if rec is not None:
+            if (rec.source_partition, rec.source_offset) == (msg.partition, msg.offset):
+                # The same message again (crash before commit): finish what it started.
+                await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
+            else:
+                self.count("commands.duplicate")
+            await self.publish_result(cmd.site_id, rec)
+            return
+        decision = decide(site, cmd, decode_key(msg.key))
+        entry = CatalogEntry(
+            cmd, decision.status, decision.code, decision.message, now_ms(),
+            msg.partition, msg.offset, decision.backfill,
+        )
+        fut = await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode())
+        md = await fut
+        await self.catalog.wait_for(md.offset)
+        rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+        self.count(f"commands.{rec.status}")
+        if rec.catalog_offset == md.offset:
+            await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
+        await self.publish_result(cmd.site_id, rec)
+
+    async def fan_out(self, site_id: str, rec: CommandRecord, command_id: str, issued_at: int) -> None:
+        plan = rec.backfill
+        if rec.status != "ACCEPTED" or plan is None:
+            return
+        body = json.dumps(
+            {
+                "site_id": site_id,
+                "catalog_offset": rec.catalog_offset,
+                "command_id": command_id,
+                "cause_kind": plan.cause_kind,  # type: ignore[attr-defined]
+                "occurred_at": issued_at,
+                "segments": [list(s) for s in plan.segments],  # type: ignore[attr-defined]
+            },
+            sort_keys=True,
+        ).encode()
+        for p in range(self.s.partitions):
+            await self.control_out.send(key=site_id.encode(), value=body, partition=p)
+
+    async def publish_result(self, site_id: str, rec: CommandRecord) -> None:
+        res = CommandResult(rec.command_id, site_id, rec.status, rec.code, rec.message, rec.processed_at)
+        await self.results_out.send(key=site_id.encode(), value=encode_command_result(res))

@@ -1,0 +1,94 @@
+"""Edge: small confluent-kafka helpers for tools, the dev runner and tests.
+
+Producers key every message as the contract says; the tail helper reads a
+topic from the beginning with a group-less consumer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Callable, Iterator, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from processor.config import Topics
+from processor.contract.codec import encode_command, encode_user_event, user_event_key
+from processor.contract.models import Command, UserEvent
+
+T = TypeVar("T")
+
+
+class ContractProducer:
+    """Produce contract messages (Avro values, UTF-8 keys)."""
+
+    def __init__(self, bootstrap: str, topics: Topics | None = None) -> None:
+        self.topics = topics or Topics()
+        self.p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log.connection.close": False})
+
+    def user_event(self, ev: UserEvent) -> None:
+        self.raw(self.topics.user_events, user_event_key(ev.site_id, ev.user_id), encode_user_event(ev))
+
+    def command(self, cmd: Command, key: str | None = None) -> None:
+        self.raw(self.topics.commands, (key if key is not None else cmd.site_id).encode(), encode_command(cmd))
+
+    def raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        kw = {} if partition is None else {"partition": partition}
+        while True:
+            try:
+                self.p.produce(topic, key=key, value=value, **kw)
+                break
+            except BufferError:
+                self.p.poll(0.1)
+        self.p.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        left = self.p.flush(timeout)
+        if left:
+            raise RuntimeError(f"{left} messages not delivered within {timeout}s")
+
+
+def new_id(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:16]}"
+
+
+class TopicReader:
+    """Read a topic from the beginning, across all partitions, without a consumer group."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "log.connection.close": False,
+            }
+        )
+        meta = self.c.list_topics(topic, timeout=10)
+        parts = meta.topics[topic].partitions
+        self.c.assign([TopicPartition(topic, p, 0) for p in parts])
+
+    def poll_batch(self, timeout: float = 0.2, max_messages: int = 1000) -> list[tuple[bytes | None, bytes | None]]:
+        out = []
+        for msg in self.c.consume(max_messages, timeout):
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(str(msg.error()))
+            out.append((msg.key(), msg.value()))
+        return out
+
+    def stream(self, decode: Callable[[bytes], T], idle_timeout: float | None = None) -> Iterator[T]:
+        last = time.monotonic()
+        while idle_timeout is None or time.monotonic() - last < idle_timeout:
+            batch = self.poll_batch()
+            if batch:
+                last = time.monotonic()
+            for _, v in batch:
+                if v is not None:
+                    yield decode(v)
+
+    def close(self) -> None:
+        self.c.close()

@@ -1,0 +1,82 @@
+"""Runtime settings from the environment (the names are part of the wire contract).
+
+Contract variables: KAFKA_BOOTSTRAP_SERVERS, STATE_DIR, WEB_PORT, ADMIN_JWT_SECRET.
+Every topic name and partition count is overridable, so platform teams can
+fit the processor into their naming scheme.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    user_events: str = "lms.user-events.v1"
+    commands: str = "segment-automation.commands.v1"
+    membership_changes: str = "segment-automation.membership-changes.v1"
+    command_results: str = "segment-automation.command-results.v1"
+    dead_letters: str = "segment-automation.dead-letters.v1"
+    catalog: str = "segment-automation.internal.catalog.v1"
+    control: str = "segment-automation.internal.control.v1"
+
+    @classmethod
+    def from_env(cls) -> "Topics":
+        d = cls()
+        return cls(
+            user_events=_env("TOPIC_USER_EVENTS", d.user_events),
+            commands=_env("TOPIC_COMMANDS", d.commands),
+            membership_changes=_env("TOPIC_MEMBERSHIP_CHANGES", d.membership_changes),
+            command_results=_env("TOPIC_COMMAND_RESULTS", d.command_results),
+            dead_letters=_env("TOPIC_DEAD_LETTERS", d.dead_letters),
+            catalog=_env("TOPIC_CATALOG", d.catalog),
+            control=_env("TOPIC_CONTROL", d.control),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    state_dir: Path = Path(".state/worker")
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    admin_jwt_secret: str | None = None
+    app_id: str = "segment-automation"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 8  # user events, control, membership changes, table changelog
+    command_partitions: int = 4
+    replication_factor: int = 1
+    session_timeout_s: float = 30.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        return cls(
+            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
+            state_dir=Path(_env("STATE_DIR", str(d.state_dir))),
+            web_port=int(_env("WEB_PORT", str(d.web_port))),
+            web_host=_env("WEB_HOST", d.web_host),
+            admin_jwt_secret=os.environ.get("ADMIN_JWT_SECRET") or None,
+            app_id=_env("APP_ID", d.app_id),
+            topics=Topics.from_env(),
+            partitions=int(_env("PARTITIONS", str(d.partitions))),
+            command_partitions=int(_env("COMMAND_PARTITIONS", str(d.command_partitions))),
+            replication_factor=int(_env("REPLICATION_FACTOR", str(d.replication_factor))),
+            session_timeout_s=float(_env("BROKER_SESSION_TIMEOUT", str(d.session_timeout_s))),
+            log_level=_env("LOG_LEVEL", d.log_level),
+        )
+
+    def with_(self, **kw: object) -> "Settings":
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.app_id}-users-changelog"

@@ -1,0 +1,25 @@
+"""Edge: run one Faust worker process."""
+
+from __future__ import annotations
+
+import logging
+
+from processor.config import Settings
+from processor.topics import ensure_topics
+
+LEVELS = {"critical": "crit", "warning": "warn"}
+
+
+def run_worker(settings: Settings) -> None:
+    """Ensure topics exist (idempotent), then run the Faust worker until stopped."""
+    import faust
+
+    from processor.app import Processor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ensure_topics(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    proc = Processor(settings)
+    level = LEVELS.get(settings.log_level, settings.log_level)
+    worker = faust.Worker(proc.app, loglevel=level)
+    worker.execute_from_commandline()
