@@ -1,0 +1,233 @@
+"""Test and benchmark harness: real broker, real worker processes, output collectors.
+
+Ships with the code (like structlog's test doubles) so integration tests,
+benchmarks and ops drills share one way of driving the processor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from processor.broker import EmbeddedBroker, free_port
+from processor.client import ContractProducer, TopicReader
+from processor.config import Settings
+from processor.contract.codec import decode_command_result, decode_dead_letter, decode_membership_change
+from processor.contract.models import CommandResult, DeadLetter, MembershipChange
+from processor.topics import ensure_topics
+
+
+def eventually(pred: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1, what: str = "") -> None:
+    """Poll ``pred`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+
+
+class WorkerProcess:
+    """One ``python -m processor worker`` subprocess with its own state dir and web port."""
+
+    def __init__(self, settings: Settings, name: str, log_dir: Path, extra_env: dict[str, str] | None = None):
+        self.settings = settings
+        self.name = name
+        self.web_port = free_port()
+        self.state_dir = log_dir / f"state-{name}"
+        self.log_path = log_dir / f"{name}.log"
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "WorkerProcess":
+        s = self.settings
+        t = s.topics
+        env = dict(
+            os.environ,
+            KAFKA_BOOTSTRAP_SERVERS=s.bootstrap_servers,
+            STATE_DIR=str(self.state_dir),
+            WEB_PORT=str(self.web_port),
+            APP_ID=s.app_id,
+            PARTITIONS=str(s.partitions),
+            COMMAND_PARTITIONS=str(s.command_partitions),
+            BROKER_SESSION_TIMEOUT=str(s.session_timeout_s),
+            TOPIC_USER_EVENTS=t.user_events,
+            TOPIC_COMMANDS=t.commands,
+            TOPIC_MEMBERSHIP_CHANGES=t.membership_changes,
+            TOPIC_COMMAND_RESULTS=t.command_results,
+            TOPIC_DEAD_LETTERS=t.dead_letters,
+            TOPIC_CATALOG=t.catalog,
+            TOPIC_CONTROL=t.control,
+            PYTHONUNBUFFERED="1",
+            **self.extra_env,
+        )
+        out = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "processor", "worker", "-l", "info"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Outputs:
+    """Everything the processor has written, read incrementally from the start."""
+
+    changes: list[MembershipChange] = field(default_factory=list)
+    results: dict[str, CommandResult] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class Cluster:
+    """A broker (embedded or given), topics, N workers and collectors of every output."""
+
+    def __init__(self, work_dir: Path, bootstrap: str | None = None, partitions: int = 8, app_id: str = "sa-test",
+                 session_timeout_s: float = 6.0, topic_suffix: str = "") -> None:
+        self.work_dir = work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = None if bootstrap else EmbeddedBroker(log_path=work_dir / "broker.log")
+        if self.broker:
+            self.broker.start()
+            bootstrap = self.broker.bootstrap
+        from processor.config import Topics
+
+        base = Topics()
+        topics = Topics(**{n: getattr(base, n) + topic_suffix for n in base.__dataclass_fields__})
+        self.settings = Settings(bootstrap_servers=bootstrap or "", partitions=partitions, app_id=app_id,
+                                 topics=topics, session_timeout_s=session_timeout_s, command_partitions=4)
+        ensure_topics(self.settings)
+        self.workers: list[WorkerProcess] = []
+        self.producer = ContractProducer(self.settings.bootstrap_servers, topics)
+        self.out = Outputs()
+        self._readers = {
+            "changes": TopicReader(self.settings.bootstrap_servers, topics.membership_changes),
+            "results": TopicReader(self.settings.bootstrap_servers, topics.command_results),
+            "dlq": TopicReader(self.settings.bootstrap_servers, topics.dead_letters),
+        }
+
+    def start_worker(self, name: str | None = None) -> WorkerProcess:
+        w = WorkerProcess(self.settings, name or f"worker{len(self.workers)}", self.work_dir).start()
+        self.workers.append(w)
+        return w
+
+    def poll(self) -> Outputs:
+        for _, v in self._readers["changes"].poll_batch(timeout=0.05, max_messages=10000):
+            if v is not None:
+                self.out.changes.append(decode_membership_change(v))
+        for _, v in self._readers["results"].poll_batch(timeout=0.05, max_messages=10000):
+            if v is not None:
+                r = decode_command_result(v)
+                self.out.results[r.command_id] = r
+        for _, v in self._readers["dlq"].poll_batch(timeout=0.05, max_messages=10000):
+            if v is not None:
+                self.out.dead_letters.append(decode_dead_letter(v))
+        return self.out
+
+    def wait_results(self, ids: Iterable[str], timeout: float = 60.0) -> dict[str, CommandResult]:
+        want = set(ids)
+        self._wait(lambda: want <= set(self.poll().results), timeout, f"results for {sorted(want)}")
+        return {i: self.out.results[i] for i in want}
+
+    def changes_for(self, site: str) -> list[MembershipChange]:
+        self.poll()
+        return [c for c in self.out.changes if c.site_id == site]
+
+    def _wait(self, pred: Callable[[], bool], timeout: float, what: str) -> None:
+        def check() -> bool:
+            dead = [w for w in self.workers if w.proc is not None and not w.alive]
+            if dead:
+                raise AssertionError(f"worker {dead[0].name} died:\n{dead[0].log_tail()}")
+            return pred()
+
+        eventually(check, timeout, 0.05, what)
+
+    def wait(self, pred: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+        self._wait(lambda: (self.poll() is not None) and pred(), timeout, what)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        for r in self._readers.values():
+            r.close()
+        if self.broker:
+            self.broker.stop()
+
+
+def fold_membership(changes: Iterable[MembershipChange]) -> dict[tuple[str, str], set[str]]:
+    """What a downstream consumer derives: de-duplicate by change_id, apply in order."""
+    seen: set[str] = set()
+    members: dict[tuple[str, str], set[str]] = {}
+    for c in changes:
+        if c.change_id in seen:
+            continue
+        seen.add(c.change_id)
+        group = members.setdefault((c.site_id, c.segment_id), set())
+        if c.change == "ADDED":
+            group.add(c.user_id)
+        else:
+            group.discard(c.user_id)
+    return members
+
+
+_seq = [0]
+
+
+def make_command(site: str, ptype: str, roles: tuple[str, ...] = ("site_admin",), command_id: str | None = None,
+                 **payload: object) -> "Command":
+    """A command with a fresh id; rule payloads may pass ``condition=`` as a dict."""
+    import json as _json
+    import uuid
+
+    from processor.contract.models import Actor, Command
+    from processor.publish import build_payload
+
+    if "condition" in payload and not isinstance(payload["condition"], str):
+        payload["condition_json"] = _json.dumps(payload.pop("condition"))
+    body = build_payload(ptype, dict(payload), "$")
+    return Command(command_id or f"cmd-{uuid.uuid4().hex[:12]}", site, int(time.time() * 1000),
+                   Actor("tester", roles), ptype, body)
+
+
+def make_event(site: str, user: str, etype: str = "USER_CREATED", event_id: str | None = None,
+               **profile: object) -> "UserEvent":
+    import uuid
+
+    from processor.contract.models import UserEvent
+
+    return UserEvent(event_id or f"ev-{uuid.uuid4().hex[:12]}", etype, site, user, int(time.time() * 1000),
+                     dict(profile))  # type: ignore[arg-type]
+
+
+if False:  # pragma: no cover - typing only
+    from processor.contract.models import Command, UserEvent

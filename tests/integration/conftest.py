@@ -1,0 +1,57 @@
+"""Integration fixtures: one embedded broker and one real worker process per session.
+
+Tests share the worker but each uses its own site id, so they never see
+each other's state. Workers are warmed up (every partition of every input
+assigned and consumed) before the first test runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from processor.testing import Cluster, make_command
+
+pytestmark = pytest.mark.integration
+
+
+def warm_up(cluster: Cluster, timeout: float = 90.0) -> None:
+    """Prove every partition of user events and commands is consumed by some worker."""
+    s = cluster.settings
+    for p in range(s.partitions):
+        cluster.producer.raw(s.topics.user_events, b"warmup", b"\x00warmup", partition=p)
+    ids = []
+    for p in range(s.command_partitions):
+        c = make_command(f"warmup-{uuid.uuid4().hex[:6]}", "UpsertSegment", roles=("system",),
+                         segment_id="s", name="warm-up")
+        cluster.producer.raw(s.topics.commands, c.site_id.encode(), __import__(
+            "processor.contract.codec", fromlist=["encode_command"]).encode_command(c), partition=p)
+        ids.append(c.command_id)
+    cluster.producer.flush()
+    cluster.wait(
+        lambda: {d.source_partition for d in cluster.out.dead_letters if d.source_topic == s.topics.user_events}
+        >= set(range(s.partitions)),
+        timeout,
+        "warm-up dead letters from every user-event partition",
+    )
+    cluster.wait_results(ids, timeout)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(Path(tmp_path_factory.mktemp("cluster")))
+    try:
+        c.start_worker("w0")
+        warm_up(c)
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def site() -> str:
+    """A fresh site id per test: tests never share catalog or users."""
+    return f"site-{uuid.uuid4().hex[:10]}"
