@@ -85,8 +85,13 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
     if broker is not None and state_dir.exists():
         shutil.rmtree(state_dir)  # the embedded broker starts empty; so must the tables
     settings = Settings.from_env().with_(bootstrap_servers=bootstrap, state_dir=state_dir)
+    if not os.environ.get("WEB_PORT") and not _port_free(settings.web_port):
+        from processor.broker import free_port
+
+        settings = settings.with_(web_port=free_port())
     ensure_topics(settings)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, STATE_DIR=str(state_dir),
+               WEB_PORT=str(settings.web_port),
                BROKER_SESSION_TIMEOUT=os.environ.get("BROKER_SESSION_TIMEOUT", "6"))
     wlog = open(Path(".state") / "worker.log", "ab") if Path(".state").is_dir() else subprocess.DEVNULL
     worker = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=env,
