@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 def warm_up(cluster: Cluster, timeout: float = 90.0) -> None:
     """Prove every partition of user events and commands is consumed by some worker."""
     s = cluster.settings
+    marker = f"warmup-{uuid.uuid4().hex[:8]}".encode()
     for p in range(s.partitions):
-        cluster.producer.raw(s.topics.user_events, b"warmup", b"\x00warmup", partition=p)
+        cluster.producer.raw(s.topics.user_events, marker, b"\x00warmup", partition=p)
     ids = []
     for p in range(s.command_partitions):
         c = make_command(f"warmup-{uuid.uuid4().hex[:6]}", "UpsertSegment", roles=("system",),
@@ -32,7 +33,7 @@ def warm_up(cluster: Cluster, timeout: float = 90.0) -> None:
         ids.append(c.command_id)
     cluster.producer.flush()
     cluster.wait(
-        lambda: {d.source_partition for d in cluster.out.dead_letters if d.source_topic == s.topics.user_events}
+        lambda: {d.source_partition for d in cluster.out.dead_letters if d.key == marker}
         >= set(range(s.partitions)),
         timeout,
         "warm-up dead letters from every user-event partition",
