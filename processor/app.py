@@ -41,13 +41,14 @@ from processor.contract.codec import (
 )
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
-from processor.membership.engine import Cause, apply_backfill, apply_user_event
-from processor.state.keys import user_key, user_prefix
+from processor.membership.engine import Cause, Outcome, apply_backfill, apply_tick, apply_user_event
+from processor.state.keys import TIMER, parse_timer_key, timer_key, timer_upper_bound, user_key, user_prefix
 from processor.state.user_state import decode_state, encode_state
 
 log = logging.getLogger("processor")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 BACKFILL_CHUNK = 500
+TICK_SECONDS = 5.0  # how often each worker checks its partitions for due time-relative re-evaluations
 
 
 def now_ms() -> int:
@@ -132,6 +133,10 @@ class Processor:
             async for event in stream.events():
                 await self.guard(event.message, self.on_command)
 
+        @app.timer(interval=TICK_SECONDS)
+        async def tick_due_timers() -> None:
+            await self.send_ticks()
+
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
             return web.json({"status": "ok"})
@@ -179,14 +184,27 @@ class Processor:
         raw = self.users.get(key)
         out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms())
         self.count(f"user_events.{out.status}")
+        await self.commit_outcome(key, out)
+
+    async def commit_outcome(self, key: bytes, out: Outcome) -> None:
+        """Write the state (and move its timer) before emitting: both precede the offset commit."""
         if out.dirty:
             self.users[key] = encode_state(out.state)
+        if out.timer is not None:
+            old, new = out.timer
+            if old:
+                self.users.pop(timer_key(old, key), None)
+            if new:
+                self.users[timer_key(new, key)] = b""
         for change in out.changes:
             await self.emit(change)
 
     async def on_control(self, msg: Message) -> None:
         try:
             ctl = json.loads(msg.value)
+            if ctl.get("kind") == "tick":
+                await self.on_tick(msg, int(ctl["at"]))
+                return
             site_id, offset = ctl["site_id"], int(ctl["catalog_offset"])
             segments = [(s, m) for s, m in ctl["segments"]]
             cause = Cause(ctl["cause_kind"], ctl["command_id"], int(ctl["occurred_at"]))
@@ -209,11 +227,8 @@ class Processor:
             active = self.registry.site(site_id).active
             for k, v in chunk:
                 out = apply_backfill(decode_state(v), active, segments, cause, now_ms())
-                if out.dirty:
-                    self.users[k] = encode_state(out.state)
-                for change in out.changes:
-                    changed += 1
-                    await self.emit(change)
+                changed += len(out.changes)
+                await self.commit_outcome(k, out)
             seen += len(chunk)
             if len(chunk) < BACKFILL_CHUNK:
                 break
@@ -224,6 +239,52 @@ class Processor:
             "backfill %s site=%s partition=%d users=%d changes=%d in %.3fs",
             ctl["command_id"], site_id, msg.partition, seen, changed, time.monotonic() - started,
         )
+
+    # ------------------------------------------------------------------ timers
+    def _due(self, partition: int, at: int) -> bool:
+        db = self.users.data._db_for_partition(partition)
+        for k in db.keys(from_key=TIMER):
+            return k.startswith(TIMER) and k < timer_upper_bound(at)
+        return False
+
+    async def send_ticks(self) -> None:
+        """For each owned partition with a timer due, queue a tick behind its pending events."""
+        at = int(time.time())
+        try:
+            owned = {tp.partition for tp in self.app.assignor.assigned_actives()
+                     if tp.topic == self.s.topics.user_events}
+        except Exception:  # noqa: BLE001 - not assigned yet
+            return
+        for p in sorted(owned):
+            if self._due(p, at):
+                body = json.dumps({"kind": "tick", "at": at}).encode()
+                await self.control_out.send(key=b"tick", value=body, partition=p)
+
+    async def on_tick(self, msg: Message, at: int) -> None:
+        db = self.users.data._db_for_partition(msg.partition)
+        bound = timer_upper_bound(at)
+        done = 0
+        while True:
+            keys = []
+            for k in db.keys(from_key=TIMER):
+                if not k.startswith(TIMER) or k >= bound or len(keys) >= BACKFILL_CHUNK:
+                    break
+                keys.append(k)
+            if not keys:
+                break
+            for tk in keys:
+                due, ukey = parse_timer_key(tk)
+                self.users.pop(tk, None)
+                raw = self.users.get(ukey)
+                if not raw:
+                    continue
+                st = decode_state(raw)
+                out = apply_tick(st, self.registry.site(st.site_id).active, due, now_ms())
+                if out.status != "STALE":
+                    done += 1
+                    await self.commit_outcome(ukey, out)
+            await asyncio.sleep(0)
+        self.count("timers.fired", done)
 
     # --------------------------------------------------------------- commands
     async def on_command(self, msg: Message) -> None:

@@ -16,13 +16,31 @@ def is_suspended(profile: Profile) -> bool:
     return is_truthy(profile.get("suspended"))
 
 
-def matching_rules(rules: Sequence[tuple[str, CompiledCondition]], profile: Profile) -> tuple[str, ...]:
-    """Ids of the rules (sorted) whose condition holds for ``profile``."""
-    return tuple(rid for rid, cond in rules if cond.evaluate(profile))
+def matching_rules(
+    rules: Sequence[tuple[str, CompiledCondition]], profile: Profile, now: int | None = None
+) -> tuple[str, ...]:
+    """Ids of the rules (sorted) whose condition holds for ``profile`` at ``now`` (epoch s)."""
+    return tuple(rid for rid, cond in rules if cond.evaluate(profile, now))
 
 
-def desired(active: ActiveRules, segment_id: str, profile: Profile, deleted: bool) -> tuple[str, ...]:
+def desired(
+    active: ActiveRules, segment_id: str, profile: Profile, deleted: bool, now: int | None = None
+) -> tuple[str, ...]:
     """Matched rule ids of a managed segment; empty means "not a member"."""
     if deleted or segment_id not in active or is_suspended(profile):
         return ()
-    return matching_rules(active[segment_id], profile)
+    return matching_rules(active[segment_id], profile, now)
+
+
+def next_check(active: ActiveRules, profile: Profile, deleted: bool, now: int) -> int:
+    """Earliest instant after ``now`` at which a managed rule may flip with time alone (0: never)."""
+    if deleted:
+        return 0
+    best = 0
+    for rules in active.values():
+        for _, cond in rules:
+            if cond.time_relative:
+                t = cond.next_transition(profile, now)
+                if t is not None and (best == 0 or t < best):
+                    best = t
+    return best

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from processor.catalog.commands import REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
-from processor.membership.decide import ActiveRules, desired
+from processor.membership.decide import ActiveRules, desired, next_check
 from processor.membership.profile import merge_profile
 from processor.state.user_state import Fact, UserState
 
@@ -41,8 +41,9 @@ class Cause:
 class Outcome:
     state: UserState
     changes: list[MembershipChange]
-    status: str  # APPLIED | REPLAYED | DUPLICATE
+    status: str  # APPLIED | REPLAYED | DUPLICATE | STALE
     dirty: bool  # state must be written back
+    timer: tuple[int, int] | None = None  # (old, new) next_check_at when it moved
 
 
 def change_id(cause_id: str, site_id: str, segment_id: str, user_id: str, change: str, prev: str) -> str:
@@ -97,7 +98,7 @@ def reconcile(
         elif seg not in active:  # not managed (now): frozen, never touched
             continue
         else:
-            matched = desired(active, seg, st.profile, st.deleted)
+            matched = desired(active, seg, st.profile, st.deleted, now_ms // 1000)
         want = bool(matched)
         if want != current:
             kind = "ADDED" if want else "REMOVED"
@@ -125,9 +126,8 @@ def apply_user_event(
     st.last_offset = offset
     st.remember_event(ev.event_id)
     cause = Cause(ev.event_type, ev.event_id, ev.occurred_at)
-    segments = set(active) | {s for s, f in st.facts.items() if f.member and s in active}
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in segments), cause, now_ms)
-    return Outcome(st, changes, APPLIED, dirty=True)
+    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms)
+    return Outcome(st, changes, APPLIED, dirty=True, timer=reschedule(st, active, now_ms))
 
 
 def apply_backfill(
@@ -136,5 +136,29 @@ def apply_backfill(
     """Re-evaluate a stored user for a command's segments."""
     before = {s: f.change_id for s, f in st.facts.items()}
     changes = reconcile(st, active, segments, cause, now_ms)
-    dirty = any(before.get(c.segment_id) != c.change_id for c in changes)
-    return Outcome(st, changes, APPLIED, dirty=dirty)
+    timer = reschedule(st, active, now_ms)
+    dirty = timer is not None or any(before.get(c.segment_id) != c.change_id for c in changes)
+    return Outcome(st, changes, APPLIED, dirty=dirty, timer=timer)
+
+
+def reschedule(st: UserState, active: ActiveRules, now_ms: int) -> tuple[int, int] | None:
+    """Recompute when time alone may change this user's membership; (old, new) if it moved."""
+    old = st.next_check_at
+    st.next_check_at = next_check(active, st.profile, st.deleted, now_ms // 1000)
+    return None if old == st.next_check_at else (old, st.next_check_at)
+
+
+def time_cause(due: int) -> Cause:
+    """The deterministic cause of a time-triggered re-evaluation (same due => same ids)."""
+    return Cause("TIME_ELAPSED", f"time:{due}", due * 1000)
+
+
+def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int) -> Outcome:
+    """Re-evaluate a user whose timer fell due; a timer the state no longer expects is stale."""
+    if st.next_check_at != due:
+        return Outcome(st, _reissue(st, time_cause(due).cause_id), "STALE", dirty=False)
+    # evaluate at max(now, due): a tick may run a little before the wall clock passes `due`
+    eval_ms = max(now_ms, due * 1000)
+    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), time_cause(due), eval_ms)
+    timer = reschedule(st, active, eval_ms)
+    return Outcome(st, changes, APPLIED, dirty=True, timer=timer)

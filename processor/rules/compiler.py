@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -33,10 +34,23 @@ Profile = Mapping[str, Any]
 
 
 class Node:
+    """A compiled condition node. ``now`` is epoch seconds (only time-relative leaves read it)."""
+
     __slots__ = ()
 
-    def evaluate(self, profile: Profile) -> bool:  # pragma: no cover - abstract
+    def evaluate(self, profile: Profile, now: int = 0) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def explain(self, profile: Profile, now: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def next_transition(self, profile: Profile, now: int) -> int | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _min(values: Any) -> int | None:
+    found = [v for v in values if v is not None]
+    return min(found) if found else None
 
 
 class All(Node):
@@ -45,8 +59,15 @@ class All(Node):
     def __init__(self, children: list[Node]) -> None:
         self.children = tuple(children)
 
-    def evaluate(self, profile: Profile) -> bool:
-        return all(c.evaluate(profile) for c in self.children)
+    def evaluate(self, profile: Profile, now: int = 0) -> bool:
+        return all(c.evaluate(profile, now) for c in self.children)
+
+    def explain(self, profile: Profile, now: int) -> dict[str, Any]:
+        kids = [c.explain(profile, now) for c in self.children]
+        return {"all": kids, "result": all(k["result"] for k in kids)}
+
+    def next_transition(self, profile: Profile, now: int) -> int | None:
+        return _min(c.next_transition(profile, now) for c in self.children)
 
 
 class Any_(Node):
@@ -55,8 +76,15 @@ class Any_(Node):
     def __init__(self, children: list[Node]) -> None:
         self.children = tuple(children)
 
-    def evaluate(self, profile: Profile) -> bool:
-        return any(c.evaluate(profile) for c in self.children)
+    def evaluate(self, profile: Profile, now: int = 0) -> bool:
+        return any(c.evaluate(profile, now) for c in self.children)
+
+    def explain(self, profile: Profile, now: int) -> dict[str, Any]:
+        kids = [c.explain(profile, now) for c in self.children]
+        return {"any": kids, "result": any(k["result"] for k in kids)}
+
+    def next_transition(self, profile: Profile, now: int) -> int | None:
+        return _min(c.next_transition(profile, now) for c in self.children)
 
 
 class Not(Node):
@@ -65,27 +93,63 @@ class Not(Node):
     def __init__(self, child: Node) -> None:
         self.child = child
 
-    def evaluate(self, profile: Profile) -> bool:
-        return not self.child.evaluate(profile)
+    def evaluate(self, profile: Profile, now: int = 0) -> bool:
+        return not self.child.evaluate(profile, now)
+
+    def explain(self, profile: Profile, now: int) -> dict[str, Any]:
+        kid = self.child.explain(profile, now)
+        return {"not": kid, "result": not kid["result"]}
+
+    def next_transition(self, profile: Profile, now: int) -> int | None:
+        return self.child.next_transition(profile, now)
 
 
 class Leaf(Node):
-    __slots__ = ("field", "op", "value", "case_sensitive", "on_missing", "_test", "_datetime")
+    """``field op value``. ``field_type`` tells indexes which semantics the operator has."""
 
-    def __init__(self, field: FieldSpec, op: Operator, value: Any, case_sensitive: bool, on_missing: bool) -> None:
+    __slots__ = ("field", "field_type", "op", "value", "raw_value", "case_sensitive", "on_missing",
+                 "uses_now", "_test", "_transition", "_datetime")
+
+    def __init__(self, field: FieldSpec, op: Operator, value: Any, raw_value: Any, case_sensitive: bool,
+                 on_missing: bool) -> None:
         self.field = field.name
+        self.field_type = field.type
         self.op = op.name
         self.value = value
+        self.raw_value = raw_value
         self.case_sensitive = case_sensitive
         self.on_missing = on_missing
-        self._test = op.test
+        self.uses_now = op.uses_now
+        self._test = op.impl(field.type).test
+        self._transition = op.transition
         self._datetime = field.type is FieldType.DATETIME
 
-    def evaluate(self, profile: Profile) -> bool:
+    def _missing(self, actual: Any) -> bool:
+        return actual is None or (self._datetime and as_epoch(actual) is None)
+
+    def evaluate(self, profile: Profile, now: int = 0) -> bool:
         actual = profile.get(self.field)
         if actual is None or (self._datetime and as_epoch(actual) is None):
             return self.on_missing
+        if self.uses_now:
+            return self._test(actual, self.value, self.case_sensitive, now)
         return self._test(actual, self.value, self.case_sensitive)
+
+    def explain(self, profile: Profile, now: int) -> dict[str, Any]:
+        actual = profile.get(self.field)
+        out: dict[str, Any] = {"field": self.field, "op": self.op}
+        if self.raw_value is not None:
+            out["value"] = self.raw_value
+        out["actual"] = actual
+        out["missing"] = self._missing(actual)
+        out["result"] = self.evaluate(profile, now)
+        return out
+
+    def next_transition(self, profile: Profile, now: int) -> int | None:
+        if self._transition is None:
+            return None
+        ts = as_epoch(profile.get(self.field))
+        return None if ts is None else self._transition(ts, self.value, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +157,24 @@ class CompiledCondition:
     root: Node
     fields: frozenset[str]
     nodes: int
+    time_relative: bool = False
 
-    def evaluate(self, profile: Profile) -> bool:
-        return self.root.evaluate(profile)
+    def evaluate(self, profile: Profile, now: int | None = None) -> bool:
+        return self.root.evaluate(profile, _now(now) if self.time_relative else 0)
+
+    def explain(self, profile: Profile, now: int | None = None) -> dict[str, Any]:
+        """The evaluation tree: every node's result and the profile values leaves read."""
+        return self.root.explain(profile, _now(now))
+
+    def next_transition(self, profile: Profile, now: int | None = None) -> int | None:
+        """Earliest instant after ``now`` at which the result may change with time alone."""
+        if not self.time_relative:
+            return None
+        return self.root.next_transition(profile, _now(now))
+
+
+def _now(now: int | None) -> int:
+    return int(time.time()) if now is None else int(now)
 
 
 def _suggest(word: str, choices: list[str]) -> str | None:
@@ -109,6 +188,7 @@ class _Compiler:
         self.errors: list[RuleError] = []
         self.nodes = 0
         self.fields: set[str] = set()
+        self.time_relative = False
 
     def fail(self, code: str, message: str, path: str, suggestion: str | None = None) -> None:
         self.errors.append(RuleError(code, message, path, suggestion))
@@ -216,18 +296,57 @@ class _Compiler:
         if op.takes_value and "value" not in tree:
             self.fail("INVALID_VALUE", f"operator {opname!r} needs a \"value\"", f"{path}.value")
             return None
+        if not op.takes_value and "value" in tree:
+            self.fail("INVALID_VALUE", f"operator {opname!r} takes no value; remove \"value\"", f"{path}.value")
+            return None
+        raw = tree.get("value")
         try:
-            value = op.prepare(tree.get("value"), spec, cs, f"{path}.value")
+            value = op.impl(spec.type).prepare(raw, spec, cs, f"{path}.value")
         except RuleError as err:
             self.errors.append(err)
             return None
-        return Leaf(spec, op, value, cs, on_missing)
+        if op.uses_now:
+            self.time_relative = True
+        return Leaf(spec, op, value, raw, cs, on_missing)
+
+
+MAX_JSON_CHARS = 64 * 1024
+
+
+def _json_depth(text: str) -> int:
+    """Bracket nesting depth of JSON text (strings skipped), without recursion."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
 
 
 def parse_condition_json(text: str) -> Any:
+    """JSON text -> tree; bounded in size and nesting before the JSON parser sees it."""
+    if len(text) > MAX_JSON_CHARS:
+        raise CompileError([RuleError("INVALID_CONDITION",
+                                      f"condition_json is longer than {MAX_JSON_CHARS} characters", "$")])
+    # a condition level is at most an object plus a list: 2 brackets per level (+ values)
+    if _json_depth(text) > 2 * MAX_DEPTH + 4:
+        raise CompileError([RuleError("INVALID_CONDITION",
+                                      f"condition is nested deeper than {MAX_DEPTH} levels", "$")])
     try:
         return json.loads(text)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise CompileError([RuleError("INVALID_CONDITION", f"condition_json is not valid JSON: {exc}", "$")]) from None
 
 
@@ -238,4 +357,5 @@ def compile_condition(condition: str | Any, resolver: FieldResolver) -> Compiled
     root = comp.node(tree, "$", 1)
     if comp.errors or root is None:
         raise CompileError(comp.errors or [RuleError("INVALID_CONDITION", "empty condition", "$")])
-    return CompiledCondition(root=root, fields=frozenset(comp.fields), nodes=comp.nodes)
+    return CompiledCondition(root=root, fields=frozenset(comp.fields), nodes=comp.nodes,
+                             time_relative=comp.time_relative)
