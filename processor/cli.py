@@ -123,6 +123,57 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
 
 
 @main.group()
+def rules() -> None:
+    """Rule language tools (offline: no broker needed)."""
+
+
+@rules.command("eval")
+@click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="JSON list of custom profile fields [{shortname, datatype, options}].")
+def rules_eval(catalog_path: Path | None) -> None:
+    """Evaluate JSON lines {"condition", "profile", "now"?, "explain"?} from stdin, one result per line."""
+    import json
+
+    from processor.errors import ProcessorError
+    from processor.rules.offline import evaluate_lines, load_catalog
+
+    try:
+        fields = load_catalog(json.loads(catalog_path.read_text()) if catalog_path else [])
+    except (ProcessorError, ValueError) as err:
+        raise click.ClickException(f"catalog: {err}") from None
+    for out in evaluate_lines(sys.stdin, fields):
+        click.echo(out)
+
+
+@rules.command("validate")
+@click.argument("condition")
+@click.option("--catalog", "catalog_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None)
+def rules_validate(condition: str, catalog_path: Path | None) -> None:
+    """Compile CONDITION (JSON tree or text form); print the canonical JSON or the errors."""
+    import json
+
+    from processor.rules.compiler import compile_condition
+    from processor.rules.exceptions import CompileError, RuleError
+    from processor.rules.offline import load_catalog
+    from processor.rules.text import condition_from_any, to_text
+
+    fields = load_catalog(json.loads(catalog_path.read_text()) if catalog_path else [])
+    try:
+        tree = condition_from_any(condition)
+        compile_condition(tree, fields)
+    except CompileError as err:
+        for e in err.errors:
+            click.echo(f"{e.code} at {e.path}: {e.message}", err=True)
+        sys.exit(1)
+    except RuleError as e:
+        click.echo(f"{e.code} at {e.path}: {e.message}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(tree))
+    click.echo(to_text(tree))
+
+
+@main.group()
 def changes() -> None:
     """Membership changes output."""
 

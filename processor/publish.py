@@ -46,8 +46,17 @@ DEFAULTS: dict[str, Any] = {"options": [], "enabled": True, "remove_members": Fa
 
 def build_payload(ptype: str, body: dict[str, Any], path: str) -> dict[str, Any]:
     body = dict(body)
-    if "condition" in body:
-        body["condition_json"] = json.dumps(body.pop("condition"))
+    if "condition" in body:  # a JSON tree, or the readable text form
+        cond = body.pop("condition")
+        if isinstance(cond, str):
+            from processor.rules.exceptions import RuleError
+            from processor.rules.text import condition_from_any
+
+            try:
+                cond = condition_from_any(cond)
+            except RuleError as err:
+                raise ProcessorError(err.code, err.message, f"{path}.condition{err.path[1:]}") from None
+        body["condition_json"] = json.dumps(cond)
     payload = {}
     for f in PAYLOAD_FIELDS[ptype]:
         if f in body:

@@ -240,7 +240,7 @@ def test_unknown_operator_with_suggestion():
     ("department", "is_checked", None),
     ("department", "before", 100),
     ("profile_field_score", "contains", "1"),
-    ("profile_field_score", "equals", "1"),
+    ("profile_field_score", "starts_with", "1"),
     ("lastlogin", "gt", 5),
     ("suspended", "equals", "1"),
     ("profile_field_mentor", "is_empty", None),

@@ -85,12 +85,14 @@ def test_menu_offers_equality_and_membership():
 
 
 def test_checkbox_number_datetime_operator_sets():
-    """Checkbox gets is_checked/is_not_checked, number lt..gte, datetime before/after; no text ops."""
+    """Checkbox gets is_checked/is_not_checked, number lt..gte, datetime before/after; no substring ops."""
     assert {"is_checked", "is_not_checked"} <= set(operators_for(FieldType.CHECKBOX))
     assert {"lt", "lte", "gt", "gte"} <= set(operators_for(FieldType.NUMBER))
     assert {"before", "after"} <= set(operators_for(FieldType.DATETIME))
     for ftype in (FieldType.CHECKBOX, FieldType.NUMBER, FieldType.DATETIME):
-        assert not set(operators_for(ftype)) & {"equals", "contains", "starts_with", "in"}
+        assert not set(operators_for(ftype)) & {"contains", "starts_with", "ends_with", "not_contains"}
+    assert not set(operators_for(FieldType.CHECKBOX)) & {"equals", "in", "lt", "before"}
+    assert not set(operators_for(FieldType.DATETIME)) & {"lt", "gt", "is_checked"}
 
 
 def test_operators_for_is_sorted():
