@@ -122,6 +122,50 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
     return found
 
 
+@main.command()
+@click.option("--emit", "mode", type=click.Choice(["diff", "snapshot"]), default="diff", show_default=True,
+              help="diff: only changes vs the output topic; snapshot: also ADDED for every member.")
+@click.option("--run-id", default=None, help="Fixed id (default: derived from the input end offsets).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def rebuild(mode: str, run_id: str | None, as_json: bool) -> None:
+    """Rebuild all membership state from the input topics (stop every worker first)."""
+    import json
+
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    from processor.rebuild import RebuildError, run_rebuild
+
+    class RateColumn(ProgressColumn):
+        def render(self, task):  # type: ignore[no-untyped-def]
+            return Text(f"{task.speed or 0:,.0f}/s")
+
+    s = Settings.from_env()
+    cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            RateColumn(), TimeRemainingColumn()]
+    try:
+        with Progress(*cols, transient=as_json) as progress:
+            report = run_rebuild(s, mode, run_id, progress=progress)
+    except RebuildError as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        d = report.as_dict()
+        click.echo(f"rebuild {d['run_id']}: {d['events']} events ({d['skipped_invalid']} invalid), "
+                   f"{d['users']} users, {d['changes']} changes {d['by_change']} in {d['seconds']}s "
+                   f"({d['events_per_second']} events/s)")
+
+
+@main.command("export")
+def export_cmd() -> None:
+    """Print every stored user (profile + managed memberships) as sorted JSON lines."""
+    from processor.rebuild import export_state
+
+    for line in export_state(Settings.from_env()):
+        click.echo(line)
+
+
 @main.group()
 def rules() -> None:
     """Rule language tools (offline: no broker needed)."""

@@ -215,8 +215,9 @@ def apply(cat: SiteCatalog, cmd: Command) -> None:
         for rid in [r.rule_id for r in cat.rules.values() if r.segment_id == p["segment_id"]]:
             del cat.rules[rid]
     elif t in ("EnableSegmentAutomation", "DisableSegmentAutomation"):
-        seg = cat.segments[p["segment_id"]]
-        cat.segments[seg.segment_id] = Segment(seg.segment_id, seg.name, t == "EnableSegmentAutomation")
+        seg = cat.segments.get(p["segment_id"])
+        if seg is not None:  # accepted against this catalog; defensive for replays of an odd log
+            cat.segments[seg.segment_id] = Segment(seg.segment_id, seg.name, t == "EnableSegmentAutomation")
     elif t in ("CreateRule", "UpdateRule"):
         cat.rules[p["rule_id"]] = Rule(p["rule_id"], p["segment_id"], p["name"], p["condition_json"],
                                        bool(p["enabled"]))

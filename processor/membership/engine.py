@@ -49,8 +49,9 @@ class Outcome:
 def change_id(cause_id: str, site_id: str, segment_id: str, user_id: str, change: str, prev: str) -> str:
     h = hashlib.blake2b(digest_size=16)
     for part in (cause_id, site_id, segment_id, user_id, change, prev):
-        h.update(part.encode())
-        h.update(b"\x00")
+        raw = part.encode()
+        h.update(len(raw).to_bytes(4, "big"))  # length-prefixed: no two part lists collide
+        h.update(raw)
     return h.hexdigest()
 
 

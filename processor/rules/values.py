@@ -7,6 +7,7 @@ default (Moodle admins type "Sales " and "sales" and mean the same thing).
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 TRUE_STRINGS = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -52,7 +53,7 @@ def as_number(actual: Any) -> float | None:
 def as_epoch(actual: Any) -> int | None:
     """A datetime profile value (epoch seconds); 0 and non-numbers mean unset (Moodle)."""
     num = as_number(actual)
-    if num is None or num == 0:
+    if num is None or num == 0 or not math.isfinite(num):
         return None
     return int(num)
 

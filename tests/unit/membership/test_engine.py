@@ -18,8 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.catalog.commands import REMOVE_ALL, RECONCILE
+from processor.catalog.commands import apply as apply_command
+from processor.catalog.commands import decide
+from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_membership_change
-from processor.contract.models import UserEvent
+from processor.contract.models import Actor, Command, UserEvent
 from processor.membership.engine import (
     APPLIED,
     DUPLICATE,
@@ -30,7 +33,7 @@ from processor.membership.engine import (
 )
 from processor.rules.compiler import compile_condition
 from processor.rules.fields import StaticFields
-from processor.state.user_state import Fact, UserState
+from processor.state.user_state import Fact, UserState, decode_state, encode_state
 
 SITE, USER = "site-a", "u-1"
 FIELDS = StaticFields()
@@ -440,6 +443,24 @@ def test_reenable_reconciles_frozen_members():
     assert summary(out.changes) == [("sales", "REMOVED")]
 
 
+def test_backfill_survives_non_finite_datetime_in_stored_profile():
+    """A profile stored while no rule read its datetime field may hold NaN (a legal Avro double); a later
+    backfill for a rule on that field must evaluate it (not a member) instead of raising, since a raise
+    aborts the backfill of every remaining user in the partition."""
+    st = stored_user({"department": "Sales", "lastlogin": float("nan")})
+    active = {"inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 1_600_000_000})),)}
+    out = apply_backfill(st, active, [("inactive", RECONCILE)], Cause("RULE_CREATED", "cmd-1", 1), 1)
+    assert out.changes == []
+
+
+def test_user_event_with_non_finite_datetime_is_processed():
+    """A user event carrying lastlogin = Infinity is applied (stored, evaluated) without raising."""
+    active = {**ACTIVE, "inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 10})),)}
+    out = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales", "lastlogin": float("inf")}),
+                           0, active, 1)
+    assert summary(out.changes) == [("sales", "ADDED")]
+
+
 # ------------------------------------------------------- membership invariant
 
 _patch = st.fixed_dictionaries({}, optional={
@@ -521,8 +542,6 @@ def test_property_membership_follows_rules(steps):
 
 def test_fact_round_trip_through_state_keeps_replay_bytes():
     """Replays from a decoded stored state re-emit the same bytes (facts keep every change field)."""
-    from processor.state.user_state import decode_state, encode_state
-
     e1 = ev("e1", "USER_CREATED", {"department": "Sales", "country": "DE"})
     first = apply_user_event(None, e1, 1, ACTIVE, 123)
     restored = decode_state(encode_state(first.state))
@@ -540,3 +559,84 @@ def test_facts_record_last_change(fact_member):
     assert f.member is fact_member
     assert f.change == ("ADDED" if fact_member else "REMOVED")
     assert f.cause_id == ("e1" if fact_member else "e2")
+
+
+# ------------------------------------------- catalog + engine (pure end to end)
+
+def _cmd(cid: str, payload_type: str, **payload) -> Command:
+    return Command(cid, SITE, 7_000, Actor("adm", ("site_admin",)), payload_type, payload)
+
+
+def _run(cat: SiteCatalog, cmd: Command):
+    d = decide(cat, cmd, SITE)
+    assert d.accepted, (d.code, d.message)
+    apply_command(cat, cmd)
+    return d
+
+
+def _site_with_team_rule() -> SiteCatalog:
+    cat = SiteCatalog(SITE)
+    _run(cat, _cmd("c1", "UpsertProfileField", shortname="team", name="Team", datatype="TEXT", options=[]))
+    _run(cat, _cmd("c2", "UpsertSegment", segment_id="sales", name="Sales"))
+    _run(cat, _cmd("c3", "EnableSegmentAutomation", segment_id="sales"))
+    _run(cat, _cmd("c4", "CreateRule", rule_id="r-dept", segment_id="sales", name="dept", enabled=True,
+                   condition_json=json.dumps({"field": "department", "op": "equals", "value": "Sales"})))
+    _run(cat, _cmd("c5", "CreateRule", rule_id="r-team", segment_id="sales", name="team", enabled=True,
+                   condition_json=json.dumps({"field": "profile_field_team", "op": "equals", "value": "red"})))
+    return cat
+
+
+def _backfill(st: UserState, cat: SiteCatalog, decision, cid: str):
+    plan = decision.backfill
+    return apply_backfill(st, cat.active, plan.segments, Cause(plan.cause_kind, cid, 7_000), 8_000)
+
+
+def test_profile_field_deleted_removes_members_only_that_rule_justified():
+    """Deleting a custom field breaks its rule: members it alone justified are REMOVED (PROFILE_FIELD_DELETED),
+    members another rule still matches stay."""
+    cat = _site_with_team_rule()
+    only_team = apply_user_event(None, ev("e1", "USER_CREATED", {"profile_field_team": "Red"}), 0,
+                                 cat.active, 1).state
+    both = apply_user_event(None, ev("e2", "USER_CREATED", {"profile_field_team": "Red", "department": "Sales"},
+                                     user="u-2"), 0, cat.active, 1).state
+    assert only_team.is_member("sales") and both.is_member("sales")
+
+    d = _run(cat, _cmd("c6", "DeleteProfileField", shortname="team"))
+    out1 = _backfill(only_team, cat, d, "c6")
+    out2 = _backfill(both, cat, d, "c6")
+    assert [(c.change, c.cause_kind, c.cause_id) for c in out1.changes] == [
+        ("REMOVED", "PROFILE_FIELD_DELETED", "c6")]
+    assert out2.changes == []
+    assert cat.rule_status("r-team") == "broken"
+
+
+def test_disable_with_remove_members_end_to_end():
+    """DisableSegmentAutomation(remove_members) removes every member with cause SEGMENT_AUTOMATION_DISABLED."""
+    cat = _site_with_team_rule()
+    st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, cat.active, 1).state
+    d = _run(cat, _cmd("c6", "DisableSegmentAutomation", segment_id="sales", remove_members=True))
+    out = _backfill(st, cat, d, "c6")
+    assert [(c.change, c.cause_kind) for c in out.changes] == [("REMOVED", "SEGMENT_AUTOMATION_DISABLED")]
+
+
+def test_disable_freezes_then_reenable_reconciles_end_to_end():
+    """While disabled nothing changes for the segment; re-enabling reconciles against the current rules."""
+    cat = _site_with_team_rule()
+    st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, cat.active, 1).state
+    d = _run(cat, _cmd("c6", "DisableSegmentAutomation", segment_id="sales", remove_members=False))
+    assert d.backfill is None
+    out = apply_user_event(st, ev("e2", "USER_UPDATED", {"department": "HR"}), 1, cat.active, 2)
+    assert out.changes == [] and out.state.is_member("sales")
+    d = _run(cat, _cmd("c7", "EnableSegmentAutomation", segment_id="sales"))
+    out = _backfill(out.state, cat, d, "c7")
+    assert [(c.change, c.cause_kind) for c in out.changes] == [("REMOVED", "SEGMENT_AUTOMATION_ENABLED")]
+
+
+def test_delete_segment_end_to_end():
+    """DeleteSegment emits REMOVED (cause SEGMENT_DELETED) for its members so downstream unenrols."""
+    cat = _site_with_team_rule()
+    st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, cat.active, 1).state
+    d = _run(cat, _cmd("c6", "DeleteSegment", segment_id="sales"))
+    out = _backfill(st, cat, d, "c6")
+    assert [(c.segment_id, c.change, c.cause_kind) for c in out.changes] == [
+        ("sales", "REMOVED", "SEGMENT_DELETED")]

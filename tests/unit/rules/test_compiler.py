@@ -417,3 +417,44 @@ def test_property_compiled_conditions_never_raise(profile):
     assert isinstance(cond.evaluate(profile), bool)
     for c in _CONDITIONS:
         assert isinstance(compile_condition(c, FIELDS).evaluate(profile), bool)
+
+
+# ------------------------------------------------------------- compiler fuzz
+
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                          st.text(max_size=6),
+                          st.sampled_from(["department", "equals", "in", "profile_field_team", "Red", "all"]))
+_json = st.recursive(
+    _json_scalars,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4),
+        st.dictionaries(st.sampled_from(["all", "any", "not", "field", "op", "value", "missing",
+                                         "case_sensitive", "x"]), kids, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tree=_json)
+def test_fuzz_compiler_only_raises_compile_error(tree):
+    """Any JSON tree (as a tree or as text) either compiles or raises CompileError with coded errors."""
+    for cond in (tree, json.dumps(tree)):
+        try:
+            compiled = compile_condition(cond, FIELDS)
+        except CompileError as err:
+            assert err.errors
+            assert all(e.code and e.code.isupper() and e.message for e in err.errors)
+            assert all(e.path.startswith("$") for e in err.errors)
+        else:
+            assert isinstance(compiled.evaluate({}), bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=60))
+def test_fuzz_compiler_random_text(text):
+    """Random condition_json text compiles or raises CompileError, never anything else."""
+    try:
+        compile_condition(text, FIELDS)
+    except CompileError as err:
+        assert err.code

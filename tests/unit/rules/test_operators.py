@@ -434,3 +434,20 @@ def test_property_datetime_is_empty_negation(actual, present):
 def test_property_none_of_negates_any_of(profile, values):
     """none_of is exactly the negation of any_of."""
     assert check("interests", "none_of", values, profile) is (not check("interests", "any_of", values, profile))
+
+
+# ------------------------------------------------- non-finite datetime values
+
+
+@pytest.mark.parametrize("actual", [float("nan"), float("inf"), float("-inf"), "NaN", "inf"],
+                         ids=["nan", "inf", "-inf", "str-NaN", "str-inf"])
+def test_datetime_non_finite_value_does_not_raise(actual):
+    """A profile datetime holding NaN/Infinity (a legal Avro double, or such a string) is no valid epoch:
+    every datetime operator returns a bool instead of raising, so one odd profile cannot break events
+    or backfills; NaN is neither before nor after any instant."""
+    profile = {"lastlogin": actual}
+    for op, value in [("before", T0), ("after", T0), ("is_empty", _NO_VALUE), ("is_not_empty", _NO_VALUE)]:
+        assert isinstance(check("lastlogin", op, value, profile), bool), op
+    if actual != actual or actual == "NaN":  # NaN
+        assert check("lastlogin", "before", T0, profile) is False
+        assert check("lastlogin", "after", T0, profile) is False

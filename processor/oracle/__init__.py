@@ -1,0 +1,41 @@
+"""Correctness oracle for tests and benchmarks (pure Python: no faust, no Kafka).
+
+* :mod:`processor.oracle.workload` -- deterministic, seeded workloads: catalog
+  setup, rules, user events and interleaved rule changes as one ordered list
+  of steps (``("command", Command)`` / ``("event", UserEvent)``).
+* :mod:`processor.oracle.oracle` -- the membership every consumer must end up
+  with, computed from the *final* catalog and the *final* profiles only.
+* :mod:`processor.oracle.checker` -- folds membership changes as a consumer
+  would and reports every difference from the oracle.
+* :mod:`processor.oracle.simulate` -- drives the processor's own pure engine
+  over a workload in memory (an end-to-end cross-check without a broker).
+
+Typical use::
+
+    from processor.oracle import generate, expected_membership, check
+
+    wl = generate(seed=7, n_events=3000)
+    ...  # feed wl.steps to the processor (or to simulate.run_engine)
+    report = check(changes, expected_membership(wl.steps))
+    assert report.ok, str(report)
+"""
+
+from processor.oracle.checker import Difference, Report, check
+from processor.oracle.oracle import Folded, OracleError, expected_membership, fold, membership
+from processor.oracle.workload import COMMAND, EVENT, Step, Workload, generate
+
+__all__ = [
+    "COMMAND",
+    "EVENT",
+    "Difference",
+    "Folded",
+    "OracleError",
+    "Report",
+    "Step",
+    "Workload",
+    "check",
+    "expected_membership",
+    "fold",
+    "generate",
+    "membership",
+]
