@@ -86,6 +86,7 @@ class Processor:
             # After kill -9 the local RocksDB can be ahead of the changelog; the engine is
             # replay-safe (it re-emits, never skips), so keep the local state and go on.
             recovery_consistency_check=False,
+            **({"producer_max_batch_size": 1} if "tansu" in settings.broker_quirks else {}),
         )
         t = settings.topics
         self.registry = CatalogRegistry()

@@ -85,8 +85,12 @@ class CatalogLog:
             await self._advanced.wait_for(lambda: self.registry.applied_offset >= offset)
 
     async def end_offset(self) -> int:
+        """The log end: the larger of ListOffsets and the last fetch's high watermark
+        (tansu under-reports ListOffsets after a multi-record batch)."""
         assert self._consumer is not None
-        return (await self._consumer.end_offsets([self.tp]))[self.tp]
+        listed = (await self._consumer.end_offsets([self.tp]))[self.tp]
+        fetched = self._consumer.highwater(self.tp) or 0
+        return max(listed, fetched)
 
     async def catch_up(self) -> None:
         """Fold everything written to the log before this call."""

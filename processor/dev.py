@@ -92,6 +92,7 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
     ensure_topics(settings)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, STATE_DIR=str(state_dir),
                WEB_PORT=str(settings.web_port),
+               **({"BROKER_QUIRKS": "tansu"} if broker is not None else {}),
                BROKER_SESSION_TIMEOUT=os.environ.get("BROKER_SESSION_TIMEOUT", "6"))
     wlog = open(Path(".state") / "worker.log", "ab") if Path(".state").is_dir() else subprocess.DEVNULL
     worker = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=env,

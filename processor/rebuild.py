@@ -67,42 +67,44 @@ def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
     })
 
 
-def read_partition(bootstrap: str, topic: str, partition: int,
-                   on_batch: Callable[[int], None] | None = None,
-                   end: list[int] | None = None) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of ``topic[partition]`` from the start to the end seen when reading.
+def read_topic(bootstrap: str, topic: str, parts: list[int] | None = None,
+               on_batch: Callable[[int], None] | None = None,
+               ends: dict[int, int] | None = None) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """(partition, offset, key, value) of a topic from the start to the end seen while reading.
 
-    Reads until the partition-EOF event rather than to a ListOffsets end: the test broker
-    reports the base offset of the last batch + 1 as its high watermark. ``end`` (a
-    one-element list) receives the offset after the last record read.
+    One consumer for all partitions; each partition is read in order. Reads until every
+    partition's EOF event rather than to ListOffsets ends: the test broker reports the base
+    offset of the last batch + 1 as its high watermark. ``ends`` receives, per partition,
+    the offset after the last record read.
     """
     c = _consumer(bootstrap)
-    nxt = 0
     try:
-        c.assign([TopicPartition(topic, partition, 0)])
+        if parts is None:
+            parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        pending = set(parts)
+        nxt = {p: 0 for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
         idle = 0
-        while True:
-            msgs = c.consume(5000, 1.0)
+        while pending:
+            msgs = c.consume(5000, 0.5)
             if not msgs:
                 idle += 1
-                if idle >= 3:  # no EOF event within 3 s: treat as end (empty or silent partition)
-                    return
+                if idle >= 10:  # no EOF event within ~5 s: treat silent partitions as done
+                    break
                 continue
             idle = 0
-            eof = False
             for m in msgs:
                 if m.error():
-                    eof = eof or m.error().code() == KafkaError._PARTITION_EOF
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard(m.partition())
                     continue
-                nxt = m.offset() + 1
-                yield m.offset(), m.key(), m.value()
+                nxt[m.partition()] = m.offset() + 1
+                yield m.partition(), m.offset(), m.key(), m.value()
             if on_batch:
                 on_batch(len(msgs))
-            if eof:
-                return
     finally:
-        if end is not None:
-            end[:] = [nxt]
+        if ends is not None and parts is not None:
+            ends.update(nxt)
         c.close()
 
 
@@ -115,13 +117,10 @@ def partitions(bootstrap: str, topic: str) -> list[int]:
 
 
 def read_ends(bootstrap: str, topic: str) -> dict[int, int]:
-    """Offset after the last record of each partition, by reading it (see read_partition)."""
-    ends = {}
-    for p in partitions(bootstrap, topic):
-        box = [0]
-        for _ in read_partition(bootstrap, topic, p, end=box):
-            pass
-        ends[p] = box[0]
+    """Offset after the last record of each partition, by reading it (see read_topic)."""
+    ends: dict[int, int] = {}
+    for _ in read_topic(bootstrap, topic, ends=ends):
+        pass
     return ends
 
 
@@ -152,7 +151,7 @@ def ensure_group_idle(s: Settings) -> None:
 
 def load_registry(s: Settings) -> CatalogRegistry:
     reg = CatalogRegistry()
-    for off, _, value in read_partition(s.bootstrap_servers, s.topics.catalog, 0):
+    for _, off, _, value in read_topic(s.bootstrap_servers, s.topics.catalog, [0]):
         if value is not None:
             try:
                 reg.apply_entry(off, CatalogEntry.decode(value))
@@ -164,15 +163,14 @@ def load_registry(s: Settings) -> CatalogRegistry:
 def read_published(s: Settings) -> dict[tuple[str, str], dict[str, MembershipChange]]:
     """Last published change per (site, user) and segment, from the output topic."""
     out: dict[tuple[str, str], dict[str, MembershipChange]] = {}
-    for p in partitions(s.bootstrap_servers, s.topics.membership_changes):
-        for _, _, value in read_partition(s.bootstrap_servers, s.topics.membership_changes, p):
-            if value is None:
-                continue
-            try:
-                ch = decode_membership_change(value)
-            except ContractError:
-                continue
-            out.setdefault((ch.site_id, ch.user_id), {})[ch.segment_id] = ch
+    for _, _, _, value in read_topic(s.bootstrap_servers, s.topics.membership_changes):
+        if value is None:
+            continue
+        try:
+            ch = decode_membership_change(value)
+        except ContractError:
+            continue
+        out.setdefault((ch.site_id, ch.user_id), {})[ch.segment_id] = ch
     return out
 
 
@@ -188,23 +186,20 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
     task = progress.add_task("reading user events", total=sum(hint.values())) if progress else None
     states: dict[bytes, tuple[int, UserState]] = {}
     ends: dict[int, int] = {}
-    for p in sorted(hint):
-        box = [0]
-        for off, key, value in read_partition(
-            s.bootstrap_servers, s.topics.user_events, p,
-            on_batch=(lambda n: progress.advance(task, n)) if progress else None, end=box,
-        ):
-            report.events += 1
-            try:
-                ev = decode_user_event(key, value)
-            except ContractError:
-                report.skipped_invalid += 1  # already dead-lettered by the live workers
-                continue
-            k = user_key(ev.site_id, ev.user_id)
-            prev = states.get(k)
-            out = apply_user_event(prev[1] if prev else None, ev, off, {}, now_ms)
-            states[k] = (p, out.state)
-        ends[p] = box[0]
+    for p, off, key, value in read_topic(
+        s.bootstrap_servers, s.topics.user_events, sorted(hint),
+        on_batch=(lambda n: progress.advance(task, n)) if progress else None, ends=ends,
+    ):
+        report.events += 1
+        try:
+            ev = decode_user_event(key, value)
+        except ContractError:
+            report.skipped_invalid += 1  # already dead-lettered by the live workers
+            continue
+        k = user_key(ev.site_id, ev.user_id)
+        prev = states.get(k)
+        out = apply_user_event(prev[1] if prev else None, ev, off, {}, now_ms)
+        states[k] = (p, out.state)
     if run_id is None:
         basis = json.dumps([sorted(ends.items()), registry.applied_offset])
         report.run_id = run_id = hashlib.blake2b(basis.encode(), digest_size=6).hexdigest()
@@ -273,10 +268,9 @@ async def _commit_async(s: Settings, offsets: dict[str, dict[int, int]], timeout
 def export_state(s: Settings) -> list[str]:
     """Sorted JSON lines of every stored user (from the table changelog): profile and memberships."""
     latest: dict[bytes, bytes | None] = {}
-    for p in partitions(s.bootstrap_servers, s.changelog_topic):
-        for _, key, value in read_partition(s.bootstrap_servers, s.changelog_topic, p):
-            if key is not None and key.startswith(b"U"):
-                latest[key] = value
+    for _, _, key, value in read_topic(s.bootstrap_servers, s.changelog_topic):
+        if key is not None and key.startswith(b"U"):
+            latest[key] = value
     lines = []
     for key, value in latest.items():
         if not value:

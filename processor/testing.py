@@ -65,6 +65,7 @@ class WorkerProcess:
             TOPIC_CATALOG=t.catalog,
             TOPIC_CONTROL=t.control,
             PYTHONUNBUFFERED="1",
+            BROKER_QUIRKS=",".join(sorted(s.broker_quirks)),
             **self.extra_env,
         )
         out = open(self.log_path, "ab")
@@ -125,7 +126,8 @@ class Cluster:
         base = Topics()
         topics = Topics(**{n: getattr(base, n) + topic_suffix for n in base.__dataclass_fields__})
         self.settings = Settings(bootstrap_servers=bootstrap or "", partitions=partitions, app_id=app_id,
-                                 topics=topics, session_timeout_s=session_timeout_s, command_partitions=4)
+                                 topics=topics, session_timeout_s=session_timeout_s, command_partitions=4,
+                                 broker_quirks=frozenset({"tansu"}) if self.broker else frozenset())
         ensure_topics(self.settings)
         self.workers: list[WorkerProcess] = []
         self.producer = ContractProducer(self.settings.bootstrap_servers, topics)

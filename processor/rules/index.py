@@ -97,7 +97,7 @@ def _casefold(text: str) -> str:
 
 def _leaf_postings(leaf: Leaf) -> tuple[frozenset[tuple[int, str, Any]], float] | None:
     """(postings, cost) of an indexable leaf, or None. Lower cost = more selective."""
-    if False:
+    if leaf.on_missing:
         return None
     op, ftype, value, field = leaf.op, leaf.field_type, leaf.value, leaf.field
     fold = _casefold if leaf.case_sensitive else None
