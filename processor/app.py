@@ -42,13 +42,27 @@ from processor.contract.codec import (
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
 from processor.membership.engine import Cause, Outcome, apply_backfill, apply_tick, apply_user_event
-from processor.state.keys import TIMER, parse_timer_key, timer_key, timer_upper_bound, user_key, user_prefix
+from processor.state.keys import (
+    TIMER,
+    member_key,
+    parse_timer_key,
+    timer_key,
+    timer_upper_bound,
+    user_key,
+    user_prefix,
+)
 from processor.state.user_state import decode_state, encode_state
 
 log = logging.getLogger("processor")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 BACKFILL_CHUNK = 500
 TICK_SECONDS = 5.0  # how often each worker checks its partitions for due time-relative re-evaluations
+
+
+def member_value(change: MembershipChange) -> bytes:
+    """Members-tab entry: since when, and which rules matched."""
+    return json.dumps({"since": change.emitted_at, "rules": list(change.matched_rule_ids),
+                       "cause": change.cause_kind}, separators=(",", ":")).encode()
 
 
 def now_ms() -> int:
@@ -104,8 +118,49 @@ class Processor:
             key_type=bytes,  # bytes => Faust's "raw" serializer for store and changelog
             value_type=bytes,
         )
+        self.commands_out = self.app.topic(t.commands, **RAW)
         self.counters: dict[str, int] = {}
+        self.log = log
+        from processor.metrics import Metrics
+
+        self.metrics = Metrics()
         self._wire()
+        self._install_api()
+
+    def _install_api(self) -> None:
+        from aiohttp import web as aioweb
+
+        from processor.api.auth import AuthConfig
+        from processor.web import Api
+
+        auth = AuthConfig(secret=self.s.admin_jwt_secret, public_key=self.s.admin_jwt_public_key)
+        self.api = Api(self, auth)
+        aio = self.app.web.web_app
+        self.api.install(aio)
+
+        async def metrics(request: aioweb.Request) -> aioweb.Response:
+            self._update_gauges()
+            return aioweb.Response(body=self.metrics.render(), content_type="text/plain")
+
+        async def openapi(request: aioweb.Request) -> aioweb.Response:
+            from processor.api.openapi import spec
+
+            return aioweb.json_response(spec())
+
+        aio.router.add_get("/metrics", metrics)
+        aio.router.add_get("/openapi.json", openapi)
+
+    def _update_gauges(self) -> None:
+        self.metrics.catalog_offset.set(self.registry.applied_offset)
+        try:
+            consumer = self.app.consumer
+            for tp in self.app.assignor.assigned_actives():
+                hw = consumer.highwater(tp)
+                pos = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
+                if hw is not None and pos is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos - 1))
+        except Exception:  # noqa: BLE001 - metrics must never fail a scrape
+            pass
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -164,12 +219,14 @@ class Processor:
 
     async def dead_letter(self, msg: Message, code: str, error: str) -> None:
         self.count(f"dead_letters.{code}")
+        self.metrics.dead_letters.labels(code).inc()
         log.warning("dead-letter %s[%d]@%d %s: %s", msg.topic, msg.partition, msg.offset, code, error)
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
         await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
 
     async def emit(self, change: MembershipChange) -> None:
         self.count(f"changes.{change.change}")
+        self.metrics.changes.labels(change.change, change.cause_kind).inc()
         await self.changes_out.send(
             key=f"{change.site_id}:{change.user_id}".encode(), value=encode_membership_change(change)
         )
@@ -179,6 +236,7 @@ class Processor:
         if msg.topic == self.s.topics.control:
             await self.on_control(msg)
             return
+        started = time.perf_counter()
         ev = decode_user_event(msg.key, msg.value)
         site = self.registry.site(ev.site_id)
         key = user_key(ev.site_id, ev.user_id)
@@ -186,6 +244,8 @@ class Processor:
         out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms())
         self.count(f"user_events.{out.status}")
         await self.commit_outcome(key, out)
+        self.metrics.events.labels(ev.event_type, out.status).inc()
+        self.metrics.evaluation.observe(time.perf_counter() - started)
 
     async def commit_outcome(self, key: bytes, out: Outcome) -> None:
         """Write the state (and move its timer) before emitting: both precede the offset commit."""
@@ -198,6 +258,11 @@ class Processor:
             if new:
                 self.users[timer_key(new, key)] = b""
         for change in out.changes:
+            mkey = member_key(change.site_id, change.segment_id, change.user_id)
+            if change.change == "ADDED":
+                self.users[mkey] = member_value(change)
+            else:
+                self.users.pop(mkey, None)
             await self.emit(change)
 
     async def on_control(self, msg: Message) -> None:
@@ -236,6 +301,7 @@ class Processor:
             start = chunk[-1][0] + b"\x00"
             await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
         self.count("backfill.users", seen)
+        self.metrics.backfill_users.inc(seen)
         log.info(
             "backfill %s site=%s partition=%d users=%d changes=%d in %.3fs",
             ctl["command_id"], site_id, msg.partition, seen, changed, time.monotonic() - started,
@@ -286,6 +352,7 @@ class Processor:
                     await self.commit_outcome(ukey, out)
             await asyncio.sleep(0)
         self.count("timers.fired", done)
+        self.metrics.timers.inc(done)
 
     # --------------------------------------------------------------- commands
     async def on_command(self, msg: Message) -> None:
@@ -311,6 +378,7 @@ class Processor:
         await self.catalog.wait_for(md.offset)
         rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
         self.count(f"commands.{rec.status}")
+        self.metrics.commands.labels(rec.status, rec.code or "").inc()
         if rec.catalog_offset == md.offset:
             await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
         await self.publish_result(cmd.site_id, rec)

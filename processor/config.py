@@ -48,6 +48,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     admin_jwt_secret: str | None = None
+    admin_jwt_public_key: str | None = None  # PEM (EdDSA or RS256); takes precedence over the secret
     app_id: str = "segment-automation"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 8  # user events, control, membership changes, table changelog
@@ -69,6 +70,7 @@ class Settings:
             web_port=int(_env("WEB_PORT", str(d.web_port))),
             web_host=_env("WEB_HOST", d.web_host),
             admin_jwt_secret=os.environ.get("ADMIN_JWT_SECRET") or None,
+            admin_jwt_public_key=os.environ.get("ADMIN_JWT_PUBLIC_KEY") or None,
             app_id=_env("APP_ID", d.app_id),
             topics=Topics.from_env(),
             partitions=int(_env("PARTITIONS", str(d.partitions))),

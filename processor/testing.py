@@ -23,6 +23,9 @@ from processor.contract.models import CommandResult, DeadLetter, MembershipChang
 from processor.topics import ensure_topics
 
 
+TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
+
+
 def eventually(pred: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1, what: str = "") -> None:
     """Poll ``pred`` until true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -66,6 +69,7 @@ class WorkerProcess:
             TOPIC_CONTROL=t.control,
             PYTHONUNBUFFERED="1",
             BROKER_QUIRKS=",".join(sorted(s.broker_quirks)),
+            ADMIN_JWT_SECRET=s.admin_jwt_secret or "",
             **self.extra_env,
         )
         out = open(self.log_path, "ab")
@@ -73,6 +77,10 @@ class WorkerProcess:
             [sys.executable, "-m", "processor", "worker", "-l", "info"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
         return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     @property
     def alive(self) -> bool:
@@ -127,7 +135,8 @@ class Cluster:
         topics = Topics(**{n: getattr(base, n) + topic_suffix for n in base.__dataclass_fields__})
         self.settings = Settings(bootstrap_servers=bootstrap or "", partitions=partitions, app_id=app_id,
                                  topics=topics, session_timeout_s=session_timeout_s, command_partitions=4,
-                                 broker_quirks=frozenset({"tansu"}) if self.broker else frozenset())
+                                 broker_quirks=frozenset({"tansu"}) if self.broker else frozenset(),
+                                 admin_jwt_secret=TEST_JWT_SECRET)
         ensure_topics(self.settings)
         self.workers: list[WorkerProcess] = []
         self.producer = ContractProducer(self.settings.bootstrap_servers, topics)

@@ -56,7 +56,9 @@ class EngineRun:
     replays: int = 0
 
 
-def run_engine(steps: Iterable[Step], *, wire: bool = True, replay_rate: float = 0.0, seed: int = 0) -> EngineRun:
+def run_engine(
+    steps: Iterable[Step], *, wire: bool = True, replay_rate: float = 0.0, seed: int = 0
+) -> EngineRun:
     """Drive the engine over ``steps`` and collect every change it emits, in order."""
     run = EngineRun()
     rng = random.Random(seed)
@@ -109,7 +111,9 @@ def run_engine(steps: Iterable[Step], *, wire: bool = True, replay_rate: float =
                     emit(out.changes)
         elif kind == EVENT:
             src: UserEvent = item  # type: ignore[assignment]
-            ev = decode_user_event(user_event_key(src.site_id, src.user_id), encode_user_event(src)) if wire else src
+            ev = src
+            if wire:
+                ev = decode_user_event(user_event_key(src.site_id, src.user_id), encode_user_event(src))
             key = (ev.site_id, ev.user_id)
             passes = 2 if replay_rate and rng.random() < replay_rate else 1
             run.replays += passes - 1

@@ -95,7 +95,8 @@ DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: occurred_at / issu
 
 # (shortname, name, datatype, options, options that may be added later)
 CUSTOM_FIELDS: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("track", "Study track", "MENU", ("Undergraduate", "Postgraduate", "Staff", "Alumni"), ("Visiting", "Doctoral")),
+    ("track", "Study track", "MENU", ("Undergraduate", "Postgraduate", "Staff", "Alumni"),
+     ("Visiting", "Doctoral")),
     ("campus", "Campus", "MENU", ("North", "South", "East", "West", "Online"), ("Downtown",)),
     ("employer", "Employer", "TEXT", (), ()),
     ("jobtitle", "Job title", "TEXT", (), ()),
@@ -111,7 +112,8 @@ SEGMENT_NAMES = (
     ("remote", "Remote learners"), ("alumni-network", "Alumni network"),
 )
 RESERVED_SEGMENT = ("library", "Library users (managed by hand)")
-DEPARTMENTS = ("Sales", "Engineering", "Marketing", "Finance", "Human Resources", "Support", "Research", "Legal")
+DEPARTMENTS = ("Sales", "Engineering", "Marketing", "Finance", "Human Resources", "Support", "Research",
+               "Legal")
 LANGS = ("en", "fr", "de", "es", "pt_br")
 AUTHS = ("manual", "ldap", "oauth2", "saml2")
 TIMEZONES = ("99", "Europe/London", "Europe/Paris", "America/New_York", "Asia/Tokyo")
@@ -649,7 +651,8 @@ class _Generator:
         elif kind in ("disable_remove", "disable_freeze"):
             seg = r.choice(managed)
             remove = kind == "disable_remove"
-            self._command(site, "DisableSegmentAutomation", {"segment_id": seg.segment_id, "remove_members": remove})
+            self._command(site, "DisableSegmentAutomation",
+                          {"segment_id": seg.segment_id, "remove_members": remove})
             seg.managed, seg.frozen = False, not remove
             if not remove:
                 due = index + r.randint(5, max(10, self.n_events // 4))
@@ -661,7 +664,8 @@ class _Generator:
         elif kind == "rename_segment":  # keeps its automation state
             seg = r.choice(list(site.segments.values()))
             seg.name = f"{seg.name.split(' (')[0]} ({self.fake.word()})"
-            self._command(site, "UpsertSegment", {"segment_id": seg.segment_id, "name": seg.name}, actor=SYSTEM)
+            self._command(site, "UpsertSegment", {"segment_id": seg.segment_id, "name": seg.name},
+                          actor=SYSTEM)
         elif kind == "add_option":
             f = r.choice(menus)
             f.options.append(f.extra.pop(0))
@@ -744,8 +748,8 @@ class _Generator:
         elif kind == "duplicate_rule":
             rule = r.choice(list(site.rules.values()))
             target = seg or site.segments[rule.segment_id]
-            self._command(site, "CreateRule", self._rule_payload(rule.rule_id, target, self._condition(site), True),
-                          "DUPLICATE_RULE")
+            payload = self._rule_payload(rule.rule_id, target, self._condition(site), True)
+            self._command(site, "CreateRule", payload, "DUPLICATE_RULE")
         elif kind == "not_managed":
             target = r.choice([s for s in site.segments.values() if not s.managed])
             rid = self._new_rule_id(site)
@@ -777,7 +781,8 @@ class _Generator:
                                 {"field": "interests", "op": "contains", "value": "chess"}))
                 code = "INVALID_OPERATOR"
             else:
-                bad, code = r.choice(({"all": []}, {"field": "city"}, {"any": [good], "op": "x"})), "INVALID_CONDITION"
+                bad = r.choice(({"all": []}, {"field": "city"}, {"any": [good], "op": "x"}))
+                code = "INVALID_CONDITION"
             cond = {"all": [good, bad]} if code != "INVALID_CONDITION" else bad
             rid = self._new_rule_id(site)
             if code == "INVALID_CONDITION" and r.random() < 0.3:
@@ -826,7 +831,8 @@ class _Generator:
         else:
             profile = {}
         self.n_ev += 1
-        ev = UserEvent(f"{self.prefix}-e{self.n_ev:06d}", etype, site.site_id, user.user_id, self._tick(), profile)
+        ev = UserEvent(f"{self.prefix}-e{self.n_ev:06d}", etype, site.site_id, user.user_id, self._tick(),
+                       profile)
         self.steps.append((EVENT, ev))
         user.applied.append(ev)
         user.exists = etype != "USER_DELETED"
@@ -904,13 +910,15 @@ def generate(
     """
     if sites < 1 or users_per_site < 1 or n_events < 0 or rule_changes < 0:
         raise ValueError("sites and users_per_site must be >= 1; n_events and rule_changes >= 0")
+    if invalid_commands is None:
+        invalid_commands = max(1, rule_changes // 8)
+    if duplicate_commands is None:
+        duplicate_commands = max(1, rule_changes // 15)
     params = dict(seed=seed, n_events=n_events, sites=sites, users_per_site=users_per_site,
                   rule_changes=rule_changes, segments_per_site=segments_per_site,
                   initial_rules_per_segment=initial_rules_per_segment, duplicate_rate=duplicate_rate,
                   delete_rate=delete_rate, suspend_rate=suspend_rate,
-                  invalid_commands=max(1, rule_changes // 8) if invalid_commands is None else invalid_commands,
-                  duplicate_commands=(max(1, rule_changes // 15) if duplicate_commands is None
-                                      else duplicate_commands),
+                  invalid_commands=invalid_commands, duplicate_commands=duplicate_commands,
                   structural_changes=structural_changes, site_prefix=site_prefix, start_ms=start_ms)
     gen = _Generator(seed, n_events, sites, users_per_site, rule_changes, segments_per_site,
                      initial_rules_per_segment, duplicate_rate, delete_rate, suspend_rate,

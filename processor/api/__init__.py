@@ -1,0 +1,1 @@
+"""Admin/query API: authentication, authorization and request validation (pure)."""

@@ -1,0 +1,17 @@
+"""HTTP-facing errors: an HTTP status plus the machine code, path and message."""
+
+from __future__ import annotations
+
+from processor.errors import ProcessorError
+
+
+class ApiError(ProcessorError):
+    def __init__(self, status: int, code: str, message: str, path: str | None = None) -> None:
+        super().__init__(code, message, path or "")
+        self.status = status
+
+    def body(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.path:
+            out["path"] = self.path
+        return out

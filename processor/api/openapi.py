@@ -1,0 +1,117 @@
+"""OpenAPI 3.1 description of the admin API (served at /openapi.json, copied to docs/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": desc}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    return out
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    names = {400: "Invalid request", 401: "Missing, invalid or expired token",
+             403: "Wrong site or role", 404: "Not found", 413: "Body too large",
+             422: "Rule or request rejected by validation", 503: "A worker is unavailable; retry"}
+    return {str(c): _resp(names[c], ERROR) for c in codes}
+
+
+SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+SEGMENT = {"name": "segment", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+RULE = {"name": "rule", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+DRY = {"name": "dry_run", "in": "query", "required": False, "schema": {"type": "string", "enum": ["true", "false"]}}
+ACCEPTED = _resp("Command queued", {"$ref": "#/components/schemas/Accepted"})
+DRYRUN = _resp("Validation result (dry run)", {"$ref": "#/components/schemas/Validation"})
+STD = _errors(400, 401, 403)
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Segment automation admin API", "version": "1.0.0",
+                 "description": "Served by every worker. Reads gather from all workers; writes are commands."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/sites/{site}/segments": {"get": {
+                "summary": "Segments with member and rule counts", "parameters": [SITE],
+                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(503)}}},
+            "/sites/{site}/segments/{segment}/automation": {"post": {
+                "summary": "Enable or disable automation of a segment", "parameters": [SITE, SEGMENT, DRY],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["enabled"], "properties": {
+                        "enabled": {"type": "boolean"}, "remove_members": {"type": "boolean"}}}}}},
+                "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+            "/sites/{site}/segments/{segment}/members": {"get": {
+                "summary": "Members of a segment (cursor pagination, sorted by user id)",
+                "parameters": [SITE, SEGMENT,
+                               {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                               {"name": "limit", "in": "query",
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {"200": _resp("A page", {"$ref": "#/components/schemas/MembersPage"}),
+                              **STD, **_errors(404, 503)}}},
+            "/sites/{site}/rules": {
+                "get": {"summary": "Rules with status (enabled, disabled, broken + why)", "parameters": [SITE],
+                        "responses": {"200": _resp("Rules", {"type": "object"}), **STD}},
+                "post": {"summary": "Create a rule (or validate with ?dry_run=true)", "parameters": [SITE, DRY],
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
+                         "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+            "/sites/{site}/rules/preview": {"post": {
+                "summary": "Who a candidate rule would add/remove (nothing changes)", "parameters": [SITE],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["segment_id", "condition"], "properties": {
+                        "segment_id": {"type": "string"}, "rule_id": {"type": "string"},
+                        "condition": {"type": ["object", "string"]}}}}}},
+                "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 503)}}},
+            "/sites/{site}/rules/{rule}": {
+                "put": {"summary": "Update a rule", "parameters": [SITE, RULE, DRY],
+                        "requestBody": {"required": True, "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
+                        "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}},
+                "delete": {"summary": "Delete a rule", "parameters": [SITE, RULE, DRY],
+                           "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422)}}},
+            "/sites/{site}/commands/{command}": {"get": {
+                "summary": "Outcome of a command (PENDING until processed)",
+                "parameters": [SITE, {"name": "command", "in": "path", "required": True,
+                                      "schema": {"type": "string"}}],
+                "responses": {"200": _resp("Status", {"type": "object"}), **STD}}},
+            "/sites/{site}/users/{user}/segments": {"get": {
+                "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
+                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(404, 503)}}},
+            "/sites/{site}/users/{user}/segments/{segment}/explain": {"get": {
+                "summary": "Why is (or isn't) this user in this segment: every rule's evaluation tree",
+                "parameters": [SITE, USER, SEGMENT],
+                "responses": {"200": _resp("Explanation", {"type": "object"}), **STD, **_errors(404, 503)}}},
+            "/healthz": {"get": {"security": [], "responses": {"200": _resp("Alive")}}},
+            "/readyz": {"get": {"security": [], "responses": {"200": _resp("Ready"), "503": _resp("Not ready")}}},
+            "/metrics": {"get": {"security": [], "responses": {"200": _resp("Prometheus metrics")}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}}},
+                "Accepted": {"type": "object", "required": ["command_id", "status", "poll"], "properties": {
+                    "command_id": {"type": "string"}, "status": {"const": "PENDING"}, "poll": {"type": "string"}}},
+                "Validation": {"type": "object", "required": ["valid", "errors"], "properties": {
+                    "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "object"}}}},
+                "RuleBody": {"type": "object", "required": ["segment_id", "condition"], "properties": {
+                    "rule_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "segment_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "name": {"type": "string"},
+                    "condition": {"type": ["object", "string"], "description": "JSON tree or text form"},
+                    "enabled": {"type": "boolean"}}},
+                "MembersPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
+                    "members": {"type": "array", "items": {"type": "object", "properties": {
+                        "user_id": {"type": "string"}, "since": {"type": ["integer", "null"]},
+                        "matched_rule_ids": {"type": "array", "items": {"type": "string"}}}}},
+                    "next_cursor": {"type": ["string", "null"]}}},
+            },
+        },
+    }

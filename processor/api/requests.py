@@ -1,0 +1,90 @@
+"""Validate API request bodies into command payloads (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from processor.api.errors import ApiError
+from processor.rules.exceptions import RuleError
+
+MAX_LIMIT = 500
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_BODY", "request body must be a JSON object", "$")
+    return body
+
+
+def _str(body: dict[str, Any], key: str, required: bool = True, default: str | None = None) -> str:
+    v = body.get(key, default)
+    if v is None and not required:
+        return ""
+    if not isinstance(v, str) or not v.strip() or len(v) > 255:
+        raise ApiError(400, "INVALID_FIELD", f"{key} must be a non-empty string (max 255)", f"$.{key}")
+    return v
+
+
+def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    v = body.get(key, default)
+    if not isinstance(v, bool):
+        raise ApiError(400, "INVALID_FIELD", f"{key} must be true or false", f"$.{key}")
+    return v
+
+
+def condition_tree(body: dict[str, Any]) -> Any:
+    """``condition`` as a JSON tree or the text form."""
+    if "condition" not in body:
+        raise ApiError(400, "INVALID_FIELD", "condition is required (JSON tree or text form)", "$.condition")
+    cond = body["condition"]
+    if isinstance(cond, str):
+        from processor.rules.text import condition_from_any
+
+        try:
+            return condition_from_any(cond)
+        except RuleError as err:
+            raise ApiError(422, err.code, err.message, "$.condition" + err.path[1:]) from None
+    if not isinstance(cond, dict):
+        raise ApiError(400, "INVALID_CONDITION", "condition must be an object or a string", "$.condition")
+    return cond
+
+
+def rule_payload(body: Any, rule_id: str | None = None) -> dict[str, Any]:
+    """Body of create/update -> CreateRule/UpdateRule payload (condition_json serialized)."""
+    b = require_object(body)
+    extra = set(b) - {"rule_id", "segment_id", "name", "condition", "enabled"}
+    if extra:
+        raise ApiError(400, "INVALID_FIELD", f"unknown field {sorted(extra)[0]!r}", f"$.{sorted(extra)[0]}")
+    rid = rule_id or _str(b, "rule_id")
+    if rule_id and "rule_id" in b and b["rule_id"] != rule_id:
+        raise ApiError(400, "INVALID_FIELD", "rule_id in the body must match the URL", "$.rule_id")
+    return {
+        "rule_id": rid,
+        "segment_id": _str(b, "segment_id"),
+        "name": _str(b, "name", required=False, default=rid) or rid,
+        "condition_json": json.dumps(condition_tree(b), separators=(",", ":")),
+        "enabled": _bool(b, "enabled", True),
+    }
+
+
+def automation_payload(body: Any) -> tuple[str, dict[str, Any]]:
+    b = require_object(body)
+    enabled = _bool(b, "enabled", True) if "enabled" in b else None
+    if enabled is None:
+        raise ApiError(400, "INVALID_FIELD", "enabled (true/false) is required", "$.enabled")
+    if enabled:
+        return "EnableSegmentAutomation", {}
+    return "DisableSegmentAutomation", {"remove_members": _bool(b, "remove_members", False)}
+
+
+def page_limit(raw: str | None, default: int = 50) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ApiError(400, "INVALID_PARAMETER", "limit must be an integer", "$query.limit") from None
+    if not 1 <= n <= MAX_LIMIT:
+        raise ApiError(400, "INVALID_PARAMETER", f"limit must be between 1 and {MAX_LIMIT}", "$query.limit")
+    return n

@@ -1,0 +1,442 @@
+"""Edge: the admin/query HTTP API on each worker's Faust web server.
+
+Reads come from the in-memory catalog (identical on every worker) and from
+the RocksDB user table, which is partitioned across workers: member lists,
+counts, user lookups and previews gather from every worker (found through
+Faust's assignor metadata) via internal endpoints that require the same
+bearer token. Writes are commands on the commands topic, so Kafka stays the
+single source of truth; they answer 202 with a URL to poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web as aioweb
+
+from processor.api.auth import READ, WRITE_CATALOG, WRITE_RULES, AuthConfig, authenticate, authorize
+from processor.api.errors import ApiError
+from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
+from processor.catalog.model import SiteCatalog
+from processor.contract.codec import encode_command
+from processor.contract.models import Actor, Command
+from processor.membership.decide import desired, is_suspended
+from processor.rules.compiler import compile_condition
+from processor.rules.exceptions import CompileError
+from processor.state.keys import USER, member_prefix, parse_member_key, user_key, user_prefix
+from processor.state.user_state import decode_state
+
+if TYPE_CHECKING:
+    from processor.app import Processor
+
+Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+PREVIEW_SAMPLE = 20
+
+
+def _json(body: Any, status: int = 200) -> aioweb.Response:
+    return aioweb.json_response(body, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+
+def _cursor_encode(user: str) -> str:
+    return base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
+
+
+def _cursor_decode(raw: str | None) -> str:
+    if not raw:
+        return ""
+    if not raw.replace("-", "").replace("_", "").isalnum():
+        raise ApiError(400, "INVALID_PARAMETER", "cursor is not valid; use next_cursor from a previous page",
+                       "$query.cursor")
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_PARAMETER", "cursor is not valid; use next_cursor from a previous page",
+                       "$query.cursor") from None
+
+
+class Api:
+    def __init__(self, proc: "Processor", auth: AuthConfig) -> None:
+        self.proc = proc
+        self.auth = auth
+        self._session: aiohttp.ClientSession | None = None
+
+    # ----------------------------------------------------------------- plumbing
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        s = "/sites/{site}"
+        return [
+            ("GET", f"{s}/segments", self.list_segments),
+            ("POST", f"{s}/segments/{{segment}}/automation", self.set_automation),
+            ("GET", f"{s}/segments/{{segment}}/members", self.list_members),
+            ("GET", f"{s}/rules", self.list_rules),
+            ("POST", f"{s}/rules", self.create_rule),
+            ("POST", f"{s}/rules/preview", self.preview),
+            ("PUT", f"{s}/rules/{{rule}}", self.update_rule),
+            ("DELETE", f"{s}/rules/{{rule}}", self.delete_rule),
+            ("GET", f"{s}/commands/{{command}}", self.command_status),
+            ("GET", f"{s}/users/{{user}}/segments", self.user_segments),
+            ("GET", f"{s}/users/{{user}}/segments/{{segment}}/explain", self.explain),
+            ("GET", "/internal" + s + "/segments/{segment}/members", self.local_members),
+            ("GET", "/internal" + s + "/counts", self.local_counts),
+            ("GET", "/internal" + s + "/users/{user}", self.local_user),
+            ("POST", "/internal" + s + "/preview", self.local_preview),
+        ]
+
+    def install(self, aio_app: aioweb.Application) -> None:
+        for method, path, handler in self.routes():
+            aio_app.router.add_route(method, path, self._wrap(handler))
+
+    def _wrap(self, handler: Handler) -> Handler:
+        async def run(request: aioweb.Request) -> aioweb.StreamResponse:
+            started = time.perf_counter()
+            try:
+                resp = await handler(request)
+            except ApiError as err:
+                resp = _json(err.body(), err.status)
+            except aioweb.HTTPException:
+                raise
+            except Exception as exc:  # noqa: BLE001 - never a bare 500 page
+                self.proc.log.exception("api error on %s %s", request.method, request.path)
+                resp = _json({"code": "INTERNAL", "message": f"{type(exc).__name__}"}, 500)
+            self.proc.metrics.observe_api(request.method, handler.__name__, resp.status,
+                                          time.perf_counter() - started)
+            return resp
+
+        run.__name__ = handler.__name__
+        return run
+
+    def principal(self, request: aioweb.Request, action: str) -> Any:
+        p = authenticate(request.headers, self.auth)
+        authorize(p, request.match_info["site"], action)
+        return p
+
+    async def body(self, request: aioweb.Request) -> Any:
+        if request.content_length and request.content_length > 256 * 1024:
+            raise ApiError(413, "BODY_TOO_LARGE", "request body is larger than 256 KiB")
+        try:
+            return await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "INVALID_JSON", "request body is not valid JSON", "$") from None
+
+    def site(self, request: aioweb.Request) -> SiteCatalog:
+        return self.proc.registry.site(request.match_info["site"])
+
+    async def peers(self) -> list[str]:
+        """Base URLs of every worker owning user-table partitions (this one included)."""
+        try:
+            meta = self.proc.app.router.table_metadata(self.proc.users.name)
+            urls = sorted({str(u).rstrip("/") for u in meta})
+        except Exception:  # noqa: BLE001 - not assigned yet
+            urls = []
+        me = str(self.proc.app.conf.canonical_url).rstrip("/")
+        return urls or [me]
+
+    async def gather(self, request: aioweb.Request, method: str, path: str,
+                     payload: Any = None) -> list[Any]:
+        """Call an internal endpoint on every worker; a worker that fails makes the answer 503."""
+        me = str(self.proc.app.conf.canonical_url).rstrip("/")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+
+        async def one(base: str) -> Any:
+            if base == me:
+                return await self._local(method, path, request, payload)
+            async with self._session.request(method, base + path, headers=headers, json=payload) as r:
+                if r.status != 200:
+                    raise ApiError(503, "WORKER_UNAVAILABLE", f"worker {base} answered {r.status}; retry")
+                return await r.json()
+
+        try:
+            return list(await asyncio.gather(*(one(b) for b in await self.peers())))
+        except aiohttp.ClientError as exc:
+            raise ApiError(503, "WORKER_UNAVAILABLE", f"a worker could not be reached ({exc}); retry") from None
+
+    async def _local(self, method: str, path: str, request: aioweb.Request, payload: Any) -> Any:
+        # direct call of the local handler's logic (no HTTP round trip to ourselves)
+        from yarl import URL
+
+        url = URL(path)
+        parts = url.path.split("/")
+        site = parts[3]
+        if parts[4] == "segments":
+            return self._members_local(site, parts[5], url.query.get("after", ""), int(url.query.get("limit", "50")))
+        if parts[4] == "counts":
+            return self._counts_local(site)
+        if parts[4] == "users":
+            return self._user_local(site, parts[5])
+        return self._preview_local(site, payload)
+
+    # -------------------------------------------------------------- local reads
+    def _owned_dbs(self) -> list[Any]:
+        store = self.proc.users.data
+        try:
+            parts = sorted(tp.partition for tp in self.proc.app.assignor.assigned_actives()
+                           if tp.topic == self.proc.s.topics.user_events)
+        except Exception:  # noqa: BLE001
+            parts = []
+        return [store._db_for_partition(p) for p in parts]
+
+    def _members_local(self, site: str, segment: str, after: str, limit: int) -> dict[str, Any]:
+        prefix = member_prefix(site, segment)
+        start = prefix + after.encode() + (b"\x00" if after else b"")
+        out = []
+        for db in self._owned_dbs():
+            n = 0
+            for k, v in db.items(from_key=start):
+                if not k.startswith(prefix) or n >= limit:
+                    break
+                meta = json.loads(v) if v else {}
+                out.append({"user_id": parse_member_key(k)[2], "since": meta.get("since"),
+                            "matched_rule_ids": meta.get("rules", []), "cause": meta.get("cause")})
+                n += 1
+        return {"members": out}
+
+    def _counts_local(self, site: str) -> dict[str, Any]:
+        prefix = member_prefix(site)
+        counts: dict[str, int] = {}
+        users = 0
+        uprefix = user_prefix(site)
+        for db in self._owned_dbs():
+            for k in db.keys(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                seg = parse_member_key(k)[1]
+                counts[seg] = counts.get(seg, 0) + 1
+            for k in db.keys(from_key=uprefix):
+                if not k.startswith(uprefix):
+                    break
+                users += 1
+        return {"members": counts, "users": users}
+
+    def _user_local(self, site: str, user: str) -> dict[str, Any]:
+        key = user_key(site, user)
+        for db in self._owned_dbs():
+            raw = db.get(key)
+            if raw:
+                st = decode_state(raw)
+                return {"found": True, "deleted": st.deleted, "profile": st.profile,
+                        "facts": {s: {"member": f.member, "change": f.change, "cause_kind": f.cause_kind,
+                                      "cause_id": f.cause_id, "since": f.emitted_at,
+                                      "matched_rule_ids": list(f.matched_rule_ids)}
+                                  for s, f in st.facts.items()}}
+        return {"found": False}
+
+    def _preview_local(self, site_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        site = self.proc.registry.site(site_id)
+        segment = payload["segment_id"]
+        rule_id = payload.get("rule_id") or ""
+        cond = compile_condition(payload["condition"], site)
+        others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
+        candidate = {segment: [*others, (rule_id or "(new rule)", cond)]}
+        now = int(time.time())
+        added: list[str] = []
+        removed: list[str] = []
+        n_add = n_rem = evaluated = 0
+        prefix = user_prefix(site_id)
+        for db in self._owned_dbs():
+            for k, v in db.items(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                st = decode_state(v)
+                evaluated += 1
+                now_member = st.is_member(segment)
+                would = bool(desired(candidate, segment, st.profile, st.deleted, now))
+                if would and not now_member:
+                    n_add += 1
+                    if len(added) < PREVIEW_SAMPLE:
+                        added.append(st.user_id)
+                elif now_member and not would:
+                    n_rem += 1
+                    if len(removed) < PREVIEW_SAMPLE:
+                        removed.append(st.user_id)
+        return {"evaluated": evaluated, "added": n_add, "removed": n_rem,
+                "sample_added": added, "sample_removed": removed}
+
+    # ------------------------------------------------------- internal endpoints
+    async def local_members(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        q = request.query
+        return _json(self._members_local(request.match_info["site"], request.match_info["segment"],
+                                         q.get("after", ""), page_limit(q.get("limit"))))
+
+    async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        return _json(self._counts_local(request.match_info["site"]))
+
+    async def local_user(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        return _json(self._user_local(request.match_info["site"], request.match_info["user"]))
+
+    async def local_preview(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        return _json(self._preview_local(request.match_info["site"], require_object(await self.body(request))))
+
+    # ------------------------------------------------------------ public reads
+    async def list_segments(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        site = self.site(request)
+        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts")
+        counts: dict[str, int] = {}
+        for part in parts:
+            for seg, n in part["members"].items():
+                counts[seg] = counts.get(seg, 0) + n
+        rules_per: dict[str, int] = {}
+        for r in site.rules.values():
+            rules_per[r.segment_id] = rules_per.get(r.segment_id, 0) + 1
+        return _json({"segments": [
+            {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
+             "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
+            for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
+        ], "users": sum(p["users"] for p in parts)})
+
+    async def list_rules(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        site = self.site(request)
+        return _json({"rules": [
+            {"rule_id": r.rule_id, "segment_id": r.segment_id, "name": r.name,
+             "condition": json.loads(r.condition_json), "enabled": r.enabled,
+             "status": site.rule_status(r.rule_id), "broken_reason": r.broken}
+            for r in sorted(site.rules.values(), key=lambda r: r.rule_id)
+        ]})
+
+    async def list_members(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        site_id, segment = request.match_info["site"], request.match_info["segment"]
+        if segment not in self.site(request).segments:
+            raise ApiError(404, "UNKNOWN_SEGMENT", f"segment {segment!r} does not exist")
+        limit = page_limit(request.query.get("limit"))
+        after = _cursor_decode(request.query.get("cursor"))
+        from urllib.parse import quote
+
+        parts = await self.gather(
+            request, "GET",
+            f"/internal/sites/{quote(site_id)}/segments/{quote(segment)}/members?after={quote(after)}&limit={limit}")
+        merged = sorted((m for p in parts for m in p["members"]), key=lambda m: m["user_id"])[:limit]
+        nxt = _cursor_encode(merged[-1]["user_id"]) if len(merged) == limit else None
+        return _json({"members": merged, "next_cursor": nxt})
+
+    async def user_segments(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        state = await self._find_user(request)
+        site = self.site(request)
+        return _json({"user_id": request.match_info["user"], "deleted": state["deleted"], "segments": [
+            {"segment_id": seg, "member": f["member"], "since": f["since"], "cause_kind": f["cause_kind"],
+             "cause_id": f["cause_id"], "matched_rule_ids": f["matched_rule_ids"],
+             "managed": bool(site.segments.get(seg) and site.segments[seg].managed)}
+            for seg, f in sorted(state["facts"].items())]})
+
+    async def _find_user(self, request: aioweb.Request) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        site_id, user = request.match_info["site"], request.match_info["user"]
+        found = [p for p in await self.gather(request, "GET", f"/internal/sites/{quote(site_id)}/users/{quote(user)}")
+                 if p.get("found")]
+        if not found:
+            raise ApiError(404, "UNKNOWN_USER", f"user {user!r} is not stored for this site")
+        return found[0]
+
+    async def explain(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        site = self.site(request)
+        segment = request.match_info["segment"]
+        seg = site.segments.get(segment)
+        if seg is None:
+            raise ApiError(404, "UNKNOWN_SEGMENT", f"segment {segment!r} does not exist")
+        state = await self._find_user(request)
+        profile = state["profile"]
+        now = int(time.time())
+        rules = []
+        for r in sorted(site.rules.values(), key=lambda r: r.rule_id):
+            if r.segment_id != segment:
+                continue
+            entry: dict[str, Any] = {"rule_id": r.rule_id, "name": r.name, "status": site.rule_status(r.rule_id)}
+            cond = site.compiled.get(r.rule_id)
+            if cond is not None:
+                entry["tree"] = cond.explain(profile, now)
+                entry["result"] = entry["tree"]["result"]
+            rules.append(entry)
+        fact = state["facts"].get(segment)
+        return _json({
+            "user_id": request.match_info["user"], "segment_id": segment, "managed": seg.managed,
+            "member": bool(fact and fact["member"]), "suspended": is_suspended(profile),
+            "deleted": state["deleted"], "would_match": sorted(
+                rid for rid, _ in site.active.get(segment, ()) if any(
+                    e["rule_id"] == rid and e.get("result") for e in rules)),
+            "rules": rules,
+        })
+
+    async def command_status(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        rec = self.site(request).commands.get(request.match_info["command"])
+        if rec is None:
+            return _json({"command_id": request.match_info["command"], "status": "PENDING"}, 200)
+        return _json({"command_id": rec.command_id, "status": rec.status, "code": rec.code,
+                      "message": rec.message, "processed_at": rec.processed_at})
+
+    async def preview(self, request: aioweb.Request) -> aioweb.Response:
+        self.principal(request, READ)
+        site = self.site(request)
+        b = require_object(await self.body(request))
+        seg = b.get("segment_id")
+        if not isinstance(seg, str) or seg not in site.segments:
+            raise ApiError(422, "UNKNOWN_SEGMENT", "segment_id must name an existing segment", "$.segment_id")
+        tree = condition_tree(b)
+        try:
+            compile_condition(tree, site)
+        except CompileError as err:
+            return _json({"valid": False, "errors": [e.as_dict() for e in err.errors]}, 422)
+        payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
+        parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", payload)
+        return _json({
+            "evaluated": sum(p["evaluated"] for p in parts),
+            "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
+            "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],
+            "sample_removed": sorted(u for p in parts for u in p["sample_removed"])[:PREVIEW_SAMPLE],
+        })
+
+    # ------------------------------------------------------------------ writes
+    async def _submit(self, request: aioweb.Request, principal: Any, ptype: str, payload: dict[str, Any],
+                      dry_run: bool = False) -> aioweb.Response:
+        site = self.site(request)
+        cmd = Command(f"api-{uuid.uuid4().hex}", site.site_id, int(time.time() * 1000),
+                      Actor(principal.sub, principal.roles), ptype, payload)
+        if dry_run:  # the command's own validation, against this worker's (caught-up) catalog
+            from processor.catalog.commands import decide
+
+            d = decide(site, cmd)
+            return _json({"valid": d.accepted, "errors": [] if d.accepted else
+                          [{"code": d.code, "path": d.path, "message": d.message}]},
+                         200 if d.accepted else 422)
+        await self.proc.commands_out.send(key=site.site_id.encode(), value=encode_command(cmd))
+        return _json({"command_id": cmd.command_id, "status": "PENDING",
+                      "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
+
+    async def create_rule(self, request: aioweb.Request) -> aioweb.Response:
+        p = self.principal(request, WRITE_RULES)
+        payload = rule_payload(await self.body(request))
+        return await self._submit(request, p, "CreateRule", payload, request.query.get("dry_run") == "true")
+
+    async def update_rule(self, request: aioweb.Request) -> aioweb.Response:
+        p = self.principal(request, WRITE_RULES)
+        payload = rule_payload(await self.body(request), request.match_info["rule"])
+        return await self._submit(request, p, "UpdateRule", payload, request.query.get("dry_run") == "true")
+
+    async def delete_rule(self, request: aioweb.Request) -> aioweb.Response:
+        p = self.principal(request, WRITE_RULES)
+        return await self._submit(request, p, "DeleteRule", {"rule_id": request.match_info["rule"]},
+                                  request.query.get("dry_run") == "true")
+
+    async def set_automation(self, request: aioweb.Request) -> aioweb.Response:
+        p = self.principal(request, WRITE_RULES)
+        ptype, payload = automation_payload(await self.body(request))
+        payload["segment_id"] = request.match_info["segment"]
+        return await self._submit(request, p, ptype, payload, request.query.get("dry_run") == "true")
+
+
+_ = (USER, WRITE_CATALOG)  # exported for callers building catalog endpoints
