@@ -120,7 +120,19 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
         options = tuple(p.get("options") or ())
         if dtype is FieldType.MENU and not options:
             raise Rejected("INVALID_FIELD", "a MENU field needs at least one option", "$.payload.options")
-        # Changing a field must not silently break rules that use it.
+        # Changing a field must not silently break, or silently change the meaning of, rules
+        # that use it: a datatype change re-interprets stored values (e.g. TEXT "abc" becomes
+        # an unset DATETIME), so it is refused while rules use the field.
+        old = cat.fields.get(short)
+        users = cat.rules_using_field(CUSTOM_PREFIX + short)
+        if old is not None and old.datatype is not dtype and users:
+            raise Rejected(
+                "FIELD_IN_USE",
+                f"field {short!r} is used by rule(s) {', '.join(users)}; changing its datatype from "
+                f"{old.datatype.value} to {dtype.value} would change what they match. Update or delete "
+                "those rules first",
+                "$.payload.datatype",
+            )
         trial = SiteCatalog(cat.site_id, dict(cat.fields), cat.segments, cat.rules)
         trial.fields[short] = ProfileField(short, p["name"], dtype, options)
         for rid in cat.rules_using_field(CUSTOM_PREFIX + short):

@@ -53,3 +53,30 @@ def test_rule_change_backfills_users_on_every_partition(two: Cluster) -> None:
     logs = [w.log_path.read_text(errors="replace") for w in two.workers]
     assert all("backfill" in text for text in logs), "each worker should own some partitions"
     assert all(w.alive for w in two.workers)
+
+
+def test_member_listing_gathers_every_worker(two: Cluster) -> None:
+    """Each worker's API lists the complete, identically ordered member set (pages gathered
+    from both workers' partitions), and segment counts agree."""
+    from processor.api.auth import make_token
+    from processor.testing import TEST_JWT_SECRET
+
+    from .test_api import call
+
+    site = "two-workers"
+    want = sorted(fold_membership(two.changes_for(site)).get((site, "s"), set()))
+    assert len(want) == 100
+    tok = make_token(TEST_JWT_SECRET, "ops", site, ["site_admin"])
+    for w in two.workers:
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            code, page = call(w.url, "GET", f"/sites/{site}/segments/s/members?limit=37&cursor={cursor}", tok)
+            assert code == 200, page
+            seen += [m["user_id"] for m in page["members"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == want, w.name
+        segs = call(w.url, "GET", f"/sites/{site}/segments", tok)[1]
+        assert segs["segments"][0]["member_count"] == 100 and segs["users"] == 300

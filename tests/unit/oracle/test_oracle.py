@@ -50,7 +50,8 @@ class Script:
             payload.setdefault("name", payload["segment_id"].title())
         if ptype == "DisableSegmentAutomation":
             payload.setdefault("remove_members", False)
-        c = Command(command_id or f"c{self.n}", site or self.site, 1000 + self.n, Actor("t", roles), ptype, payload)
+        c = Command(command_id or f"c{self.n}", site or self.site, 1000 + self.n, Actor("t", roles), ptype,
+                    payload)
         self.steps.append((COMMAND, c))
         return self
 
@@ -73,7 +74,7 @@ class Script:
 
 
 def test_basic_rule_with_text_normalisation():
-    """department equals "Sales" matches "Sales" and " sales " (case/whitespace-insensitive), not Marketing."""
+    """department equals "Sales" matches "Sales" and " sales " (case/whitespace ignored), not Marketing."""
     s = Script().segment("sales", ("r-sales", SALES))
     s.ev("u1", department="Sales").ev("u2", department="Marketing").ev("u3", department=" sales ")
     assert s.expected() == {("s1", "sales"): {"u1", "u3"}}
@@ -87,7 +88,7 @@ def test_managed_segment_without_members_is_present_and_unmanaged_absent():
 
 
 def test_patch_null_clears_and_patch_of_unknown_user_becomes_profile():
-    """USER_UPDATED: a null clears a field (u1 leaves); for a never-seen user the patch is the profile (u2)."""
+    """USER_UPDATED: a null clears a field (u1 leaves); a never-seen user's patch is the profile (u2)."""
     s = Script().segment("sales", ("r-sales", SALES))
     s.ev("u1", department="Sales", city="Paris").ev("u1", "USER_UPDATED", department=None)
     s.ev("u2", "USER_UPDATED", department="Sales", city=None)
@@ -155,9 +156,11 @@ def test_nested_condition_and_custom_fields():
 def test_rejected_commands_change_nothing():
     """Rules on unknown fields, bad values, non-admins or unmanaged segments are REJECTED and ignored."""
     s = Script().segment("sales", ("r-sales", SALES)).cmd("UpsertSegment", SYSTEM, segment_id="library")
-    s.cmd("CreateRule", rule_id="r-bad", segment_id="sales", condition={"field": "departmnt", "op": "is_empty"})
-    s.cmd("CreateRule", SYSTEM, rule_id="r-sys", segment_id="sales", condition={"field": "city", "op": "is_empty"})
-    s.cmd("CreateRule", rule_id="r-lib", segment_id="library", condition={"field": "city", "op": "is_empty"})
+    empty_city = {"field": "city", "op": "is_empty"}
+    typo = {"field": "departmnt", "op": "is_empty"}
+    s.cmd("CreateRule", rule_id="r-bad", segment_id="sales", condition=typo)
+    s.cmd("CreateRule", SYSTEM, rule_id="r-sys", segment_id="sales", condition=empty_city)
+    s.cmd("CreateRule", rule_id="r-lib", segment_id="library", condition=empty_city)
     s.cmd("DeleteRule", rule_id="nope")
     s.ev("u1").ev("u2", department="Sales")
     folded = fold(s.steps)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.membership.decide import matching_rules
-from processor.rules.compiler import CompiledCondition, compile_condition
+from processor.rules.compiler import CompiledCondition, Leaf, Not, compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import FieldSpec, FieldType, StaticFields
 from processor.rules.index import EVALUATE_TAKES_NOW, RuleIndex, SegmentRuleIndex, _evaluate
@@ -39,18 +39,20 @@ def naive(rules: dict[str, CompiledCondition], profile, now=NOW) -> set[str]:
 
 # ------------------------------------------------------------ strategies
 
-# tiny alphabets so rule values and profile values collide often, with case / whitespace / casefold
-# traps: "ß" folds to "ss", "İ" to two code points, final sigma, digits for number stringification
-_CHARS = "aAbBsSß İΣσς1"
-_text = st.one_of(
-    st.text(alphabet=_CHARS, max_size=4),
-    st.sampled_from(["Sales", "sales", " SALES ", "Straße", "STRASSE", "1", "0", "1.5", "true", "True", ""]),
-)
+# rule values and profile values are drawn from one small pool of words, in case / whitespace variants,
+# so they collide often; the pool holds casefold traps ("ß" folds to "ss", "İ" to two code points, final
+# sigma) and digits / "true" for the stringification of numbers and booleans
+_WORDS = ["Sales", "straße", "STRASSE", "ΑΣ", "ας", "1", "1.0", "true", "ab", "İx", "", "a b"]
+_SHAPES = [str, str.upper, str.lower, str.title, str.casefold, lambda s: f" {s}", lambda s: f"{s}  "]
+_word = st.builds(lambda w, f: f(w), st.sampled_from(_WORDS), st.sampled_from(_SHAPES))
+_text = st.one_of(_word, _word, _word, st.text(alphabet="aAbBsSß İΣσς1", max_size=3))
+_prefix = _text.flatmap(lambda s: st.integers(0, len(s)).map(lambda n: s[:n]))
+_longer = st.builds(lambda a, b: a + b, _word, st.sampled_from(["", "x", "@example.org", "ß", " ab"]))
 _menu_value = st.sampled_from(["Red", "red", " BLUE ", "blue", "Grün", "GRÜN"])
 _number = st.one_of(st.integers(-3, 3), st.sampled_from([0.5, 1.0, 2.0, -1.5]))
 _missing = st.sampled_from([None, "match", "no_match"])
 
-TEXT_FIELDS = ["department", "city", "email", "profile_field_bio"]
+TEXT_FIELDS = ["department", "email", "profile_field_bio"]
 
 
 def _leaf(field: str, op: str, value=None, cs: bool = False, missing=None) -> dict:
@@ -80,6 +82,8 @@ def leaf_tree(draw) -> dict:
             value = None
         elif op == "matches":
             value = draw(st.sampled_from(["^s", "a$", "1"]))
+        elif op.endswith("starts_with"):
+            value = draw(_prefix)
         else:
             value = draw(_text)
         return _leaf(field, op, value, cs, missing)
@@ -108,14 +112,47 @@ def leaf_tree(draw) -> dict:
     return _leaf("lastaccess", op, value, False, missing)
 
 
-condition_tree = st.recursive(
-    leaf_tree(),
+@st.composite
+def indexable_leaf(draw) -> dict:
+    """A leaf of an operator the index can post (it may still turn out residual, e.g. missing: match)."""
+    kind = draw(st.sampled_from(["text", "text", "menu", "number", "multi"]))
+    cs = draw(st.booleans())
+    missing = draw(_missing) if draw(st.integers(0, 4)) == 0 else None
+    if kind == "text":
+        op = draw(st.sampled_from(["equals", "in", "starts_with"]))
+        value = (draw(st.lists(_text, min_size=1, max_size=3)) if op == "in"
+                 else draw(_prefix) if op == "starts_with" else draw(_text))
+        return _leaf(draw(st.sampled_from(TEXT_FIELDS)), op, value, cs, missing)
+    if kind == "menu":
+        op = draw(st.sampled_from(["equals", "in"]))
+        value = draw(st.lists(_menu_value, min_size=1, max_size=2)) if op == "in" else draw(_menu_value)
+        return _leaf("profile_field_team", op, value, cs, missing)
+    if kind == "number":
+        return _leaf("profile_field_score", "equals", draw(_number), False, missing)
+    op = draw(st.sampled_from(["any_of", "all_of"]))
+    field = draw(st.sampled_from(["interests", "profile_field_langs"]))
+    return _leaf(field, op, draw(st.lists(_text, min_size=1, max_size=3)), cs, missing)
+
+
+any_leaf = st.one_of(leaf_tree(), indexable_leaf())
+general_tree = st.recursive(
+    any_leaf,
     lambda kids: st.one_of(
         st.lists(kids, min_size=1, max_size=3).map(lambda xs: {"all": xs}),
         st.lists(kids, min_size=1, max_size=3).map(lambda xs: {"any": xs}),
         kids.map(lambda x: {"not": x}),
     ),
     max_leaves=6,
+)
+# shapes the index looks into: a root leaf, a root all (possibly nested), an any of alls
+_all_with_indexable = st.builds(lambda ix, rest, nest: {"all": [{"all": [ix]} if nest else ix, *rest]},
+                                indexable_leaf(), st.lists(general_tree, max_size=2), st.booleans())
+condition_tree = st.one_of(
+    general_tree,
+    indexable_leaf(),
+    _all_with_indexable,
+    st.lists(st.one_of(_all_with_indexable, indexable_leaf()), min_size=1, max_size=3).map(
+        lambda xs: {"any": xs}),
 )
 
 
@@ -128,28 +165,59 @@ def _compiled_or_none(tree):
 
 compiled_rule = condition_tree.map(_compiled_or_none).filter(lambda x: x is not None)
 
-_scalar = st.one_of(_text, _number, st.booleans(), st.sampled_from(["  5 ", "abc", " 1.0", "-1.5"]))
+_scalar = st.one_of(_text, _longer, _number, st.booleans(), st.sampled_from(["  5 ", "abc", " 1.0", "-1.5"]))
 _value = st.one_of(
     st.none(),
     _scalar,
-    st.lists(st.one_of(_text, st.integers(0, 2), st.booleans(), st.just(1.0)), max_size=3),
+    st.lists(st.one_of(_text, _longer, st.integers(0, 2), st.booleans(), st.just(1.0)), max_size=3),
 )
 _profile_keys = [*TEXT_FIELDS, "profile_field_team", "profile_field_score", "interests", "profile_field_langs",
                  "suspended", "lastaccess"]
 
 
+def literals(rules) -> dict[str, list[str]]:
+    """Field -> every text value the rules' leaves compare it with, so profiles can hit (or nearly hit) them."""
+    out: dict[str, set[str]] = {}
+    stack = [r.root for r in rules]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Leaf):
+            raw = node.raw_value
+            out.setdefault(node.field, set()).update(
+                v for v in (raw if isinstance(raw, list) else [raw]) if isinstance(v, str))
+        elif isinstance(node, Not):
+            stack.append(node.child)
+        else:
+            stack.extend(node.children)
+    return {f: sorted(ws) for f, ws in out.items() if ws}
+
+
+_NEAR_SHAPES = [str, str, str, *_SHAPES]
+_TAILS = ["", "", "", "", "x", "ß", "S", " "]
+
+
 @st.composite
-def profile(draw) -> dict:
+def profile(draw, words: dict[str, list[str]] | None = None) -> dict:
+    """A profile: fields absent, null, text in case / whitespace variants, numbers, booleans, lists.
+
+    With ``words`` (the rules' literals per field), a field's value is often one of its literals as
+    written or in a variant, or with a suffix (so prefix rules are hit), alone or inside a list.
+    """
     out: dict = {}
     for key in _profile_keys:
         if draw(st.integers(0, 4)) == 0:
             continue  # field absent
+        value = _value
+        if words and words.get(key):
+            near = st.builds(lambda w, f, tail: f(w) + tail, st.sampled_from(words[key]),
+                             st.sampled_from(_NEAR_SHAPES), st.sampled_from(_TAILS))
+            value = st.one_of(_value, near, near, st.lists(st.one_of(near, _scalar), min_size=1, max_size=3))
         if key == "profile_field_team":
-            out[key] = draw(st.one_of(_menu_value, _value))
+            out[key] = draw(st.one_of(_menu_value, value))
         elif key == "lastaccess":
             out[key] = draw(st.one_of(st.sampled_from([0, NOW - 3600, NOW - 40 * 86400, NOW + 60]), _value))
         else:
-            out[key] = draw(_value)
+            out[key] = draw(value)
     return out
 
 
@@ -157,9 +225,10 @@ def profile(draw) -> dict:
 
 
 @settings(max_examples=300, deadline=None)
-@given(rules=st.lists(compiled_rule, max_size=20), profiles=st.lists(profile(), min_size=1, max_size=4))
-def test_match_equals_naive_evaluation_of_every_rule(rules, profiles):
+@given(rules=st.lists(compiled_rule, max_size=20), data=st.data())
+def test_match_equals_naive_evaluation_of_every_rule(rules, data):
     """For any rule set and profile, match() returns exactly the rules whose condition evaluates true."""
+    profiles = data.draw(st.lists(profile(literals(rules)), min_size=1, max_size=4))
     conds = {f"r{i}": cond for i, cond in enumerate(rules)}
     index = RuleIndex(conds.items())
     assert len(index) == len(conds)
@@ -168,9 +237,10 @@ def test_match_equals_naive_evaluation_of_every_rule(rules, profiles):
 
 
 @settings(max_examples=100, deadline=None)
-@given(rules=st.lists(compiled_rule, max_size=12), p=profile())
-def test_match_without_now_equals_evaluate_without_now(rules, p):
+@given(rules=st.lists(compiled_rule, max_size=12), data=st.data())
+def test_match_without_now_equals_evaluate_without_now(rules, data):
     """Without ``now``, match() agrees with ``cond.evaluate(profile)`` (time-independent rules)."""
+    p = data.draw(profile(literals(rules)))
     conds = {f"r{i}": cond for i, cond in enumerate(rules) if not cond.time_relative}
     index = RuleIndex(conds.items())
     assert index.match(p) == {rid for rid, cond in conds.items() if cond.evaluate(p)}
@@ -186,10 +256,12 @@ _ops = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=_ops, profiles=st.lists(profile(), min_size=1, max_size=3))
-def test_interleaved_add_remove_keeps_match_exact(ops, profiles):
+@given(ops=_ops, data=st.data())
+def test_interleaved_add_remove_keeps_match_exact(ops, data):
     """After any interleaving of adds (including replacing an id) and removes (including unknown ids),
     match() still equals naive evaluation of the rules currently present, at every step."""
+    words = literals([cond for op, _, cond in ops if op == "add"])
+    profiles = data.draw(st.lists(profile(words), min_size=1, max_size=3))
     index = RuleIndex()
     live: dict[str, CompiledCondition] = {}
     for op, n, cond in ops:
@@ -212,10 +284,11 @@ def test_interleaved_add_remove_keeps_match_exact(ops, profiles):
 
 @settings(max_examples=100, deadline=None)
 @given(rules=st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]), compiled_rule), max_size=15),
-       profiles=st.lists(profile(), min_size=1, max_size=3))
-def test_match_segments_equals_per_segment_matching_rules(rules, profiles):
+       data=st.data())
+def test_match_segments_equals_per_segment_matching_rules(rules, data):
     """match_segments() gives, per segment, the same sorted rule ids as decide.matching_rules over
     that segment's rules, and omits segments with no match."""
+    profiles = data.draw(st.lists(profile(literals([cond for _, cond in rules])), min_size=1, max_size=3))
     active: dict[str, list[tuple[str, CompiledCondition]]] = {}
     for i, (sid, cond) in enumerate(rules):
         active.setdefault(sid, []).append((f"r{i:02d}", cond))
@@ -294,6 +367,18 @@ def test_list_profile_values_match_if_any_item_matches():
     assert index.match({"department": ["x", " hr "]}) == {"eq"}
     assert index.match({"department": ["it", "Sales"]}) == {"in", "pre"}
     assert index.match({"department": []}) == set()
+
+
+def test_multiselect_any_of_and_all_of_are_indexed():
+    """any_of is posted under each value and all_of under one required value (case-insensitively,
+    even for case-sensitive leaves); both still match exactly."""
+    index = RuleIndex([("any", c(_leaf("interests", "any_of", ["Chess", "Go"]))),
+                       ("all", c(_leaf("interests", "all_of", ["Chess", "Go"], cs=True)))])
+    assert not index.is_residual("any") and not index.is_residual("all")
+    assert index.match({"interests": ["go"]}) == {"any"}
+    assert index.match({"interests": [" Go", "Chess "]}) == {"any", "all"}
+    assert index.match({"interests": ["GO", "chess"]}) == {"any"}
+    assert index.candidates({"interests": ["tennis"]}) == {}
 
 
 def test_numeric_equals_is_indexed_numerically():
