@@ -199,9 +199,15 @@ class Processor:
 
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
-            ready = self.catalog.ready.is_set()
+            catalog = self.catalog.ready.is_set()
+            try:
+                tables = self.app.tables.recovery.completed.is_set() and not self.app.in_recovery
+            except AttributeError:
+                tables = False
+            ready = catalog and tables
             return web.json(
-                {"ready": ready, "catalog_offset": self.registry.applied_offset, "counters": self.counters},
+                {"ready": ready, "catalog_loaded": catalog, "tables_recovered": tables,
+                 "catalog_offset": self.registry.applied_offset, "counters": self.counters},
                 status=200 if ready else 503,
             )
 
@@ -220,7 +226,9 @@ class Processor:
     async def dead_letter(self, msg: Message, code: str, error: str) -> None:
         self.count(f"dead_letters.{code}")
         self.metrics.dead_letters.labels(code).inc()
-        log.warning("dead-letter %s[%d]@%d %s: %s", msg.topic, msg.partition, msg.offset, code, error)
+        log.warning("dead-letter %s[%d]@%d %s: %s", msg.topic, msg.partition, msg.offset, code, error,
+                    extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                           "error_code": code})
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
         await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
 
@@ -305,6 +313,8 @@ class Processor:
         log.info(
             "backfill %s site=%s partition=%d users=%d changes=%d in %.3fs",
             ctl["command_id"], site_id, msg.partition, seen, changed, time.monotonic() - started,
+            extra={"command_id": ctl["command_id"], "site_id": site_id, "partition": msg.partition,
+                   "users": seen, "changes": changed},
         )
 
     # ------------------------------------------------------------------ timers

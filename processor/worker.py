@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from processor.config import Settings
 from processor.topics import ensure_topics
@@ -16,10 +17,16 @@ def run_worker(settings: Settings) -> None:
 
     from processor.app import Processor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    json_logs = os.environ.get("LOG_FORMAT", "json").lower() == "json"
+    if not json_logs:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ensure_topics(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     proc = Processor(settings)
     level = LEVELS.get(settings.log_level, settings.log_level)
+    from processor.logs import json_handler
+
+    if json_logs:
+        proc.app.conf.loghandlers = [json_handler()]
     worker = faust.Worker(proc.app, loglevel=level)
     worker.execute_from_commandline()
