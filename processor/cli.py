@@ -168,7 +168,7 @@ def export_cmd() -> None:
 
 @main.group()
 def rules() -> None:
-    """Rule language tools (offline: no broker needed)."""
+    """Rules: offline tools (eval, validate) and admin commands via the HTTP API."""
 
 
 @rules.command("eval")
@@ -215,6 +215,252 @@ def rules_validate(condition: str, catalog_path: Path | None) -> None:
         sys.exit(1)
     click.echo(json.dumps(tree))
     click.echo(to_text(tree))
+
+
+# ---------------------------------------------------------------- admin (HTTP API)
+
+def _client(site: str):  # type: ignore[no-untyped-def]
+    from processor.admin_client import AdminClient
+    from processor.errors import ProcessorError
+
+    try:
+        return AdminClient.from_env(site)
+    except ProcessorError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _out(data: object, as_json: bool, columns: list[str] | None = None, rows: list[list[object]] | None = None,
+         title: str = "") -> None:
+    import json
+
+    if as_json or columns is None:
+        click.echo(json.dumps(data, indent=None if as_json else 2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows or []:
+        t.add_row(*[str(x) for x in r])
+    Console().print(t)
+
+
+def _api(fn):  # type: ignore[no-untyped-def]
+    import functools
+
+    from processor.errors import ProcessorError
+
+    @functools.wraps(fn)
+    def run(*a, **kw):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*a, **kw)
+        except ProcessorError as err:
+            raise click.ClickException(str(err)) from None
+
+    return run
+
+
+site_opt = click.option("--site", required=True, help="Site id (the token's site).")
+json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@main.group()
+def segments() -> None:
+    """Segments of a site (via a worker's HTTP API: API_URL, ADMIN_TOKEN or ADMIN_JWT_SECRET)."""
+
+
+@segments.command("list")
+@site_opt
+@json_opt
+@_api
+def segments_list(site: str, as_json: bool) -> None:
+    """Segments with managed flag, member and rule counts."""
+    data = _client(site).ok("GET", f"/sites/{site}/segments")
+    _out(data, as_json, ["segment", "name", "managed", "members", "rules"],
+         [[s["segment_id"], s["name"], s["managed"], s["member_count"], s["rule_count"]] for s in data["segments"]],
+         f"site {site}: {data['users']} stored users")
+
+
+def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+    c = _client(site)
+    res = c.ok("POST", f"/sites/{site}/segments/{segment}/automation", body)
+    final = c.wait_command(site, res["command_id"])
+    _out(final, True)
+    if final["status"] == "REJECTED":
+        sys.exit(1)
+
+
+@segments.command("manage")
+@click.argument("segment")
+@site_opt
+@json_opt
+@_api
+def segments_manage(segment: str, site: str, as_json: bool) -> None:
+    """Enable automation of SEGMENT (reconciles its members with the rules)."""
+    _automation(site, segment, {"enabled": True}, as_json)
+
+
+@segments.command("unmanage")
+@click.argument("segment")
+@site_opt
+@click.option("--remove-members", is_flag=True, help="Also remove every automation member.")
+@json_opt
+@_api
+def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bool) -> None:
+    """Disable automation of SEGMENT (members stay unless --remove-members)."""
+    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json)
+
+
+@main.command("members")
+@click.argument("segment")
+@site_opt
+@click.option("--limit", default=50, show_default=True)
+@click.option("--all", "all_pages", is_flag=True, help="Follow every page (progress bar).")
+@json_opt
+@_api
+def members_cmd(segment: str, site: str, limit: int, all_pages: bool, as_json: bool) -> None:
+    """Members of SEGMENT with the rules that matched and since when."""
+    c = _client(site)
+    got: list[dict] = []  # type: ignore[type-arg]
+    cursor = ""
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not all_pages or as_json) as progress:
+        task = progress.add_task("fetching members", total=None)
+        while True:
+            page = c.ok("GET", f"/sites/{site}/segments/{segment}/members?limit={min(limit, 500)}&cursor={cursor}")
+            got += page["members"]
+            progress.advance(task, len(page["members"]))
+            cursor = page["next_cursor"]
+            if not cursor or not all_pages:
+                break
+    _out({"members": got, "next_cursor": cursor}, as_json, ["user", "since", "rules"],
+         [[m["user_id"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((m["since"] or 0) / 1000)),
+           ",".join(m["matched_rule_ids"])] for m in got], f"{segment}: {len(got)} shown")
+
+
+@main.command("explain")
+@click.argument("user")
+@click.argument("segment")
+@site_opt
+@json_opt
+@_api
+def explain_cmd(user: str, segment: str, site: str, as_json: bool) -> None:
+    """Why USER is (or is not) in SEGMENT: each rule's evaluation tree."""
+    data = _client(site).ok("GET", f"/sites/{site}/users/{user}/segments/{segment}/explain")
+    if as_json:
+        _out(data, True)
+        return
+    click.echo(f"{user} in {segment}: member={data['member']} managed={data['managed']} "
+               f"suspended={data['suspended']} deleted={data['deleted']}")
+
+    def show(node: dict, depth: int) -> None:  # type: ignore[type-arg]
+        pad = "  " * depth
+        mark = "✔" if node["result"] else "✘"
+        for k in ("all", "any"):
+            if k in node:
+                click.echo(f"{pad}{mark} {k}")
+                for child in node[k]:
+                    show(child, depth + 1)
+                return
+        if "not" in node:
+            click.echo(f"{pad}{mark} not")
+            show(node["not"], depth + 1)
+            return
+        val = f" {node['value']!r}" if "value" in node else ""
+        click.echo(f"{pad}{mark} {node['field']} {node['op']}{val}   (profile: {node['actual']!r})")
+
+    for r in data["rules"]:
+        click.echo(f"rule {r['rule_id']} [{r['status']}]: {'match' if r.get('result') else 'no match'}")
+        if "tree" in r:
+            show(r["tree"], 1)
+
+
+@rules.command("list")
+@site_opt
+@json_opt
+@_api
+def rules_list(site: str, as_json: bool) -> None:
+    """Rules with status (enabled, disabled, broken + why)."""
+    from processor.rules.text import to_text
+
+    data = _client(site).ok("GET", f"/sites/{site}/rules")
+
+    def text(cond: object) -> str:
+        try:
+            return to_text(cond)
+        except Exception:  # noqa: BLE001 - show JSON when the printer cannot
+            import json
+
+            return json.dumps(cond)
+
+    _out(data, as_json, ["rule", "segment", "status", "condition"],
+         [[r["rule_id"], r["segment_id"], r["status"] + (f" ({r['broken_reason']})" if r["broken_reason"] else ""),
+           text(r["condition"])] for r in data["rules"]])
+
+
+@rules.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@site_opt
+@json_opt
+@_api
+def rules_apply(file: Path, site: str, as_json: bool) -> None:
+    """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})."""
+    import yaml
+
+    c = _client(site)
+    existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{site}/rules")["rules"]}
+    doc = yaml.safe_load(file.read_text())
+    items = doc.get("rules", doc) if isinstance(doc, dict) else doc
+    failed = 0
+    results = []
+    for r in items or []:
+        body = {k: v for k, v in r.items() if k != "rule_id"}
+        if r.get("rule_id") in existing:
+            res = c.ok("PUT", f"/sites/{site}/rules/{r['rule_id']}", body)
+        else:
+            res = c.ok("POST", f"/sites/{site}/rules", dict(r))
+        final = c.wait_command(site, res["command_id"])
+        failed += final["status"] != "ACCEPTED"
+        results.append({"rule_id": r.get("rule_id"), **final})
+    _out(results, as_json, ["rule", "status", "code", "message"],
+         [[x["rule_id"], x["status"], x.get("code") or "", x.get("message") or ""] for x in results])
+    if failed:
+        sys.exit(1)
+
+
+@rules.command("delete")
+@click.argument("rule_id")
+@site_opt
+@_api
+def rules_delete(rule_id: str, site: str) -> None:
+    """Delete RULE_ID (its members are re-evaluated)."""
+    c = _client(site)
+    final = c.wait_command(site, c.ok("DELETE", f"/sites/{site}/rules/{rule_id}")["command_id"])
+    _out(final, True)
+    if final["status"] != "ACCEPTED":
+        sys.exit(1)
+
+
+@rules.command("preview")
+@click.argument("condition")
+@site_opt
+@click.option("--segment", required=True)
+@click.option("--rule-id", default=None, help="Preview an edit of this existing rule.")
+@json_opt
+@_api
+def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, as_json: bool) -> None:
+    """How many users CONDITION (text or JSON) would add/remove in SEGMENT, with samples."""
+    body = {"segment_id": segment, "condition": condition, **({"rule_id": rule_id} if rule_id else {})}
+    data = _client(site).ok("POST", f"/sites/{site}/rules/preview", body)
+    if as_json:
+        _out(data, True)
+        return
+    click.echo(f"evaluated {data['evaluated']} users: +{data['added']} added, -{data['removed']} removed")
+    click.echo(f"  added e.g.:   {', '.join(data['sample_added']) or '-'}")
+    click.echo(f"  removed e.g.: {', '.join(data['sample_removed']) or '-'}")
 
 
 @main.group()

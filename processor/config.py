@@ -46,7 +46,8 @@ class Settings:
     bootstrap_servers: str = "localhost:9092"
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
-    web_host: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"  # bind address
+    web_canonical_host: str = ""  # how peers reach this worker (default: web_host, or hostname if 0.0.0.0)
     admin_jwt_secret: str | None = None
     admin_jwt_public_key: str | None = None  # PEM (EdDSA or RS256); takes precedence over the secret
     app_id: str = "segment-automation"
@@ -69,6 +70,7 @@ class Settings:
             state_dir=Path(_env("STATE_DIR", str(d.state_dir))),
             web_port=int(_env("WEB_PORT", str(d.web_port))),
             web_host=_env("WEB_HOST", d.web_host),
+            web_canonical_host=_env("WEB_CANONICAL_HOST", ""),
             admin_jwt_secret=os.environ.get("ADMIN_JWT_SECRET") or None,
             admin_jwt_public_key=os.environ.get("ADMIN_JWT_PUBLIC_KEY") or None,
             app_id=_env("APP_ID", d.app_id),
@@ -83,6 +85,16 @@ class Settings:
 
     def with_(self, **kw: object) -> "Settings":
         return replace(self, **kw)  # type: ignore[arg-type]
+
+    @property
+    def canonical_host(self) -> str:
+        if self.web_canonical_host:
+            return self.web_canonical_host
+        if self.web_host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.gethostname()
+        return self.web_host
 
     @property
     def changelog_topic(self) -> str:

@@ -211,6 +211,62 @@ def fold_membership(changes: Iterable[MembershipChange]) -> dict[tuple[str, str]
     return members
 
 
+def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]]) -> int:
+    """Publish workload steps (``processor.oracle``: ``("command", Command)`` / ``("event", UserEvent)``)
+    in order, keyed as the contract says; returns how many were produced (not flushed)."""
+    n = 0
+    for kind, item in steps:
+        if kind == "command":
+            producer.command(item)  # type: ignore[arg-type]
+        elif kind == "event":
+            producer.user_event(item)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown step kind {kind!r}")
+        n += 1
+    return n
+
+
+def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]], sites: Iterable[str],
+                    timeout: float = 120.0, settle: float = 1.0, what: str = "") -> "Report":
+    """Poll the output until :func:`processor.oracle.check` reports no difference for ``sites``.
+
+    Once it does, wait ``settle`` seconds and check again (late re-deliveries must not break it).
+    On timeout, fail with the last report and each live worker's log tail.
+    """
+    from processor.oracle import check
+
+    only = list(sites)
+    last: list["Report | None"] = [None]
+
+    def ok() -> bool:
+        last[0] = check(cluster.out.changes, expected, sites=only)
+        return last[0].ok
+
+    try:
+        cluster.wait(ok, timeout, what or f"checker ok for {only}")
+        if settle:
+            time.sleep(settle)
+            cluster.poll()
+            ok()
+    except AssertionError as err:
+        tails = "\n".join(f"--- {w.name} ---\n{w.log_tail(30)}" for w in cluster.workers)
+        raise AssertionError(f"{err}\n{last[0]}\n{tails}") from None
+    report = last[0]
+    assert report is not None
+    return report
+
+
+def proc_memory_kb(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak RSS) of a process, in KiB, from /proc/<pid>/status (Linux)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(rest.split()[0])
+    return out
+
+
 _seq = [0]
 
 
@@ -242,3 +298,4 @@ def make_event(site: str, user: str, etype: str = "USER_CREATED", event_id: str 
 
 if False:  # pragma: no cover - typing only
     from processor.contract.models import Command, UserEvent
+    from processor.oracle import Report
