@@ -60,6 +60,15 @@ def _cursor_decode(raw: str | None) -> str:
                        "$query.cursor") from None
 
 
+def _dry_run(request: aioweb.Request) -> bool:
+    raw = request.query.get("dry_run")
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise ApiError(400, "INVALID_PARAMETER", "dry_run must be true or false", "$query.dry_run")
+
+
 class Api:
     def __init__(self, proc: "Processor", auth: AuthConfig) -> None:
         self.proc = proc
@@ -87,14 +96,24 @@ class Api:
             ("POST", "/internal" + s + "/preview", self.local_preview),
         ]
 
+    QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
+             "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
+             "set_automation": {"dry_run"}}
+
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
             aio_app.router.add_route(method, path, self._wrap(handler))
 
     def _wrap(self, handler: Handler) -> Handler:
+        allowed_query = self.QUERY.get(handler.__name__, set())
+
         async def run(request: aioweb.Request) -> aioweb.StreamResponse:
             started = time.perf_counter()
             try:
+                unknown = sorted(set(request.query) - allowed_query)
+                if unknown:
+                    raise ApiError(400, "INVALID_PARAMETER", f"unknown query parameter {unknown[0]!r}",
+                                   f"$query.{unknown[0]}")
                 resp = await handler(request)
             except ApiError as err:
                 resp = _json(err.body(), err.status)
@@ -383,6 +402,9 @@ class Api:
         self.principal(request, READ)
         site = self.site(request)
         b = require_object(await self.body(request))
+        extra = set(b) - {"segment_id", "rule_id", "condition"}
+        if extra:
+            raise ApiError(400, "INVALID_FIELD", f"unknown field {sorted(extra)[0]!r}", f"$.{sorted(extra)[0]}")
         seg = b.get("segment_id")
         if not isinstance(seg, str) or seg not in site.segments:
             raise ApiError(422, "UNKNOWN_SEGMENT", "segment_id must name an existing segment", "$.segment_id")
@@ -390,7 +412,9 @@ class Api:
         try:
             compile_condition(tree, site)
         except CompileError as err:
-            return _json({"valid": False, "errors": [e.as_dict() for e in err.errors]}, 422)
+            first = err.errors[0]
+            return _json({"valid": False, "code": first.code, "message": first.message, "path": first.path,
+                          "errors": [e.as_dict() for e in err.errors]}, 422)
         payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
         parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", payload)
         return _json({
@@ -410,9 +434,11 @@ class Api:
             from processor.catalog.commands import decide
 
             d = decide(site, cmd)
-            return _json({"valid": d.accepted, "errors": [] if d.accepted else
-                          [{"code": d.code, "path": d.path, "message": d.message}]},
-                         200 if d.accepted else 422)
+            if d.accepted:
+                return _json({"valid": True, "errors": []})
+            # also carries the first error's code/message: a 422 is an Error everywhere in the API
+            return _json({"valid": False, "code": d.code, "message": d.message, "path": d.path,
+                          "errors": [{"code": d.code, "path": d.path, "message": d.message}]}, 422)
         await self.proc.commands_out.send(key=site.site_id.encode(), value=encode_command(cmd))
         return _json({"command_id": cmd.command_id, "status": "PENDING",
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
@@ -420,23 +446,23 @@ class Api:
     async def create_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         payload = rule_payload(await self.body(request))
-        return await self._submit(request, p, "CreateRule", payload, request.query.get("dry_run") == "true")
+        return await self._submit(request, p, "CreateRule", payload, _dry_run(request))
 
     async def update_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         payload = rule_payload(await self.body(request), request.match_info["rule"])
-        return await self._submit(request, p, "UpdateRule", payload, request.query.get("dry_run") == "true")
+        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request))
 
     async def delete_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         return await self._submit(request, p, "DeleteRule", {"rule_id": request.match_info["rule"]},
-                                  request.query.get("dry_run") == "true")
+                                  _dry_run(request))
 
     async def set_automation(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         ptype, payload = automation_payload(await self.body(request))
         payload["segment_id"] = request.match_info["segment"]
-        return await self._submit(request, p, ptype, payload, request.query.get("dry_run") == "true")
+        return await self._submit(request, p, ptype, payload, _dry_run(request))
 
 
 _ = (USER, WRITE_CATALOG)  # exported for callers building catalog endpoints

@@ -44,7 +44,7 @@ def spec() -> dict[str, Any]:
             "/sites/{site}/segments/{segment}/automation": {"post": {
                 "summary": "Enable or disable automation of a segment", "parameters": [SITE, SEGMENT, DRY],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["enabled"], "properties": {
+                    "type": "object", "required": ["enabled"], "additionalProperties": False, "properties": {
                         "enabled": {"type": "boolean"}, "remove_members": {"type": "boolean"}}}}}},
                 "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
             "/sites/{site}/segments/{segment}/members": {"get": {
@@ -65,7 +65,8 @@ def spec() -> dict[str, Any]:
             "/sites/{site}/rules/preview": {"post": {
                 "summary": "Who a candidate rule would add/remove (nothing changes)", "parameters": [SITE],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["segment_id", "condition"], "properties": {
+                    "type": "object", "required": ["segment_id", "condition"], "additionalProperties": False,
+                    "properties": {
                         "segment_id": {"type": "string"}, "rule_id": {"type": "string"},
                         "condition": {"type": ["object", "string"]}}}}}},
                 "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 503)}}},
@@ -101,7 +102,8 @@ def spec() -> dict[str, Any]:
                     "command_id": {"type": "string"}, "status": {"const": "PENDING"}, "poll": {"type": "string"}}},
                 "Validation": {"type": "object", "required": ["valid", "errors"], "properties": {
                     "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "object"}}}},
-                "RuleBody": {"type": "object", "required": ["segment_id", "condition"], "properties": {
+                "RuleBody": {"type": "object", "required": ["segment_id", "condition"],
+                             "additionalProperties": False, "properties": {
                     "rule_id": {"type": "string", "minLength": 1, "maxLength": 255},
                     "segment_id": {"type": "string", "minLength": 1, "maxLength": 255},
                     "name": {"type": "string"},

@@ -70,6 +70,9 @@ def rule_payload(body: Any, rule_id: str | None = None) -> dict[str, Any]:
 
 def automation_payload(body: Any) -> tuple[str, dict[str, Any]]:
     b = require_object(body)
+    extra = set(b) - {"enabled", "remove_members"}
+    if extra:
+        raise ApiError(400, "INVALID_FIELD", f"unknown field {sorted(extra)[0]!r}", f"$.{sorted(extra)[0]}")
     enabled = _bool(b, "enabled", True) if "enabled" in b else None
     if enabled is None:
         raise ApiError(400, "INVALID_FIELD", "enabled (true/false) is required", "$.enabled")
