@@ -250,7 +250,8 @@ class Processor:
         site = self.registry.site(ev.site_id)
         key = user_key(ev.site_id, ev.user_id)
         raw = self.users.get(key)
-        out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms())
+        out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms(),
+                               site.index)
         self.count(f"user_events.{out.status}")
         await self.commit_outcome(key, out)
         self.metrics.events.labels(ev.event_type, out.status).inc()

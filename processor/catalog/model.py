@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from processor.rules.compiler import CompiledCondition, compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import CUSTOM_PREFIX, STANDARD_FIELDS, FieldSpec, FieldType
+from processor.rules.index import SegmentRuleIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,10 @@ class SiteCatalog:
     compiled: dict[str, CompiledCondition] = field(default_factory=dict)
     # managed segment id -> ((rule_id, compiled), ...) of its enabled, working rules
     active: dict[str, tuple[tuple[str, CompiledCondition], ...]] = field(default_factory=dict)
+    # all active rules indexed by field value: one lookup per event instead of a loop over rules
+    index: SegmentRuleIndex = field(default_factory=SegmentRuleIndex)
+    # rule_id -> (condition_json, field specs it was compiled against): reuse unchanged compilations
+    _sources: dict[str, tuple[str, tuple[FieldSpec | None, ...]]] = field(default_factory=dict)
 
     # -- FieldResolver
     def resolve_field(self, name: str) -> FieldSpec | None:
@@ -86,16 +91,34 @@ class SiteCatalog:
 
     # -- derived state
     def recompile(self) -> None:
-        """Rebuild compiled rules and the managed-segment index after any change."""
+        """Bring compiled rules, the managed-segment map and the index in line with the catalog.
+
+        Incremental: a rule whose JSON and referenced field definitions are unchanged keeps
+        its compiled object, so the index only touches rules that really changed (a site with
+        10,000 rules does not recompile them all on every command).
+        """
         compiled: dict[str, CompiledCondition] = {}
+        sources: dict[str, tuple[str, tuple[FieldSpec | None, ...]]] = {}
         for rule in self.rules.values():
             if rule.broken is not None:
                 continue
+            old = self.compiled.get(rule.rule_id)
+            src = self._sources.get(rule.rule_id)
+            if old is not None and src is not None and src[0] == rule.condition_json and src[1] == tuple(
+                self.resolve_field(f) for f in sorted(old.fields)
+            ):
+                compiled[rule.rule_id] = old
+                sources[rule.rule_id] = src
+                continue
             try:
-                compiled[rule.rule_id] = compile_condition(rule.condition_json, self)
+                cond = compile_condition(rule.condition_json, self)
             except CompileError as err:  # defensive: accepted rules compiled when accepted
                 self.rules[rule.rule_id] = _with_broken(rule, err.message)
+                continue
+            compiled[rule.rule_id] = cond
+            sources[rule.rule_id] = (rule.condition_json, tuple(self.resolve_field(f) for f in sorted(cond.fields)))
         self.compiled = compiled
+        self._sources = sources
         active: dict[str, list[tuple[str, CompiledCondition]]] = {
             s.segment_id: [] for s in self.segments.values() if s.managed
         }
@@ -103,6 +126,7 @@ class SiteCatalog:
             if rule.enabled and rule.rule_id in compiled and rule.segment_id in active:
                 active[rule.segment_id].append((rule.rule_id, compiled[rule.rule_id]))
         self.active = {k: tuple(v) for k, v in active.items()}
+        self.index.sync(self.active)
 
     def rule_status(self, rule_id: str) -> str:
         rule = self.rules[rule_id]

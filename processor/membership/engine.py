@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from processor.catalog.commands import REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
-from processor.membership.decide import ActiveRules, desired, next_check
+from processor.membership.decide import ActiveRules, desired, is_suspended, next_check
+from processor.rules.index import SegmentRuleIndex
 from processor.membership.profile import merge_profile
 from processor.state.user_state import Fact, UserState
 
@@ -86,8 +87,13 @@ def reconcile(
     segments: Iterable[tuple[str, str]],
     cause: Cause,
     now_ms: int,
+    matches: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[MembershipChange]:
-    """Bring the user's facts for ``segments`` (id, mode) in line with the rules; mutate ``st``."""
+    """Bring the user's facts for ``segments`` (id, mode) in line with the rules; mutate ``st``.
+
+    ``matches`` (segment -> matched rule ids, from a rule index over ``active``) replaces the
+    per-segment evaluation when given; both must describe the same rules.
+    """
     changes: list[MembershipChange] = []
     for seg, mode in sorted(set(segments)):
         fact = st.facts.get(seg)
@@ -98,6 +104,8 @@ def reconcile(
             matched: tuple[str, ...] = ()
         elif seg not in active:  # not managed (now): frozen, never touched
             continue
+        elif matches is not None:
+            matched = () if st.deleted or is_suspended(st.profile) else matches.get(seg, ())
         else:
             matched = desired(active, seg, st.profile, st.deleted, now_ms // 1000)
         want = bool(matched)
@@ -113,7 +121,8 @@ def reconcile(
 
 
 def apply_user_event(
-    st: UserState | None, ev: UserEvent, offset: int, active: ActiveRules, now_ms: int
+    st: UserState | None, ev: UserEvent, offset: int, active: ActiveRules, now_ms: int,
+    index: SegmentRuleIndex | None = None,
 ) -> Outcome:
     """Fold a user event at ``offset`` into the user's state."""
     if st is None:
@@ -127,7 +136,10 @@ def apply_user_event(
     st.last_offset = offset
     st.remember_event(ev.event_id)
     cause = Cause(ev.event_type, ev.event_id, ev.occurred_at)
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms)
+    matches = None
+    if index is not None and not st.deleted:
+        matches = index.match_segments(st.profile, now_ms // 1000)
+    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms, matches)
     return Outcome(st, changes, APPLIED, dirty=True, timer=reschedule(st, active, now_ms))
 
 

@@ -57,7 +57,8 @@ class EngineRun:
 
 
 def run_engine(
-    steps: Iterable[Step], *, wire: bool = True, replay_rate: float = 0.0, seed: int = 0
+    steps: Iterable[Step], *, wire: bool = True, replay_rate: float = 0.0, seed: int = 0,
+    use_index: bool = True,
 ) -> EngineRun:
     """Drive the engine over ``steps`` and collect every change it emits, in order."""
     run = EngineRun()
@@ -118,8 +119,9 @@ def run_engine(
             passes = 2 if replay_rate and rng.random() < replay_rate else 1
             run.replays += passes - 1
             for _ in range(passes):  # a second pass re-delivers the same offset
-                active = run.registry.site(ev.site_id).active
-                out = apply_user_event(load(key), ev, ev_offset, active, ev.occurred_at)
+                site = run.registry.site(ev.site_id)
+                out = apply_user_event(load(key), ev, ev_offset, site.active, ev.occurred_at,
+                                       site.index if use_index else None)
                 run.statuses[out.status] = run.statuses.get(out.status, 0) + 1
                 if out.dirty or key not in run.states:
                     store(key, out.state)

@@ -133,3 +133,11 @@ def test_retyping_a_field_in_use_is_refused():
     assert expected_membership(steps) == {("s", "g"): set()}
     report = check(run_engine(steps).changes, expected_membership(steps))
     assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_indexed_matching_is_identical_to_per_segment_evaluation(seed):
+    """The rule index (used on the event path) yields exactly the same changes, byte for byte,
+    as evaluating every rule of every segment, over a whole generated workload."""
+    wl = generate(seed, 2500)
+    assert run_engine(wl.steps, use_index=True).changes == run_engine(wl.steps, use_index=False).changes
