@@ -150,6 +150,64 @@ class Processor:
 
         aio.router.add_get("/metrics", metrics)
         aio.router.add_get("/openapi.json", openapi)
+        self._install_console(aio)
+
+    def _install_console(self, aio: Any) -> None:
+        """The admin console: static files from the package (only the HTTP API behind them), plus
+        a dev-only token endpoint that exists only when CONSOLE_DEV_LOGIN=1 (set by ``make run``)."""
+        import os
+        import re
+        from pathlib import Path
+
+        from aiohttp import web as aioweb
+
+        from processor.api.auth import make_token
+
+        static = Path(__file__).parent / "console" / "static"
+        dev_login = (os.environ.get("CONSOLE_DEV_LOGIN", "").strip() == "1"
+                     and bool(self.s.admin_jwt_secret) and not self.s.admin_jwt_public_key)
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                                       "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+                                       "base-uri 'none'; frame-ancestors 'none'",
+        }
+
+        async def index(request: aioweb.Request) -> aioweb.Response:
+            html = (static / "index.html").read_text(encoding="utf-8")
+            html = html.replace('data-dev-login="0"', f'data-dev-login="{1 if dev_login else 0}"', 1)
+            return aioweb.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
+
+        def asset(name: str, ctype: str) -> Any:
+            async def serve(request: aioweb.Request) -> aioweb.Response:
+                return aioweb.Response(body=(static / name).read_bytes(), content_type=ctype, charset="utf-8",
+                                       headers=headers)
+            return serve
+
+        async def to_index(request: aioweb.Request) -> aioweb.Response:
+            raise aioweb.HTTPFound("/console/")
+
+        async def dev_token(request: aioweb.Request) -> aioweb.Response:
+            not_found = aioweb.json_response({"code": "NOT_FOUND", "message": "dev login is not enabled"},
+                                             status=404, headers={"Cache-Control": "no-store"})
+            if not dev_login or request.remote not in ("127.0.0.1", "::1"):
+                return not_found
+            site = request.query.get("site", "demo")
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", site):
+                return aioweb.json_response({"code": "INVALID_PARAMETER", "message": "site is not a valid id",
+                                             "path": "$query.site"}, status=400)
+            token = make_token(self.s.admin_jwt_secret or "", "dev-console", site, ["site_admin"], ttl_s=8 * 3600)
+            return aioweb.json_response({"token": token, "site_id": site, "dev": True},
+                                        headers={"Cache-Control": "no-store"})
+
+        aio.router.add_get("/console", to_index)
+        aio.router.add_get("/console/", index)
+        aio.router.add_get("/console/app.js", asset("app.js", "text/javascript"))
+        aio.router.add_get("/console/app.css", asset("app.css", "text/css"))
+        aio.router.add_get("/console/dev-token", dev_token)
 
     def _update_gauges(self) -> None:
         self.metrics.catalog_offset.set(self.registry.applied_offset)

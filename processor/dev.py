@@ -4,11 +4,17 @@ Starts the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), creates
 the topics, starts a worker process, seeds site ``demo`` (managed segment
 "Sales", rule ``department equals Sales``, a few employees created, moved
 and deleted) and prints every membership change as it happens.
+
+The worker also serves the admin console at ``/console/``. For this run only,
+``ADMIN_JWT_SECRET`` is a random secret (unless already set) and
+``CONSOLE_DEV_LOGIN=1`` enables the console's clearly marked "Dev login"
+button; a worker started any other way never has it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -90,8 +96,10 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
 
         settings = settings.with_(web_port=free_port())
     ensure_topics(settings)
+    # The console's dev login mints tokens with the worker's secret: a random one per run unless given.
+    jwt_secret = os.environ.get("ADMIN_JWT_SECRET") or secrets.token_urlsafe(32)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, STATE_DIR=str(state_dir),
-               WEB_PORT=str(settings.web_port),
+               WEB_PORT=str(settings.web_port), ADMIN_JWT_SECRET=jwt_secret, CONSOLE_DEV_LOGIN="1",
                **({"BROKER_QUIRKS": "tansu"} if broker is not None else {}),
                BROKER_SESSION_TIMEOUT=os.environ.get("BROKER_SESSION_TIMEOUT", "6"))
     wlog = open(Path(".state") / "worker.log", "ab") if Path(".state").is_dir() else subprocess.DEVNULL
@@ -99,6 +107,8 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
                               stdout=wlog, stderr=subprocess.STDOUT)
     print(f"worker started (pid {worker.pid}, state {state_dir}, web port {settings.web_port}); "
           "log: .state/worker.log", flush=True)
+    print(f"admin console: http://127.0.0.1:{settings.web_port}/console/ "
+          f"(\"Dev login\" enabled for this run, site {SITE})", flush=True)
     reader = TopicReader(bootstrap, settings.topics.membership_changes)
     members: dict[tuple[str, str], set[str]] = {}
     seen: set[str] = set()

@@ -29,6 +29,8 @@ from processor.contract.models import Actor, Command
 from processor.membership.decide import desired, is_suspended
 from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
+from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
+from processor.rules.operators import REGISTRY, operators_for
 from processor.state.keys import USER, member_prefix, parse_member_key, user_key, user_prefix
 from processor.state.user_state import decode_state
 
@@ -79,6 +81,7 @@ class Api:
     def routes(self) -> list[tuple[str, str, Handler]]:
         s = "/sites/{site}"
         return [
+            ("GET", f"{s}/fields", self.list_fields),
             ("GET", f"{s}/segments", self.list_segments),
             ("POST", f"{s}/segments/{{segment}}/automation", self.set_automation),
             ("GET", f"{s}/segments/{{segment}}/members", self.list_members),
@@ -313,6 +316,24 @@ class Api:
              "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
         ], "users": sum(p["users"] for p in parts)})
+
+    async def list_fields(self, request: aioweb.Request) -> aioweb.Response:
+        """The field catalog a rule can use: standard fields, the site's custom fields, and the
+        operators valid for each (``operators`` says which take a value)."""
+        self.principal(request, READ)
+        site = self.site(request)
+        fields: list[dict[str, Any]] = []
+        for name, ftype in STANDARD_FIELDS.items():
+            group, label = STANDARD_FIELD_INFO.get(name, ("Other", name))
+            fields.append({"key": name, "label": label, "type": ftype.value, "custom": False, "group": group,
+                           "options": [], "operators": operators_for(ftype)})
+        for pf in sorted(site.fields.values(), key=lambda f: f.shortname):
+            fields.append({"key": pf.key, "label": pf.name or pf.shortname, "type": pf.datatype.value,
+                           "custom": True, "group": "Custom profile fields", "shortname": pf.shortname,
+                           "options": list(pf.options), "operators": operators_for(pf.datatype)})
+        return _json({"fields": fields, "operators": {
+            name: {"takes_value": op.takes_value, "description": op.doc}
+            for name, op in sorted(REGISTRY.items())}})
 
     async def list_rules(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)

@@ -38,6 +38,10 @@ def spec() -> dict[str, Any]:
                  "description": "Served by every worker. Reads gather from all workers; writes are commands."},
         "security": [{"bearer": []}],
         "paths": {
+            "/sites/{site}/fields": {"get": {
+                "summary": "Field catalog: standard and custom profile fields with the operators valid for each",
+                "parameters": [SITE],
+                "responses": {"200": _resp("Fields", {"$ref": "#/components/schemas/FieldCatalog"}), **STD}}},
             "/sites/{site}/segments": {"get": {
                 "summary": "Segments with member and rule counts", "parameters": [SITE],
                 "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(503)}}},
@@ -109,6 +113,23 @@ def spec() -> dict[str, Any]:
                     "name": {"type": "string"},
                     "condition": {"type": ["object", "string"], "description": "JSON tree or text form"},
                     "enabled": {"type": "boolean"}}},
+                "FieldCatalog": {"type": "object", "required": ["fields", "operators"], "properties": {
+                    "fields": {"type": "array", "items": {
+                        "type": "object", "required": ["key", "label", "type", "custom", "group", "options",
+                                                       "operators"], "properties": {
+                            "key": {"type": "string", "description": "name in profiles and rules "
+                                                                     "(custom: profile_field_<shortname>)"},
+                            "label": {"type": "string"},
+                            "type": {"type": "string", "enum": ["TEXT", "TEXTAREA", "MENU", "MULTISELECT",
+                                                                "CHECKBOX", "DATETIME", "NUMBER"]},
+                            "custom": {"type": "boolean"},
+                            "group": {"type": "string"},
+                            "shortname": {"type": "string"},
+                            "options": {"type": "array", "items": {"type": "string"}},
+                            "operators": {"type": "array", "items": {"type": "string"}}}}},
+                    "operators": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["takes_value", "description"], "properties": {
+                            "takes_value": {"type": "boolean"}, "description": {"type": "string"}}}}}},
                 "MembersPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
                     "members": {"type": "array", "items": {"type": "object", "properties": {
                         "user_id": {"type": "string"}, "since": {"type": ["integer", "null"]},

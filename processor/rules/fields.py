@@ -70,6 +70,42 @@ STANDARD_FIELDS: Mapping[str, FieldType] = {
 }
 
 
+# How the admin console groups and labels standard fields (Moodle's own labels).
+STANDARD_FIELD_INFO: Mapping[str, tuple[str, str]] = {
+    "username": ("Identity", "Username"),
+    "email": ("Identity", "Email address"),
+    "idnumber": ("Identity", "ID number"),
+    "auth": ("Identity", "Authentication method"),
+    "firstname": ("Name", "First name"),
+    "lastname": ("Name", "Last name"),
+    "middlename": ("Name", "Middle name"),
+    "alternatename": ("Name", "Alternate name"),
+    "firstnamephonetic": ("Name", "First name - phonetic"),
+    "lastnamephonetic": ("Name", "Last name - phonetic"),
+    "institution": ("Organisation", "Institution"),
+    "department": ("Organisation", "Department"),
+    "phone1": ("Contact", "Phone"),
+    "phone2": ("Contact", "Mobile phone"),
+    "address": ("Contact", "Address"),
+    "city": ("Contact", "City/town"),
+    "country": ("Contact", "Country"),
+    "lang": ("Preferences", "Preferred language"),
+    "timezone": ("Preferences", "Timezone"),
+    "theme": ("Preferences", "Preferred theme"),
+    "calendartype": ("Preferences", "Calendar type"),
+    "description": ("Profile", "Description"),
+    "interests": ("Profile", "Interests"),
+    "suspended": ("Account", "Suspended account"),
+    "confirmed": ("Account", "Confirmed"),
+    "timecreated": ("Activity", "Time created"),
+    "timemodified": ("Activity", "Time modified"),
+    "firstaccess": ("Activity", "First access"),
+    "lastaccess": ("Activity", "Last access"),
+    "lastlogin": ("Activity", "Last login"),
+    "currentlogin": ("Activity", "Current login"),
+}
+
+
 class FieldResolver(Protocol):
     """Anything that can tell the compiler what a profile key is (a site catalog)."""
 

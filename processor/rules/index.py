@@ -9,7 +9,10 @@ and, for a profile, looks up the profile's own values to collect candidate
 rules. Candidates plus the *residual* rules (those with no necessary
 indexable leaf) are then evaluated in full, so the index only has to
 over-approximate: a rule missing from the candidates when it would match is a
-bug, an extra candidate is merely wasted work.
+bug, an extra candidate is merely wasted work. One shortcut: a rule that *is*
+a single case-insensitive equality / ``in`` / prefix leaf is decided by the
+posting hit itself (the lookup keys are computed exactly as the operator reads
+the value), so it is accepted without evaluation (``exact_shortcut``).
 
 Which leaves are necessary::
 
@@ -130,6 +133,22 @@ def _leaf_postings(leaf: Leaf) -> tuple[frozenset[tuple[int, str, Any]], float] 
     return None
 
 
+def is_exact_leaf(node: Node) -> bool:
+    """True when a posting hit of this (root) leaf *is* its result, so it needs no evaluation.
+
+    Holds for case-insensitive ``equals`` / ``in`` / ``starts_with``, number ``equals`` and ``any_of``
+    without a blank value (``any_of`` ignores blank items); the profile keys are computed exactly as
+    these operators read the value. Not for case-sensitive leaves (posted under a superset key) nor
+    ``all_of`` (posted under one of its values).
+    """
+    if not isinstance(node, Leaf) or node.on_missing or node.case_sensitive or node.uses_now:
+        return False
+    op = node.op
+    if op == "any_of":
+        return isinstance(node.value, frozenset) and all(node.value)
+    return op in ("equals", "in", "starts_with")
+
+
 def necessary_postings(node: Node) -> tuple[frozenset[tuple[int, str, Any]], float] | None:
     """Postings of which at least one is hit by every profile the node matches (or None), and their cost."""
     if isinstance(node, Leaf):
@@ -193,9 +212,14 @@ class RuleIndex:
     ``match(profile)`` returns exactly ``{rid for rid, cond in rules if cond.evaluate(profile, now)}``.
     """
 
-    __slots__ = ("_conds", "_postings", "_residual", "_fields", "_time_relative")
+    __slots__ = ("_conds", "_postings", "_residual", "_exact", "_fields", "_time_relative", "exact_shortcut")
 
-    def __init__(self, rules: Iterable[tuple[str, CompiledCondition]] = ()) -> None:
+    def __init__(
+        self, rules: Iterable[tuple[str, CompiledCondition]] = (), *, exact_shortcut: bool = True
+    ) -> None:
+        """``exact_shortcut``: accept a hit of a rule that is a single exact leaf without evaluating it."""
+        self.exact_shortcut = exact_shortcut
+        self._exact: set[str] = set()
         self._conds: dict[str, CompiledCondition] = {}
         self._postings: dict[str, frozenset[tuple[int, str, Any]]] = {}
         self._residual: dict[str, CompiledCondition] = {}
@@ -219,6 +243,8 @@ class RuleIndex:
             return
         postings = found[0]
         self._postings[rule_id] = postings
+        if self.exact_shortcut and is_exact_leaf(cond.root):
+            self._exact.add(rule_id)
         for kind, field, key in postings:
             fidx = self._fields.get(field)
             if fidx is None:
@@ -246,6 +272,7 @@ class RuleIndex:
             self._time_relative -= 1
         if self._residual.pop(rule_id, None) is not None:
             return
+        self._exact.discard(rule_id)
         for kind, field, key in self._postings.pop(rule_id):
             fidx = self._fields[field]
             table: dict[Any, dict[str, CompiledCondition]] = (
@@ -294,6 +321,7 @@ class RuleIndex:
             "rules": len(self._conds),
             "indexed": len(self._postings),
             "residual": len(self._residual),
+            "exact": len(self._exact),
             "fields": len(self._fields),
             "postings": sum(len(p) for p in self._postings.values()),
         }
@@ -340,12 +368,15 @@ class RuleIndex:
         if now is None and self._time_relative and EVALUATE_TAKES_NOW:
             now = int(time.time())  # one instant for every rule of this evaluation
         cands = self.candidates(profile)
+        exact = self._exact
         if EVALUATE_TAKES_NOW:
-            hits = {rid for rid, c in cands.items() if c.evaluate(profile, now)}  # type: ignore[call-arg]
-            hits.update(rid for rid, c in self._residual.items() if c.evaluate(profile, now))  # type: ignore[call-arg]
+            hits = {rid for rid, c in cands.items()
+                    if rid in exact or c.evaluate(profile, now)}  # type: ignore[call-arg]
+            hits.update(rid for rid, c in self._residual.items()
+                        if c.evaluate(profile, now))  # type: ignore[call-arg]
         else:  # pragma: no cover - older CompiledCondition without ``now``
-            hits = {rid for rid, c in cands.items() if c.evaluate(profile)}
-            hits.update(rid for rid, c in self._residual.items() if c.evaluate(profile))
+            hits = {rid for rid, c in cands.items() if rid in exact or _evaluate(c, profile, now)}
+            hits.update(rid for rid, c in self._residual.items() if _evaluate(c, profile, now))
         return hits
 
 

@@ -40,13 +40,13 @@ def as_number(actual: Any) -> float | None:
     """A profile value as a number; ``None`` when it is not numeric."""
     if isinstance(actual, bool):
         return None
-    if isinstance(actual, (int, float)):
-        return float(actual)
-    if isinstance(actual, str):
-        try:
+    try:
+        if isinstance(actual, (int, float)):
+            return float(actual)
+        if isinstance(actual, str):
             return float(actual.strip())
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):  # not numeric, or an int beyond float range
+        return None
     return None
 
 

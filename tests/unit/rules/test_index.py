@@ -106,7 +106,8 @@ def leaf_tree(draw) -> dict:
         value = None if op == "is_empty" else draw(st.lists(_text, min_size=1, max_size=3))
         return _leaf(field, op, value, cs, missing)
     if kind == "check":
-        return _leaf("suspended", draw(st.sampled_from(["is_checked", "is_not_checked"])), None, False, missing)
+        op = draw(st.sampled_from(["is_checked", "is_not_checked"]))
+        return _leaf("suspended", op, None, False, missing)
     op = draw(st.sampled_from(["within_last", "more_than_ago", "in_past", "after"]))
     value = {"within_last": "P30D", "more_than_ago": "P7D", "after": NOW - 86400}.get(op)
     return _leaf("lastaccess", op, value, False, missing)
@@ -171,12 +172,12 @@ _value = st.one_of(
     _scalar,
     st.lists(st.one_of(_text, _longer, st.integers(0, 2), st.booleans(), st.just(1.0)), max_size=3),
 )
-_profile_keys = [*TEXT_FIELDS, "profile_field_team", "profile_field_score", "interests", "profile_field_langs",
-                 "suspended", "lastaccess"]
+_profile_keys = [*TEXT_FIELDS, "profile_field_team", "profile_field_score", "interests",
+                 "profile_field_langs", "suspended", "lastaccess"]
 
 
 def literals(rules) -> dict[str, list[str]]:
-    """Field -> every text value the rules' leaves compare it with, so profiles can hit (or nearly hit) them."""
+    """Field -> every text value the rules' leaves compare it with, so profiles can (nearly) hit them."""
     out: dict[str, set[str]] = {}
     stack = [r.root for r in rules]
     while stack:
@@ -225,14 +226,26 @@ def profile(draw, words: dict[str, list[str]] | None = None) -> dict:
 
 
 @settings(max_examples=300, deadline=None)
-@given(rules=st.lists(compiled_rule, max_size=20), data=st.data())
-def test_match_equals_naive_evaluation_of_every_rule(rules, data):
-    """For any rule set and profile, match() returns exactly the rules whose condition evaluates true."""
+@given(rules=st.lists(compiled_rule, max_size=20), shortcut=st.booleans(), data=st.data())
+def test_match_equals_naive_evaluation_of_every_rule(rules, shortcut, data):
+    """For any rule set and profile, match() returns exactly the rules whose condition evaluates true
+    (with and without accepting exact single-leaf hits unevaluated)."""
     profiles = data.draw(st.lists(profile(literals(rules)), min_size=1, max_size=4))
     conds = {f"r{i}": cond for i, cond in enumerate(rules)}
-    index = RuleIndex(conds.items())
+    index = RuleIndex(conds.items(), exact_shortcut=shortcut)
     assert len(index) == len(conds)
     for p in profiles:
+        assert index.match(p, NOW) == naive(conds, p)
+
+
+@settings(max_examples=200, deadline=None)
+@given(trees=st.lists(indexable_leaf(), min_size=1, max_size=10), data=st.data())
+def test_single_indexable_leaves_match_exactly(trees, data):
+    """Rules that are one indexable leaf (the ones the index decides or prunes most aggressively) match
+    exactly as evaluation says, for profiles holding their values in every case / whitespace variant."""
+    conds = {f"r{i}": cond for i, cond in enumerate(filter(None, map(_compiled_or_none, trees)))}
+    index = RuleIndex(conds.items())
+    for p in data.draw(st.lists(profile(literals(conds.values())), min_size=1, max_size=6)):
         assert index.match(p, NOW) == naive(conds, p)
 
 
@@ -278,7 +291,7 @@ def test_interleaved_add_remove_keeps_match_exact(ops, data):
     for rid in list(live):
         index.remove(rid)
     assert len(index) == 0
-    assert index.stats() == {"rules": 0, "indexed": 0, "residual": 0, "fields": 0, "postings": 0}
+    assert index.stats() == {"rules": 0, "indexed": 0, "residual": 0, "exact": 0, "fields": 0, "postings": 0}
     assert index._fields == {}
 
 
@@ -326,6 +339,24 @@ def test_casefold_expanding_characters_still_match():
                        ("pre_cs", c(_leaf("city", "starts_with", "Straß", cs=True)))])
     assert index.match({"city": "STRASSE"}) == {"eq", "pre"}
     assert index.match({"city": "Straße"}) == {"eq", "pre", "pre_cs"}
+
+
+def test_only_provably_exact_single_leaf_rules_skip_evaluation():
+    """Single case-insensitive equals / in / starts_with / number equals / any_of (no blank value) leaves are
+    decided by the lookup; case-sensitive, all_of, blank any_of and compound rules are re-evaluated."""
+    exact = {"eq": _leaf("department", "equals", "Sales"), "in": _leaf("city", "in", ["A", "B"]),
+             "pre": _leaf("email", "starts_with", "ext."), "num": _leaf("profile_field_score", "equals", 2),
+             "any": _leaf("interests", "any_of", ["Chess"])}
+    checked = {"cs": _leaf("department", "equals", "Sales", cs=True),
+               "all_of": _leaf("interests", "all_of", ["Chess"]),
+               "blank_any": _leaf("interests", "any_of", ["", "Chess"]),
+               "compound": {"all": [_leaf("department", "equals", "Sales")]}}
+    index = RuleIndex([(k, c(v)) for k, v in {**exact, **checked}.items()])
+    assert index._exact == set(exact)
+    assert RuleIndex([(k, c(v)) for k, v in exact.items()], exact_shortcut=False).stats()["exact"] == 0
+    assert index.match({"interests": [" ", "go"]}) == set()  # blank item: any_of ignores it, "in" would not
+    assert index.match({"interests": ["chess"], "department": "SALES"}) == {
+        "eq", "any", "all_of", "blank_any", "compound"}
 
 
 def test_leaf_matching_missing_data_is_residual():
@@ -403,7 +434,8 @@ def test_all_prefers_equality_over_prefix():
 
 def test_nested_all_and_any_of_alls_are_indexed():
     """Nested all is searched; an any whose every branch has an indexable leaf is posted under each."""
-    tree = {"any": [{"all": [{"all": [_leaf("department", "equals", "Sales")]}, _leaf("city", "contains", "a")]},
+    sales = {"all": [_leaf("department", "equals", "Sales")]}
+    tree = {"any": [{"all": [sales, _leaf("city", "contains", "a")]},
                     {"all": [_leaf("country", "in", ["FR", "BE"]), _leaf("profile_field_score", "gt", 1)]}]}
     index = RuleIndex([("r", c(tree))])
     assert not index.is_residual("r")

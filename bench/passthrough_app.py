@@ -1,0 +1,32 @@
+"""Baseline for the streaming bench: a Faust agent that consumes one message and produces one,
+with no logic, on the same broker settings as the processor (per-event framework cost)."""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+app = faust.App(
+    os.environ.get("APP_ID", "bench-passthrough"),
+    broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
+    web_port=int(os.environ.get("WEB_PORT", "6099")),
+    datadir=os.environ.get("STATE_DIR", "/tmp/passthrough"),
+    topic_allow_declare=False, topic_disable_leader=True,
+    consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
+    broker_session_timeout=6, broker_heartbeat_interval=1, broker_request_timeout=30,
+    producer_acks=-1,
+)
+src = app.topic(os.environ.get("IN_TOPIC", "bench-in"), **RAW)
+dst = app.topic(os.environ.get("OUT_TOPIC", "bench-out"), **RAW)
+
+
+@app.agent(src)
+async def passthrough(stream):  # type: ignore[no-untyped-def]
+    async for event in stream.events():
+        await dst.send(key=event.message.key, value=event.message.value)
+
+
+if __name__ == "__main__":
+    faust.Worker(app, loglevel="warn").execute_from_commandline()

@@ -1,0 +1,250 @@
+"""Streaming throughput and latency (issue 6, bench 1). Not a test.
+
+    .venv/bin/python bench/streaming_bench.py [--events 50000] [--rules 1000]
+
+Same embedded broker, same run, same input bytes:
+  (a) raw consume of the input with confluent-kafka,
+  (b) a Faust pass-through agent (consume + produce, no logic: bench/passthrough_app.py),
+  (c) the processor (one site, 1,000 rules of a realistic mix over 20 fields).
+Reports events/s and the ratios c/b and b/a, end-to-end latency p50/p99 (produce time ->
+membership change read by a consumer) at 50% of (c)'s capacity, and worker RSS/CPU.
+Writes bench/results/streaming_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rules_bench  # noqa: E402  (rule mix and realistic profiles shared with the rules bench)
+
+from processor.broker import EmbeddedBroker, free_port  # noqa: E402
+from processor.config import Settings, Topics  # noqa: E402
+from processor.contract.codec import decode_membership_change, encode_command, encode_user_event  # noqa: E402
+from processor.contract.models import Actor, Command, UserEvent  # noqa: E402
+from processor.topics import ensure_topics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = "bench"
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+    stat = Path(f"/proc/{pid}/stat").read_text().split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"rss_mb": round(rss / 1024, 1), "cpu_s": (int(stat[13]) + int(stat[14])) / ticks}
+
+
+def catalog_commands(n_rules: int, seed: int) -> list[Command]:
+    actor = Actor("bench", ("site_admin",))
+    now = int(time.time() * 1000)
+    cmds = []
+    for name, spec in rules_bench.FIELDS.custom.items():
+        cmds.append(Command(f"f-{name}", SITE, now, actor, "UpsertProfileField", {
+            "shortname": name.removeprefix("profile_field_"), "name": name, "datatype": spec.type.value,
+            "options": list(spec.options)}))
+    segs = [f"seg-{i:03d}" for i in range(100)]
+    for s in segs:
+        cmds.append(Command(f"s-{s}", SITE, now, actor, "UpsertSegment", {"segment_id": s, "name": s}))
+        cmds.append(Command(f"e-{s}", SITE, now, actor, "EnableSegmentAutomation", {"segment_id": s}))
+    rng = random.Random(seed)
+    makers = [m for _, m in rules_bench.MIX]
+    weights = [w for w, _ in rules_bench.MIX]
+    for i in range(n_rules):
+        cond = rng.choices(makers, weights)[0](rng)
+        cmds.append(Command(f"r-{i}", SITE, now, actor, "CreateRule", {
+            "rule_id": f"rule-{i:05d}", "segment_id": segs[i % len(segs)], "name": f"rule {i}",
+            "condition_json": json.dumps(cond), "enabled": True}))
+    return cmds
+
+
+def make_events(n: int, seed: int, users: int) -> list[UserEvent]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        uid = f"u{rng.randrange(users):06d}"
+        r = rng.random()
+        if r < 0.70:
+            out.append(UserEvent(f"e{i}", "USER_CREATED", SITE, uid, 0, rules_bench.make_profile(rng)))
+        elif r < 0.95:
+            p = rules_bench.make_profile(rng)
+            keys = rng.sample(sorted(p), 3)
+            out.append(UserEvent(f"e{i}", "USER_UPDATED", SITE, uid, 0, {k: p[k] for k in keys}))
+        else:
+            out.append(UserEvent(f"e{i}", "USER_DELETED", SITE, uid, 0, {}))
+    return out
+
+
+def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
+                  "log.connection.close": False})
+    for k, v in msgs:
+        while True:
+            try:
+                p.produce(topic, key=k, value=v)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(120)
+
+
+def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    got = 0
+    t = time.perf_counter()
+    while got < n:
+        got += sum(1 for m in c.consume(10000, 1.0) if not m.error())
+    dt = time.perf_counter() - t
+    c.close()
+    return n / dt
+
+
+def counter(url: str, prefix: str) -> int:
+    with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
+        data = json.loads(r.read())
+    return sum(v for k, v in data.get("counters", {}).items() if k.startswith(prefix))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--latency-seconds", type=float, default=20)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="streaming-bench-"))
+    broker = EmbeddedBroker(log_path=work / "broker.log").start()
+    bs = broker.bootstrap
+    procs: list[subprocess.Popen[bytes]] = []
+    res: dict[str, object] = {"events": args.events, "rules": args.rules}
+    try:
+        settings = Settings(bootstrap_servers=bs, app_id="bench-proc", topics=Topics(), session_timeout_s=6)
+        ensure_topics(settings)
+        admin = AdminClient({"bootstrap.servers": bs})
+        for f in admin.create_topics([NewTopic("bench-in", 8, 1), NewTopic("bench-out", 8, 1)]).values():
+            f.result()
+        events = make_events(args.events, 7, args.users)
+        msgs = [(f"{e.site_id}:{e.user_id}".encode(), encode_user_event(e)) for e in events]
+
+        # (a) raw consume
+        produce(bs, "bench-in", msgs)
+        res["raw_consume_eps"] = round(raw_consume(bs, "bench-in", len(msgs)))
+
+        # (b) Faust pass-through: started after the input exists, measured until every output is read
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
+        t0 = time.perf_counter()
+        pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
+                              env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(pt)
+        c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+        c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
+        got, first = 0, None
+        while got < len(msgs):
+            batch = [m for m in c.consume(10000, 0.5) if not m.error()]
+            if batch and first is None:
+                first = time.perf_counter()
+            got += len(batch)
+        res["passthrough_eps"] = round(len(msgs) / (time.perf_counter() - (first or t0)))
+        res["passthrough_stats"] = proc_stats(pt.pid)
+        pt.send_signal(signal.SIGTERM)
+        pt.wait(30)
+        c.close()
+
+        # (c) the processor: catalog first, then the same events
+        wport = free_port()
+        wenv = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(wport), STATE_DIR=str(work / "proc"),
+                    APP_ID="bench-proc", BROKER_SESSION_TIMEOUT="6", LOG_FORMAT="text")
+        w = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=wenv,
+                             stdout=open(work / "proc.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(w)
+        url = f"http://127.0.0.1:{wport}"
+        cp = Producer({"bootstrap.servers": bs})
+        cmds = catalog_commands(args.rules, 3)
+        for cmd in cmds:
+            cp.produce(settings.topics.commands, key=SITE.encode(), value=encode_command(cmd))
+        cp.flush(60)
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                if counter(url, "commands.") >= len(cmds):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        cpu0 = proc_stats(w.pid)["cpu_s"]
+        t = time.perf_counter()
+        produce(bs, settings.topics.user_events, msgs)
+        while counter(url, "user_events.") < len(msgs):
+            time.sleep(0.2)
+        dt = time.perf_counter() - t
+        st = proc_stats(w.pid)
+        res["processor_eps"] = round(len(msgs) / dt)
+        res["processor_stats"] = {"rss_mb": st["rss_mb"], "cpu_s_per_1k_events": round((st["cpu_s"] - cpu0) / len(msgs) * 1000, 3)}
+        res["ratio_c_over_b"] = round(res["processor_eps"] / res["passthrough_eps"], 3)  # type: ignore[operator]
+        res["ratio_b_over_a"] = round(res["passthrough_eps"] / res["raw_consume_eps"], 4)  # type: ignore[operator]
+
+        # latency at 50% of (c)'s capacity
+        rate = max(50, int(res["processor_eps"]) // 2)  # type: ignore[call-overload]
+        lc = Consumer({"bootstrap.servers": bs, "group.id": f"l-{uuid.uuid4().hex}", "auto.offset.reset": "latest"})
+        lc.assign([TopicPartition(settings.topics.membership_changes, p, -1) for p in range(8)])
+        lc.consume(1000, 1.0)
+        lp = Producer({"bootstrap.servers": bs, "linger.ms": 0})
+        rng = random.Random(99)
+        sent = 0
+        lat: list[float] = []
+        start = time.time()
+        while time.time() - start < args.latency_seconds:
+            target = int((time.time() - start) * rate)
+            while sent < target:
+                e = UserEvent(f"lat-{sent}", "USER_CREATED", SITE, f"lat{sent:07d}", int(time.time() * 1000),
+                              rules_bench.make_profile(rng))
+                lp.produce(settings.topics.user_events, key=f"{SITE}:{e.user_id}".encode(), value=encode_user_event(e))
+                sent += 1
+            lp.poll(0)
+            for m in lc.consume(1000, 0.005):
+                if not m.error():
+                    ch = decode_membership_change(m.value())
+                    if ch.cause_id.startswith("lat-"):
+                        lat.append(time.time() * 1000 - ch.occurred_at)
+        lp.flush(30)
+        end = time.time() + 5
+        while time.time() < end:
+            for m in lc.consume(1000, 0.1):
+                if not m.error():
+                    ch = decode_membership_change(m.value())
+                    if ch.cause_id.startswith("lat-"):
+                        lat.append(time.time() * 1000 - ch.occurred_at)
+        lat.sort()
+        res["latency_at_50pct"] = {"rate_eps": rate, "samples": len(lat),
+                                   "p50_ms": round(statistics.median(lat), 1) if lat else None,
+                                   "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None}
+        print(json.dumps(res, indent=2))
+        (ROOT / "bench" / "results" / "streaming_bench.json").write_text(json.dumps(res, indent=2) + "\n")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
