@@ -198,6 +198,7 @@ def main() -> None:
         dt = time.perf_counter() - t
         st = proc_stats(w.pid)
         res["processor_eps"] = round(len(msgs) / dt)
+        res["processor_changes_per_event"] = round(counter(url, "changes.") / len(msgs), 2)
         res["processor_stats"] = {"rss_mb": st["rss_mb"], "cpu_s_per_1k_events": round((st["cpu_s"] - cpu0) / len(msgs) * 1000, 3)}
         res["ratio_c_over_b"] = round(res["processor_eps"] / res["passthrough_eps"], 3)  # type: ignore[operator]
         res["ratio_b_over_a"] = round(res["passthrough_eps"] / res["raw_consume_eps"], 4)  # type: ignore[operator]
