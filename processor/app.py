@@ -25,6 +25,10 @@ from typing import Any
 import faust
 from faust.types import Message
 
+from processor import faust_fixes
+
+faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes.py
+
 from processor.catalog.commands import decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
@@ -199,7 +203,8 @@ class Processor:
             if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", site):
                 return aioweb.json_response({"code": "INVALID_PARAMETER", "message": "site is not a valid id",
                                              "path": "$query.site"}, status=400)
-            token = make_token(self.s.admin_jwt_secret or "", "dev-console", site, ["site_admin"], ttl_s=8 * 3600)
+            token = make_token(self.s.admin_jwt_secret or "", "dev-console", site, ["site_admin"],
+                               ttl_s=8 * 3600)
             return aioweb.json_response({"token": token, "site_id": site, "dev": True},
                                         headers={"Cache-Control": "no-store"})
 

@@ -227,20 +227,31 @@ def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]
 
 
 def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]], sites: Iterable[str],
-                    timeout: float = 120.0, settle: float = 1.0, what: str = "") -> "Report":
+                    timeout: float = 120.0, settle: float = 1.0, idle: float | None = None,
+                    what: str = "") -> "Report":
     """Poll the output until :func:`processor.oracle.check` reports no difference for ``sites``.
 
     Once it does, wait ``settle`` seconds and check again (late re-deliveries must not break it).
-    On timeout, fail with the last report and each live worker's log tail.
+    With ``idle``, give up early when no new membership change (of any site) arrived for that
+    many seconds while differences remain: the output has settled on a wrong answer.
+    On failure, raise with the last report and each live worker's log tail.
     """
     from processor.oracle import check
 
     only = list(sites)
     last: list["Report | None"] = [None]
+    seen = {"n": -1, "at": time.monotonic()}
 
     def ok() -> bool:
+        n = len(cluster.out.changes)
+        if n != seen["n"]:
+            seen.update(n=n, at=time.monotonic())
         last[0] = check(cluster.out.changes, expected, sites=only)
-        return last[0].ok
+        if last[0].ok:
+            return True
+        if idle is not None and time.monotonic() - seen["at"] > idle:
+            raise AssertionError(f"output idle for {idle}s with differences left ({what or only})")
+        return False
 
     try:
         cluster.wait(ok, timeout, what or f"checker ok for {only}")

@@ -54,6 +54,65 @@ def _read(schema_name: str, value: bytes | None, limits: Limits, **kw: Any) -> A
     return record
 
 
+class _Cursor:
+    """Minimal Avro binary reader for the few leading fields whose indexes we must check."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def long(self) -> int:
+        shift = n = 0
+        while True:
+            if self.pos >= len(self.data) or shift > 63:
+                raise ContractError("DECODE_ERROR", "truncated or malformed Avro varint")
+            b = self.data[self.pos]
+            self.pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return (n >> 1) ^ -(n & 1)
+
+    def skip_string(self) -> None:
+        n = self.long()
+        if n < 0:
+            raise ContractError("DECODE_ERROR", "negative string length")
+        self.pos += n
+
+    def skip_string_array(self) -> None:
+        while True:
+            count = self.long()
+            if count == 0:
+                return
+            if count < 0:  # block with byte size
+                self.long()
+                count = -count
+            for _ in range(count):
+                self.skip_string()
+
+
+def _check_index(value: int, size: int, what: str, path: str) -> None:
+    # fastavro 1.13 reads a negative index as counting from the end (-1 = last symbol), so a
+    # single corrupt byte could turn USER_CREATED into USER_DELETED: refuse it explicitly.
+    if not 0 <= value < size:
+        raise ContractError("DECODE_ERROR", f"{what} index {value} is out of range 0..{size - 1}", path)
+
+
+def _precheck_user_event(value: bytes) -> None:
+    cur = _Cursor(value)
+    cur.skip_string()  # event_id
+    _check_index(cur.long(), 3, "event_type enum", "$.event_type")
+
+
+def _precheck_command(value: bytes) -> None:
+    cur = _Cursor(value)
+    cur.skip_string()  # command_id
+    cur.skip_string()  # site_id
+    cur.long()  # issued_at
+    cur.skip_string()  # actor.user_id
+    cur.skip_string_array()  # actor.roles
+    _check_index(cur.long(), len(PAYLOAD_TYPES), "payload union", "$.payload")
+
+
 def _write(schema_name: str, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schemas.parsed_schema(schema_name), record)
@@ -118,6 +177,7 @@ def decode_key(key: bytes | None) -> str | None:
 def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> UserEvent:
     """Decode and validate a ``UserEvent``; the key must be ``site_id:user_id``."""
     rec = _read(schemas.USER_EVENT, value, limits)
+    _precheck_user_event(value)  # type: ignore[arg-type]
     _check_id(rec["event_id"], "$.event_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
     _check_id(rec["user_id"], "$.user_id", limits)
@@ -168,6 +228,7 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
     REJECTED result because the command is addressable.
     """
     rec = _read(schemas.AUTOMATION_COMMAND, value, limits, return_record_name=True)
+    _precheck_command(value)  # type: ignore[arg-type]
     _check_id(rec["command_id"], "$.command_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
     name, payload = rec["payload"]

@@ -1,0 +1,60 @@
+"""Targeted fix for faust-streaming 0.15.x that loses input after a restart or rebalance.
+
+``Recovery.on_recovery_completed`` resumes the stream partitions *before* seeking them to the
+committed offsets. Records fetched in between (from the old position) are queued, the seek then
+discards the queue, and Faust's gap bookkeeping marks the skipped offsets as processed and
+commits past them: user events, backfill orders and commands are silently dropped. Found by the
+kill -9 oracle test (tests/integration/test_faults.py); the missing events were exactly the
+ranges Faust recorded as gaps.
+
+The fix is the upstream method with one change: seek first, then resume, with no ``await``
+between resuming the partitions and resuming the flow. Applied once, at import of the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+_APPLIED = False
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    import faust.tables.recovery as recovery
+
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        coros = [
+            asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
+                                                              self.standbys_for_table[table]))
+            for table in self.tables.values()
+        ]
+        if coros:
+            await asyncio.wait(coros)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again (generation %s, expected %s)",
+                             self.app.consumer_generation_id, generation_id)
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets (before resuming them).")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await self.app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    recovery.Recovery.on_recovery_completed = on_recovery_completed
+    _APPLIED = True
