@@ -139,10 +139,18 @@ def _ready(w: WorkerProcess) -> bool:
 
 
 def _wait_progress(c: Cluster, w: WorkerProcess, timeout: float = 90.0) -> None:
-    """Wait until ``w`` is ready and new membership changes keep arriving (it is processing)."""
+    """Wait until ``w`` is ready and, if it still has work, emitting changes again.
+
+    A restarted worker may already be done (the backlog left after the kill produced no new
+    change), so "no new change" after a while is not a failure here: the final oracle check
+    decides correctness.
+    """
     c.wait(lambda: _ready(w), timeout, f"{w.name} ready")
     before = len(c.poll().changes)
-    c.wait(lambda: len(c.out.changes) > before, timeout, f"{w.name} emitting changes")
+    try:
+        c.wait(lambda: len(c.out.changes) > before, 30.0, f"{w.name} emitting changes")
+    except AssertionError:
+        assert w.alive, f"{w.name} died after restart"
 
 
 def _results_match_intents(c: Cluster, steps: list[Step], intents: list[str], timeout: float = 60.0) -> int:
