@@ -1,0 +1,1 @@
+"""Stored per-user state: codec and table keys (pure)."""

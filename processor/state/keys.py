@@ -1,0 +1,95 @@
+"""Table keys: ``b"U" + varint(len(site)) + site + user`` (UTF-8).
+
+The length-prefixed site makes ``user_prefix(site)`` an exact prefix for
+every user of one site and no other (``"a"`` vs ``"ab"`` cannot collide), so
+a backfill is a RocksDB prefix scan.
+"""
+
+from __future__ import annotations
+
+USER = b"U"
+TIMER = b"T"  # T + be64(due epoch seconds) + user key: due re-evaluations, in time order
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def user_prefix(site_id: str) -> bytes:
+    s = site_id.encode()
+    return USER + _varint(len(s)) + s
+
+
+def user_key(site_id: str, user_id: str) -> bytes:
+    return user_prefix(site_id) + user_id.encode()
+
+
+def parse_user_key(key: bytes) -> tuple[str, str]:
+    if not key.startswith(USER):
+        raise ValueError("not a user key")
+    n = shift = 0
+    i = 1
+    while True:
+        b = key[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    return key[i:i + n].decode(), key[i + n:].decode()
+
+
+def timer_key(due: int, ukey: bytes) -> bytes:
+    return TIMER + due.to_bytes(8, "big") + ukey
+
+
+def parse_timer_key(key: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(key[1:9], "big"), key[9:]
+
+
+def timer_upper_bound(now: int) -> bytes:
+    """Every timer key due at or before ``now`` sorts below this key."""
+    return TIMER + (now + 1).to_bytes(8, "big")
+
+
+MEMBER = b"M"  # M + lp(site) + lp(segment) + user: the members tab, a prefix scan per segment
+
+
+def _lp(s: str) -> bytes:
+    b = s.encode()
+    return _varint(len(b)) + b
+
+
+def member_prefix(site_id: str, segment_id: str | None = None) -> bytes:
+    """Prefix of one segment's member keys (or of every member key of the site)."""
+    return MEMBER + _lp(site_id) + (_lp(segment_id) if segment_id is not None else b"")
+
+
+def member_key(site_id: str, segment_id: str, user_id: str) -> bytes:
+    return member_prefix(site_id, segment_id) + user_id.encode()
+
+
+def _read_lp(key: bytes, i: int) -> tuple[str, int]:
+    n = shift = 0
+    while True:
+        b = key[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    return key[i:i + n].decode(), i + n
+
+
+def parse_member_key(key: bytes) -> tuple[str, str, str]:
+    site, i = _read_lp(key, 1)
+    seg, i = _read_lp(key, i)
+    return site, seg, key[i:].decode()

@@ -1,0 +1,102 @@
+"""One user's stored state, Avro-encoded behind a one-byte format version."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import fastavro
+
+from processor.contract import schemas
+from processor.contract.models import Profile
+
+FORMAT_V1 = b"\x01"
+RECENT_EVENT_IDS = 32  # duplicates arrive close together; older ones are caught by offsets
+
+
+@dataclass(slots=True)
+class Fact:
+    """The last change this processor emitted for one segment of one user."""
+
+    member: bool
+    change_id: str
+    change: str
+    cause_kind: str
+    cause_id: str
+    matched_rule_ids: tuple[str, ...]
+    occurred_at: int
+    emitted_at: int
+
+
+@dataclass(slots=True)
+class UserState:
+    site_id: str
+    user_id: str
+    deleted: bool = False
+    profile: Profile = field(default_factory=dict)
+    last_offset: int = -1
+    next_check_at: int = 0  # epoch seconds; 0 = no time-relative rule can flip
+    recent_event_ids: list[str] = field(default_factory=list)
+    facts: dict[str, Fact] = field(default_factory=dict)
+
+    def remember_event(self, event_id: str) -> None:
+        self.recent_event_ids.append(event_id)
+        del self.recent_event_ids[:-RECENT_EVENT_IDS]
+
+    def is_member(self, segment_id: str) -> bool:
+        f = self.facts.get(segment_id)
+        return bool(f and f.member)
+
+
+def encode_state(st: UserState) -> bytes:
+    buf = io.BytesIO()
+    buf.write(FORMAT_V1)
+    fastavro.schemaless_writer(
+        buf,
+        schemas.parsed_schema(schemas.USER_STATE),
+        {
+            "site_id": st.site_id,
+            "user_id": st.user_id,
+            "deleted": st.deleted,
+            "profile": st.profile,
+            "last_offset": st.last_offset,
+            "next_check_at": st.next_check_at,
+            "recent_event_ids": st.recent_event_ids,
+            "facts": {
+                seg: {
+                    "member": f.member,
+                    "change_id": f.change_id,
+                    "change": f.change,
+                    "cause_kind": f.cause_kind,
+                    "cause_id": f.cause_id,
+                    "matched_rule_ids": list(f.matched_rule_ids),
+                    "occurred_at": f.occurred_at,
+                    "emitted_at": f.emitted_at,
+                }
+                for seg, f in st.facts.items()
+            },
+        },
+    )
+    return buf.getvalue()
+
+
+def decode_state(raw: bytes) -> UserState:
+    if raw[:1] != FORMAT_V1:
+        raise ValueError(f"unknown user state format {raw[:1]!r}")
+    rec = fastavro.schemaless_reader(io.BytesIO(raw[1:]), schemas.parsed_schema(schemas.USER_STATE), None)
+    return UserState(
+        site_id=rec["site_id"],
+        user_id=rec["user_id"],
+        deleted=rec["deleted"],
+        profile=rec["profile"],
+        last_offset=rec["last_offset"],
+        next_check_at=rec["next_check_at"],
+        recent_event_ids=rec["recent_event_ids"],
+        facts={
+            seg: Fact(
+                f["member"], f["change_id"], f["change"], f["cause_kind"], f["cause_id"],
+                tuple(f["matched_rule_ids"]), f["occurred_at"], f["emitted_at"],
+            )
+            for seg, f in rec["facts"].items()
+        },
+    )
