@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import aiohttp
 from aiohttp import web as aioweb
 
-from processor.api.auth import READ, WRITE_CATALOG, WRITE_RULES, AuthConfig, authenticate, authorize
+from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
 from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
 from processor.catalog.model import SiteCatalog
@@ -31,7 +31,7 @@ from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
-from processor.state.keys import USER, member_prefix, parse_member_key, user_key, user_prefix
+from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
 from processor.state.user_state import decode_state
 
 if TYPE_CHECKING:
@@ -485,5 +485,3 @@ class Api:
         payload["segment_id"] = request.match_info["segment"]
         return await self._submit(request, p, ptype, payload, _dry_run(request))
 
-
-_ = (USER, WRITE_CATALOG)  # exported for callers building catalog endpoints

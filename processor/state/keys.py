@@ -35,16 +35,8 @@ def user_key(site_id: str, user_id: str) -> bytes:
 def parse_user_key(key: bytes) -> tuple[str, str]:
     if not key.startswith(USER):
         raise ValueError("not a user key")
-    n = shift = 0
-    i = 1
-    while True:
-        b = key[i]
-        n |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            break
-        shift += 7
-    return key[i:i + n].decode(), key[i + n:].decode()
+    site, i = _read_lp(key, 1)
+    return site, key[i:].decode()
 
 
 def timer_key(due: int, ukey: bytes) -> bytes:
