@@ -76,9 +76,10 @@ def automation_payload(body: Any) -> tuple[str, dict[str, Any]]:
     enabled = _bool(b, "enabled", True) if "enabled" in b else None
     if enabled is None:
         raise ApiError(400, "INVALID_FIELD", "enabled (true/false) is required", "$.enabled")
+    remove = _bool(b, "remove_members", False)  # validated even when enabling
     if enabled:
         return "EnableSegmentAutomation", {}
-    return "DisableSegmentAutomation", {"remove_members": _bool(b, "remove_members", False)}
+    return "DisableSegmentAutomation", {"remove_members": remove}
 
 
 def page_limit(raw: str | None, default: int = 50) -> int:
