@@ -10,8 +10,10 @@ Two agents:
   catalog, append the decision to the catalog log, wait until it is folded,
   fan one control message out to every partition, publish the result.
 
-Everything is at-least-once: Faust flushes the producer before committing
-offsets, and the pure engine re-emits identical changes on replays.
+Everything is at-least-once: membership changes leave through an outbox
+(processor/outbox.py) that flushes the table's changelog before releasing
+them, and is drained before every offset commit; the pure engine re-emits
+identical changes on replays.
 """
 
 from __future__ import annotations
@@ -45,7 +47,16 @@ from processor.contract.codec import (
 )
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
-from processor.membership.engine import Cause, Outcome, apply_backfill, apply_tick, apply_user_event
+from processor.outbox import Outbox
+from processor.membership.engine import (
+    Cause,
+    Outcome,
+    ahead_of,
+    apply_backfill,
+    apply_tick,
+    apply_user_event,
+    current_changes,
+)
 from processor.state.keys import (
     TIMER,
     member_key,
@@ -55,7 +66,7 @@ from processor.state.keys import (
     user_key,
     user_prefix,
 )
-from processor.state.user_state import decode_state, encode_state
+from processor.state.user_state import UserState, decode_state, encode_state
 
 log = logging.getLogger("processor")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -129,6 +140,13 @@ class Processor:
         from processor.metrics import Metrics
 
         self.metrics = Metrics()
+        self.outbox = Outbox(self._flush_producer, self._send_change)
+        self.app.before_commit_hooks = [self.outbox.drain]  # called by faust_fixes' commit hook
+        # Per assignment: highest offset processed per (topic, partition), and the users whose
+        # recorded changes were re-emitted because their state was ahead of this owner (see
+        # processor.membership.engine.ahead_of).
+        self._done: dict[tuple[str, int], int] = {}
+        self._reconfirmed: set[bytes] = set()
         self._wire()
         self._install_api()
 
@@ -241,6 +259,21 @@ class Processor:
         async def stop_catalog(app: Any, **kwargs: Any) -> None:
             await self.catalog.stop()
 
+        @app.task
+        async def drain_outbox() -> None:
+            await self.outbox.run()
+
+        @app.on_partitions_revoked.connect
+        async def drain_on_revoke(app: Any, revoked: Any, **kwargs: Any) -> None:
+            await self.outbox.drain()  # the next owner should not race this worker's late sends
+            self._done.clear()
+            self._reconfirmed.clear()
+
+        @app.on_partitions_assigned.connect
+        async def reset_positions(app: Any, assigned: Any, **kwargs: Any) -> None:
+            self._done.clear()
+            self._reconfirmed.clear()
+
         @app.agent(self.users_in, name="users")
         async def users_agent(stream: Any) -> None:
             await self.catalog.ready.wait()
@@ -278,7 +311,10 @@ class Processor:
     async def guard(self, msg: Message, handler: Any) -> None:
         """Never let one message kill the worker: unexpected errors dead-letter it."""
         try:
-            await handler(msg)
+            try:
+                await handler(msg)
+            finally:
+                self._done[(msg.topic, msg.partition)] = msg.offset
         except asyncio.CancelledError:
             raise
         except ContractError as err:
@@ -296,12 +332,57 @@ class Processor:
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
         await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
 
-    async def emit(self, change: MembershipChange) -> None:
+    async def emit(self, change: MembershipChange, owner: bytes) -> None:
+        """Queue a change in the outbox: it leaves once the state write behind it is flushed."""
         self.count(f"changes.{change.change}")
         self.metrics.changes.labels(change.change, change.cause_kind).inc()
-        await self.changes_out.send(
-            key=f"{change.site_id}:{change.user_id}".encode(), value=encode_membership_change(change)
-        )
+        self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), owner)
+
+    def _done_offset(self, topic: str, partition: int) -> int:
+        """Highest offset of ``topic[partition]`` this owner has processed (committed - 1 before the first)."""
+        done = self._done.get((topic, partition))
+        if done is not None:
+            return done
+        try:
+            from faust.types import TP
+
+            committed = self.app.consumer._committed_offset.get(TP(topic, partition))
+        except Exception:  # noqa: BLE001 - consumer not started: treat everything stored as ahead
+            committed = None
+        return committed - 1 if committed else -1
+
+    async def reconfirm(self, key: bytes, st: UserState, msg: Message) -> None:
+        """Re-emit a user's recorded changes once if its state is ahead of what this owner processed.
+
+        Runs before ``msg`` may supersede those changes (see ``ahead_of``); the re-emitted changes
+        are byte-identical, so a consumer that already has them sees duplicates only. The message
+        itself counts as processed: a replayed user event only re-issues its own changes, and a
+        control message that already changed this user is a re-run.
+        """
+        if key in self._reconfirmed:
+            return
+        t, p = self.s.topics, msg.partition
+        user_done = self._done_offset(t.user_events, p)
+        control_done = self._done_offset(t.control, p)
+        if msg.topic == t.user_events:
+            if msg.offset <= st.last_offset:
+                return  # REPLAYED or an old duplicate: nothing is superseded
+            user_done = max(user_done, msg.offset)
+        else:
+            control_done = max(control_done, msg.offset)
+        if not ahead_of(st, user_done, control_done):
+            return
+        self._reconfirmed.add(key)
+        again = current_changes(st)
+        self.count("changes.reconfirmed", len(again))
+        for change in again:
+            self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), key)
+
+    async def _flush_producer(self) -> None:
+        await self.app.producer.flush()
+
+    async def _send_change(self, key: bytes, value: bytes) -> object:
+        return await self.changes_out.send(key=key, value=value, force=True)
 
     # ------------------------------------------------------------------ users
     async def on_users_message(self, msg: Message) -> None:
@@ -312,16 +393,20 @@ class Processor:
         ev = decode_user_event(msg.key, msg.value)
         site = self.registry.site(ev.site_id)
         key = user_key(ev.site_id, ev.user_id)
+        await self.outbox.settle(key)  # this user's earlier changes leave before its state moves on
         raw = self.users.get(key)
-        out = apply_user_event(decode_state(raw) if raw else None, ev, msg.offset, site.active, now_ms(),
-                               site.index)
+        st = decode_state(raw) if raw else None
+        if st is not None:
+            await self.reconfirm(key, st, msg)
+        out = apply_user_event(st, ev, msg.offset, site.active, now_ms(), site.index)
         self.count(f"user_events.{out.status}")
         await self.commit_outcome(key, out)
         self.metrics.events.labels(ev.event_type, out.status).inc()
         self.metrics.evaluation.observe(time.perf_counter() - started)
 
     async def commit_outcome(self, key: bytes, out: Outcome) -> None:
-        """Write the state (and move its timer) before emitting: both precede the offset commit."""
+        """Write the state, its timer and member-index entries, then queue the changes (the outbox
+        releases them after the changelog holds these writes, and before the offset commit)."""
         if out.dirty:
             self.users[key] = encode_state(out.state)
         if out.timer is not None:
@@ -336,7 +421,9 @@ class Processor:
                 self.users[mkey] = member_value(change)
             else:
                 self.users.pop(mkey, None)
-            await self.emit(change)
+            await self.emit(change, key)
+        if out.changes:
+            await self.outbox.backpressure()
 
     async def on_control(self, msg: Message) -> None:
         try:
@@ -365,7 +452,10 @@ class Processor:
                 break
             active = self.registry.site(site_id).active
             for k, v in chunk:
-                out = apply_backfill(decode_state(v), active, segments, cause, now_ms())
+                await self.outbox.settle(k)
+                st = decode_state(v)
+                await self.reconfirm(k, st, msg)
+                out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
                 changed += len(out.changes)
                 await self.commit_outcome(k, out)
             seen += len(chunk)
@@ -416,12 +506,14 @@ class Processor:
                 break
             for tk in keys:
                 due, ukey = parse_timer_key(tk)
+                await self.outbox.settle(ukey)
                 self.users.pop(tk, None)
                 raw = self.users.get(ukey)
                 if not raw:
                     continue
                 st = decode_state(raw)
-                out = apply_tick(st, self.registry.site(st.site_id).active, due, now_ms())
+                await self.reconfirm(ukey, st, msg)
+                out = apply_tick(st, self.registry.site(st.site_id).active, due, now_ms(), msg.offset)
                 if out.status != "STALE":
                     done += 1
                     await self.commit_outcome(ukey, out)

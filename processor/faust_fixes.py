@@ -9,6 +9,11 @@ ranges Faust recorded as gaps.
 
 The fix is the upstream method with one change: seek first, then resume, with no ``await``
 between resuming the partitions and resuming the flow. Applied once, at import of the app.
+
+Second patch (not a bug fix, a hook): ``Consumer._handle_attached`` runs right before Faust
+flushes the producer and commits offsets. It now first awaits every coroutine function in
+``app.before_commit_hooks``; the processor drains its outbox there (processor/outbox.py), so an
+offset is committed only after the changes of the events before it were released.
 """
 
 from __future__ import annotations
@@ -57,4 +62,15 @@ def apply() -> None:
         self.log.info("Worker ready")
 
     recovery.Recovery.on_recovery_completed = on_recovery_completed
+
+    import faust.transport.consumer as consumer_mod
+
+    original_handle_attached = consumer_mod.Consumer._handle_attached
+
+    async def _handle_attached(self: Any, commit_offsets: Any) -> None:
+        for hook in getattr(self.app, "before_commit_hooks", ()):
+            await hook()
+        await original_handle_attached(self, commit_offsets)
+
+    consumer_mod.Consumer._handle_attached = _handle_attached
     _APPLIED = True

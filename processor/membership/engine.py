@@ -6,7 +6,9 @@ of committed offsets after a crash):
 * an event at an offset <= the user's ``last_offset`` was already applied:
   do not re-apply it, but re-emit every stored change it caused, byte for
   byte (same change_id, same emitted_at), so a change whose output was lost
-  in the crash is delivered;
+  in the crash is delivered, and write the state again (it may exist only in
+  the local store, ahead of the changelog: rewriting it makes the changelog
+  hold every fact before that fact's change is re-emitted);
 * an event id seen recently at a new offset is a duplicate: nothing new;
 * a backfill re-run for the same command re-emits the changes it made.
 
@@ -128,7 +130,8 @@ def apply_user_event(
     if st is None:
         st = UserState(ev.site_id, ev.user_id)
     if offset <= st.last_offset:
-        return Outcome(st, _reissue(st, ev.event_id), REPLAYED, dirty=False)
+        again = _reissue(st, ev.event_id)
+        return Outcome(st, again, REPLAYED, dirty=bool(again))
     if ev.event_id in st.recent_event_ids:
         st.last_offset = offset
         return Outcome(st, [], DUPLICATE, dirty=True)
@@ -144,14 +147,37 @@ def apply_user_event(
 
 
 def apply_backfill(
-    st: UserState, active: ActiveRules, segments: Iterable[tuple[str, str]], cause: Cause, now_ms: int
+    st: UserState, active: ActiveRules, segments: Iterable[tuple[str, str]], cause: Cause, now_ms: int,
+    control_offset: int = -1,
 ) -> Outcome:
-    """Re-evaluate a stored user for a command's segments."""
-    before = {s: f.change_id for s, f in st.facts.items()}
+    """Re-evaluate a stored user for a command's segments (a control message at ``control_offset``)."""
     changes = reconcile(st, active, segments, cause, now_ms)
     timer = reschedule(st, active, now_ms)
-    dirty = timer is not None or any(before.get(c.segment_id) != c.change_id for c in changes)
+    if changes:
+        st.last_control_offset = max(st.last_control_offset, control_offset)
+    # A re-run that re-emits changes rewrites the state too (see the module docstring).
+    dirty = timer is not None or bool(changes)
     return Outcome(st, changes, APPLIED, dirty=dirty, timer=timer)
+
+
+def ahead_of(st: UserState, user_events_done: int, control_done: int) -> bool:
+    """Whether the state records changes of a message its current owner has not processed yet.
+
+    ``user_events_done`` / ``control_done`` are the highest offsets of the user's partition in the
+    two input topics that the owner has processed (or its committed offset minus one before the
+    first one). After a crash the stored state (local store or changelog) can hold changes of
+    messages past those offsets whose output was never released. Their own replay re-emits them
+    (``REPLAYED``), but a message from the *other* topic may reach the user first and supersede
+    them: a caller that sees ``True`` re-emits :func:`current_changes` before applying it.
+    """
+    return st.last_offset > user_events_done or st.last_control_offset > control_done
+
+
+def current_changes(st: UserState) -> list[MembershipChange]:
+    """The last change recorded for every segment of the user, oldest first, byte-identical to the
+    original emission (re-emitting one that was delivered is a duplicate with the same change_id)."""
+    order = sorted(st.facts.items(), key=lambda item: (item[1].emitted_at, item[0]))
+    return [fact_to_change(st, seg, f) for seg, f in order]
 
 
 def reschedule(st: UserState, active: ActiveRules, now_ms: int) -> tuple[int, int] | None:
@@ -166,12 +192,15 @@ def time_cause(due: int) -> Cause:
     return Cause("TIME_ELAPSED", f"time:{due}", due * 1000)
 
 
-def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int) -> Outcome:
-    """Re-evaluate a user whose timer fell due; a timer the state no longer expects is stale."""
+def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int, control_offset: int = -1) -> Outcome:
+    """Re-evaluate a user whose timer fell due (a tick at ``control_offset``); a timer the state
+    no longer expects is stale."""
     if st.next_check_at != due:
         return Outcome(st, _reissue(st, time_cause(due).cause_id), "STALE", dirty=False)
     # evaluate at max(now, due): a tick may run a little before the wall clock passes `due`
     eval_ms = max(now_ms, due * 1000)
     changes = reconcile(st, active, ((s, "RECONCILE") for s in active), time_cause(due), eval_ms)
     timer = reschedule(st, active, eval_ms)
+    if changes:
+        st.last_control_offset = max(st.last_control_offset, control_offset)
     return Outcome(st, changes, APPLIED, dirty=True, timer=timer)

@@ -10,7 +10,8 @@ import fastavro
 from processor.contract import schemas
 from processor.contract.models import Profile
 
-FORMAT_V1 = b"\x01"
+FORMAT_V1 = b"\x01"  # read only (no last_control_offset)
+FORMAT_V2 = b"\x02"
 RECENT_EVENT_IDS = 32  # duplicates arrive close together; older ones are caught by offsets
 
 
@@ -34,10 +35,11 @@ class UserState:
     user_id: str
     deleted: bool = False
     profile: Profile = field(default_factory=dict)
-    last_offset: int = -1
+    last_offset: int = -1  # highest user-event offset applied
     next_check_at: int = 0  # epoch seconds; 0 = no time-relative rule can flip
     recent_event_ids: list[str] = field(default_factory=list)
     facts: dict[str, Fact] = field(default_factory=dict)
+    last_control_offset: int = -1  # highest control offset (backfill/tick) that changed facts
 
     def remember_event(self, event_id: str) -> None:
         self.recent_event_ids.append(event_id)
@@ -50,7 +52,7 @@ class UserState:
 
 def encode_state(st: UserState) -> bytes:
     buf = io.BytesIO()
-    buf.write(FORMAT_V1)
+    buf.write(FORMAT_V2)
     fastavro.schemaless_writer(
         buf,
         schemas.parsed_schema(schemas.USER_STATE),
@@ -75,15 +77,21 @@ def encode_state(st: UserState) -> bytes:
                 }
                 for seg, f in st.facts.items()
             },
+            "last_control_offset": st.last_control_offset,
         },
     )
     return buf.getvalue()
 
 
 def decode_state(raw: bytes) -> UserState:
-    if raw[:1] != FORMAT_V1:
-        raise ValueError(f"unknown user state format {raw[:1]!r}")
-    rec = fastavro.schemaless_reader(io.BytesIO(raw[1:]), schemas.parsed_schema(schemas.USER_STATE), None)
+    fmt = raw[:1]
+    if fmt == FORMAT_V2:
+        rec = fastavro.schemaless_reader(io.BytesIO(raw[1:]), schemas.parsed_schema(schemas.USER_STATE), None)
+    elif fmt == FORMAT_V1:  # written by an older worker: resolve to format 2 (defaults fill new fields)
+        rec = fastavro.schemaless_reader(io.BytesIO(raw[1:]), schemas.parsed_schema(schemas.USER_STATE_V1),
+                                         schemas.parsed_schema(schemas.USER_STATE))
+    else:
+        raise ValueError(f"unknown user state format {fmt!r}")
     return UserState(
         site_id=rec["site_id"],
         user_id=rec["user_id"],
@@ -99,4 +107,5 @@ def decode_state(raw: bytes) -> UserState:
             )
             for seg, f in rec["facts"].items()
         },
+        last_control_offset=rec["last_control_offset"],
     )

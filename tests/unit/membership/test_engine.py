@@ -24,6 +24,8 @@ from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import Actor, Command, UserEvent
 from processor.membership.engine import (
+    ahead_of,
+    current_changes,
     APPLIED,
     DUPLICATE,
     REPLAYED,
@@ -206,7 +208,9 @@ def _two_events():
 
 
 def test_replay_reemits_identical_changes_for_that_cause_only():
-    """Re-delivery of an applied event (offset <= last_offset) re-emits exactly its changes, byte for byte."""
+    """Re-delivery of an applied event (offset <= last_offset) re-emits exactly its changes, byte for
+    byte, and asks for the (unchanged) state to be written again: the local store may be ahead of
+    the changelog after a crash, and a re-emitted change must be backed by a changelogged fact."""
     e1, e2, o1, o2 = _two_events()
     assert summary(o1.changes) == [("sales", "ADDED")]
     assert summary(o2.changes) == [("emea", "ADDED")]
@@ -214,7 +218,7 @@ def test_replay_reemits_identical_changes_for_that_cause_only():
 
     r1 = apply_user_event(o2.state, e1, 5, ACTIVE, 999_999)
     assert r1.status == REPLAYED
-    assert r1.dirty is False
+    assert r1.dirty is True
     assert wire(r1.changes) == wire(o1.changes)
 
     r2 = apply_user_event(o2.state, e2, 6, ACTIVE, 999_999)
@@ -233,11 +237,11 @@ def test_replay_after_state_ran_ahead():
 
 
 def test_replay_of_event_without_changes_emits_nothing():
-    """Replaying an event that changed no membership emits nothing."""
+    """Replaying an event that changed no membership emits nothing and writes nothing."""
     e1 = ev("e1", "USER_CREATED", {"department": "HR"})
     st = apply_user_event(None, e1, 3, ACTIVE, 1).state
     out = apply_user_event(st, e1, 3, ACTIVE, 2)
-    assert out.status == REPLAYED and out.changes == []
+    assert out.status == REPLAYED and out.changes == [] and out.dirty is False
 
 
 def test_replay_does_not_apply_the_event_again():
@@ -321,13 +325,16 @@ def test_backfill_reconcile_adds_matching_user():
 
 
 def test_backfill_rerun_same_cause_reemits_identical_changes():
-    """Re-running a backfill for the same command re-emits byte-identical changes and writes nothing."""
+    """Re-running a backfill for the same command re-emits byte-identical changes, and rewrites the
+    state so the changelog backs them (as for a replayed event)."""
     st = stored_user({"department": "Sales"})
     cause = Cause("RULE_CREATED", "cmd-1", 4242)
     first = apply_backfill(st, ACTIVE, [("sales", RECONCILE)], cause, 77)
+    snapshot = copy.deepcopy(first.state)
     again = apply_backfill(first.state, ACTIVE, [("sales", RECONCILE)], cause, 88_888)
     assert wire(again.changes) == wire(first.changes)
-    assert again.dirty is False
+    assert again.dirty is True
+    assert again.state == snapshot
 
 
 def test_backfill_same_cause_on_fresh_copy_gives_same_ids():
@@ -640,3 +647,38 @@ def test_delete_segment_end_to_end():
     out = _backfill(st, cat, d, "c6")
     assert [(c.segment_id, c.change, c.cause_kind) for c in out.changes] == [
         ("sales", "REMOVED", "SEGMENT_DELETED")]
+
+
+# ------------------------------------------------- state ahead of its owner (after a crash)
+
+
+def test_backfill_with_changes_records_its_control_offset():
+    """A backfill that changes a user records the control message's offset in the state (so a
+    later owner can tell the state holds that message's changes); one without changes does not."""
+    st = stored_user({"department": "Sales"})
+    out = apply_backfill(st, ACTIVE, [("sales", RECONCILE)], Cause("RULE_CREATED", "cmd-1", 1), 1, 40)
+    assert out.changes and out.state.last_control_offset == 40
+    out = apply_backfill(out.state, ACTIVE, [("sales", RECONCILE)], Cause("RULE_UPDATED", "cmd-2", 2), 2, 41)
+    assert out.changes == [] and out.state.last_control_offset == 40
+
+
+def test_ahead_of_compares_both_input_streams():
+    """The state is ahead when it recorded a user event or a control message past what the owner
+    processed in that stream, and not otherwise."""
+    st = UserState("s", "u", last_offset=10, last_control_offset=5)
+    assert not ahead_of(st, 10, 5)
+    assert ahead_of(st, 9, 5)
+    assert ahead_of(st, 10, 4)
+    assert not ahead_of(UserState("s", "u"), -1, -1)
+
+
+def test_current_changes_reissue_every_recorded_fact_byte_identical_oldest_first():
+    """``current_changes`` re-creates the last change of each segment exactly as first emitted,
+    ordered by emission time."""
+    e1 = ev("e1", "USER_CREATED", {"department": "Sales"})
+    o1 = apply_user_event(None, e1, 1, ACTIVE, 1_000)
+    e2 = ev("e2", "USER_UPDATED", {"country": "DE"})
+    o2 = apply_user_event(o1.state, e2, 2, ACTIVE, 2_000)
+    assert summary(o1.changes) == [("sales", "ADDED")] and summary(o2.changes) == [("emea", "ADDED")]
+    again = current_changes(decode_state(encode_state(o2.state)))
+    assert wire(again) == wire(o1.changes) + wire(o2.changes)

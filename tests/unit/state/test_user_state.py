@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import io
+
+import fastavro
+
+from processor.contract import schemas
 from processor.state.user_state import (
     FORMAT_V1,
+    FORMAT_V2,
     RECENT_EVENT_IDS,
     Fact,
     UserState,
@@ -24,6 +30,7 @@ def full_state() -> UserState:
         profile={"department": "Sales", "suspended": True, "lastlogin": 1_700_000_000, "score": 2.5,
                  "interests": ["chess", "go"], "empty": []},
         last_offset=12345678901,
+        last_control_offset=77,
         recent_event_ids=["e1", "e2"],
         facts={
             "sales": Fact(True, "cid-1", "ADDED", "USER_CREATED", "e1", ("r1", "r2"), 10, 20),
@@ -57,11 +64,32 @@ def test_round_trip_deleted_state():
 
 
 def test_encoding_has_version_byte():
-    """The stored value starts with the format version byte."""
-    assert encode_state(UserState("s", "u")).startswith(FORMAT_V1)
+    """The stored value starts with the current format version byte."""
+    assert encode_state(UserState("s", "u")).startswith(FORMAT_V2)
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x02" + encode_state(UserState("s", "u"))[1:], b"\x00abc"])
+def test_format_1_written_by_an_older_worker_still_decodes() -> None:
+    """State bytes in format 1 (no last_control_offset; still in changelogs after an upgrade) decode,
+    with last_control_offset defaulting to -1 and everything else intact."""
+    old = full_state()
+    rec = {
+        "site_id": old.site_id, "user_id": old.user_id, "deleted": old.deleted, "profile": old.profile,
+        "last_offset": old.last_offset, "next_check_at": 0, "recent_event_ids": old.recent_event_ids,
+        "facts": {seg: {"member": f.member, "change_id": f.change_id, "change": f.change,
+                        "cause_kind": f.cause_kind, "cause_id": f.cause_id,
+                        "matched_rule_ids": list(f.matched_rule_ids), "occurred_at": f.occurred_at,
+                        "emitted_at": f.emitted_at} for seg, f in old.facts.items()},
+    }
+    buf = io.BytesIO()
+    buf.write(FORMAT_V1)
+    fastavro.schemaless_writer(buf, schemas.parsed_schema(schemas.USER_STATE_V1), rec)
+    got = decode_state(buf.getvalue())
+    assert got.last_control_offset == -1
+    got.last_control_offset = old.last_control_offset
+    assert got == old
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x03" + encode_state(UserState("s", "u"))[1:], b"\x00abc"])
 def test_unknown_format_rejected(raw):
     """A value without the known version byte raises ValueError instead of being misread."""
     with pytest.raises(ValueError):

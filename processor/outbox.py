@@ -1,0 +1,126 @@
+"""Membership changes wait here until the state that records them is durable.
+
+Why: a worker killed between emitting a change and getting its state write
+(the table's changelog record) acknowledged leaves downstream with a change the
+recovered state does not know about. The worker that replays the event then
+computes the change again with a different ``emitted_at`` (or, if the rules
+changed meanwhile, not at all, and never removes the member). Holding changes
+back until the changelog is flushed closes that window:
+
+    emitted  =>  the fact behind it is in the changelog  =>  recovery restores it
+             =>  a replay re-emits it byte for byte (``REPLAYED``)
+
+``drain`` takes the pending batch, flushes the producer (every changelog
+record written before the batch was taken is then acknowledged), only then
+hands the batch to ``send``, in the order the changes were made, and flushes
+again so the batch itself is acknowledged before its owners count as settled. It runs in a
+background loop (woken by ``put``) for latency, and before every offset commit
+(processor.faust_fixes installs the hook) so an offset is never committed while
+a change of an event before it is still waiting here.
+
+A user's changes must also leave before that user's state moves on: if event e1
+adds a member and e2 (same user) removes it while e1's ADDED is still waiting,
+a crash would leave a state that only remembers e2, and a replay could re-emit
+the REMOVED without the ADDED. So every record names its *owner* (the state
+key), and ``settle(owner)`` drains until that owner has nothing pending; the
+processor calls it before touching a user whose changes are still here.
+
+No faust or Kafka import: ``flush`` and ``send`` are injected, and the unit
+tests drive this class with recording fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Awaitable, Callable
+
+Flush = Callable[[], Awaitable[None]]
+Send = Callable[[bytes, bytes], Awaitable[object]]
+
+log = logging.getLogger("processor.outbox")
+
+
+class Outbox:
+    """FIFO of (key, value) output records released only after a durability flush."""
+
+    def __init__(self, flush: Flush, send: Send, high_water: int = 20_000) -> None:
+        self._flush = flush
+        self._send = send
+        self.high_water = high_water
+        self._items: list[tuple[bytes, bytes, bytes | None]] = []
+        self._owners: Counter[bytes] = Counter()  # owner -> records queued or in flight
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.drained = 0  # records handed to ``send`` so far
+        self.drains = 0  # completed drains (each one flush)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: bytes, value: bytes, owner: bytes | None = None) -> None:
+        """Queue one record; the background loop picks it up."""
+        self._items.append((key, value, owner))
+        if owner is not None:
+            self._owners[owner] += 1
+        self._wake.set()
+
+    def pending_for(self, owner: bytes) -> bool:
+        """Whether ``owner`` has a record that is not acknowledged yet."""
+        return owner in self._owners
+
+    async def settle(self, owner: bytes) -> None:
+        """Return once every record of ``owner`` was flushed-then-sent-and-acknowledged."""
+        while owner in self._owners:
+            await self.drain()
+
+    async def backpressure(self) -> None:
+        """Drain inline when too much is pending (a big backfill must not grow memory unbounded)."""
+        if len(self._items) >= self.high_water:
+            await self.drain()
+
+    async def drain(self) -> int:
+        """Flush, send everything that was pending when the drain started, flush again (the sends
+        are acknowledged); return the count.
+
+        On a failure the batch goes back to the head of the queue (order kept; records already
+        sent may go out twice, byte for byte: at-least-once) and the error propagates: a failed
+        pre-commit drain must stop the commit.
+        """
+        async with self._lock:
+            if not self._items:
+                return 0
+            batch, self._items = self._items, []
+            try:
+                await self._flush()
+                for key, value, _owner in batch:
+                    await self._send(key, value)
+                await self._flush()  # acknowledged: only now may an owner's state move on
+            except BaseException:
+                self._items = batch + self._items
+                raise
+            for _key, _value, owner in batch:
+                if owner is not None:
+                    left = self._owners[owner] - 1
+                    if left:
+                        self._owners[owner] = left
+                    else:
+                        del self._owners[owner]
+            self.drained += len(batch)
+            self.drains += 1
+            return len(batch)
+
+    async def run(self, retry_delay: float = 0.5) -> None:
+        """Background loop: drain whenever something was put. Errors are logged and retried."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the loop alive; the pre-commit drain also retries
+                log.exception("outbox drain failed; %d records kept, retrying", len(self._items))
+                await asyncio.sleep(retry_delay)
+                self._wake.set()
