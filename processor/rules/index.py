@@ -1,70 +1,111 @@
-"""An incremental index over compiled rules: evaluate a profile against candidates only.
+"""An incremental index over compiled rules: match a profile without evaluating every rule.
 
 A site may hold up to 10,000 rules; evaluating every rule for every profile
-event costs O(rules). Most rules, however, *require* some simple text
-comparison: a root ``equals`` / ``in`` / ``starts_with`` leaf, or such a leaf
-directly under a root ``all``. :class:`RuleIndex` posts each rule under the
-normalised value(s) of one such *necessary* leaf (field -> value -> rules)
-and, for a profile, looks up the profile's own values to collect candidate
-rules. Candidates plus the *residual* rules (those with no necessary
-indexable leaf) are then evaluated in full, so the index only has to
-over-approximate: a rule missing from the candidates when it would match is a
-bug, an extra candidate is merely wasted work. One shortcut: a rule that *is*
-a single case-insensitive equality / ``in`` / prefix leaf is decided by the
-posting hit itself (the lookup keys are computed exactly as the operator reads
-the value), so it is accepted without evaluation (``exact_shortcut``).
+event costs O(rules). :class:`RuleIndex` instead splits every rule, when it is
+added, into *terms* whose disjunction is exactly the rule::
 
-Which leaves are necessary::
+    rule  ==  OR over its terms of  (posting hit  AND  guard)
 
-    necessary(leaf)       = the leaf, if indexable
-    necessary(all(c...))  = the most selective necessary(c) among the children
-    necessary(any(c...))  = the union of necessary(c) if *every* child has one
-    necessary(not(c))     = none
+A *posting* is a lookup the index answers for a whole group of rules at once
+from the profile's value of one field; a *guard* is a sub-condition that is
+evaluated. Guards are shared: every guard is identified by a canonical
+signature of its compiled tree (operator, field, field type, prepared value,
+case sensitivity, missing-data result, time dependence; regexes by pattern),
+and within one ``match`` call a guard is evaluated at most once, however many
+rules and postings use it. A term without a guard is decided by the lookup
+alone, so a group of such rules is added to the result with one set union.
+Nothing in ``match`` evaluates a rule as a whole unless the rule has no
+posting at all, and then only once per *distinct* condition.
 
-(the ``any`` case is a small generalisation: ``any(all(dept=a, ...),
-all(city=b, ...))`` is a candidate when the department is ``a`` or the city is
-``b``).
+Postings (per field; profile text is read exactly as the text operators read
+it: :func:`processor.rules.values.as_text` for a scalar, ``norm_text(str(item))``
+for each item of a list, always casefolded for the lookup):
 
-Indexable leaves (all with ``on_missing`` False: a leaf that matches missing
-data is never a necessary condition):
+* ``_EQ`` text value -> rules: text / menu ``equals`` and ``in``, multi-select
+  ``any_of`` (blank values dropped: ``any_of`` ignores blank items) and
+  ``all_of`` (posted under one required value; an ``all_of`` listing a blank
+  value can never match and is posted nowhere);
+* ``_NUM`` float -> rules: number ``equals`` (compared numerically);
+* ``_PRE`` / ``_SUF`` prefix / suffix -> rules: ``starts_with`` / ``ends_with``
+  (a suffix is stored reversed and looked up as a prefix of the reversed value);
+  a profile value is looked up under each of its prefixes whose length is an
+  indexed length for the field;
+* ``_SUB`` substring -> rules: ``contains``; the field's distinct substrings
+  are scanned once per profile (``v in text`` each), not once per rule;
+* ``_RNG`` interval -> rules: number ``gt`` / ``gte`` / ``lt`` / ``lte`` /
+  ``between`` as intervals with open or closed ends. The set of intervals that
+  contain ``x`` depends only on where ``x`` falls among the field's sorted
+  distinct endpoints (``bisect``: between two endpoints, or on one), so the
+  merged rule groups are computed once per such position and memoised; any
+  change to the field's intervals clears that memo (bounded by 2 x endpoints + 1).
 
-* text ``equals`` (text, textarea, menu fields) -> its normalised value;
-* ``in`` and multi-select ``any_of`` -> each normalised value;
-* multi-select ``all_of`` -> one of its values (every one is required);
-* number ``equals`` -> the float value (compared numerically, as the operator does);
-* ``starts_with`` -> its normalised prefix; a profile value is looked up under
-  each of its prefixes whose length is an indexed prefix length for the field.
+Case-sensitive leaves and multi-value ``all_of`` are posted under a superset
+key (``str.casefold`` folds code point by code point, so ``a == v`` implies
+``casefold(a) == casefold(v)`` and likewise for prefixes, suffixes and
+substrings) and keep themselves as guard; every other posting above is
+*exact*: for a present value, a hit is the leaf's result. Only leaves whose
+missing-data result is False and that do not read ``now`` are posted (a leaf
+that matches missing data is not a necessary condition).
 
-Case-sensitive leaves are posted under the casefolded value, a superset key:
-``str.casefold`` folds code point by code point, so ``a == v`` implies
-``casefold(a) == casefold(v)`` and ``a.startswith(v)`` implies
-``casefold(a).startswith(casefold(v))``. Profile values are turned into keys
-exactly as the text operators read them (:func:`processor.rules.values.as_text`
-for scalars, ``norm_text(str(item))`` for each item of a list), always
-case-insensitively.
+How a condition becomes terms::
 
-Adding or removing a rule touches only that rule's postings (O(size of the
-rule)); nothing is ever rebuilt. The module is pure: no Kafka, no Faust.
+    terms(leaf)          = [(posting, None)] if exact, [(posting, leaf)] if superset key
+    terms(all(c...))     = terms of the cheapest child c that has complete terms, each
+                           (p, g) becoming (p, all(g, other children))
+    terms(any(c...))     = concatenation of the children's terms; a child without terms
+                           becomes a posting-free term (always, child): its guard is
+                           evaluated (once per distinct guard) for every profile
+    terms(not(c))        = none
+
+Terms of an ``all`` are exact because ``c == OR(p_i AND g_i)`` gives
+``c AND rest == OR(p_i AND g_i AND rest)``. A rule with no terms at all is
+*residual*: its whole condition is a posting-free guard, shared by every rule
+with the same condition.
+
+Negated equality at the root (text / menu ``not_equals`` / ``not_in``, number
+``not_equals``, multi-select ``none_of``, and ``not`` of ``equals`` / ``in`` /
+``any_of``, all case-insensitive) uses *complement postings*: such a rule
+matches a present value unless the value hits its posting, so per field the
+index answers ``(all such rules) - (rules posted under the profile's keys)``,
+and for a missing value the rules whose missing-data result is True (``not``
+flips the child's). A non-numeric or NaN value never equals a number, so it
+matches every number ``not_equals`` rule.
+
+Adding or removing a rule touches only that rule's terms (O(size of the rule)),
+plus clearing the interval memo of a field whose intervals changed; nothing is
+ever rebuilt eagerly. The module is pure: no Kafka, no Faust.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import time
+from bisect import bisect_left, insort
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from processor.rules.compiler import All, Any_, CompiledCondition, Leaf, Node
+from processor.rules.compiler import All, Any_, CompiledCondition, Leaf, Node, Not
 from processor.rules.fields import FieldType
 from processor.rules.values import as_number, as_text
 
 Profile = Mapping[str, Any]
 
 _TEXT_EQ_TYPES = frozenset({FieldType.TEXT, FieldType.TEXTAREA, FieldType.MENU})
+_TEXT_TYPES = frozenset({FieldType.TEXT, FieldType.TEXTAREA})
+_INF = math.inf
 
 # posting kinds
 _EQ = 0  # normalised text value -> rules
 _NUM = 1  # float -> rules
 _PRE = 2  # normalised text prefix -> rules
+_SUF = 3  # reversed normalised text suffix -> rules
+_SUB = 4  # normalised substring -> rules (scanned)
+_RNG = 5  # (lo, lo_open, hi, hi_open) -> rules
+_FREE = 6  # no posting: the guard alone (field None, key None)
+_NEG_TEXT = 7  # complement of a text key
+_NEG_NUM = 8  # complement of a number
+
+_UNSET = object()
 
 # ------------------------------------------------------------------ evaluation
 
@@ -91,86 +132,193 @@ def _evaluate(cond: CompiledCondition, profile: Profile, now: int | None) -> boo
     return cond.evaluate(profile)
 
 
-# ------------------------------------------------------------------ keys
+# ------------------------------------------------------------------ signatures
 
 
-def _casefold(text: str) -> str:
-    return text.casefold()
+def signature(node: Node) -> tuple:
+    """A hashable value equal for two nodes exactly when they evaluate alike (conservatively).
+
+    A leaf's result depends on its field, field type (which selects the operator's implementation),
+    operator, prepared value, case sensitivity, missing-data result and whether it reads ``now``;
+    a compiled regex is identified by its pattern (its case sensitivity is in the signature). A value
+    that cannot be hashed, or a node type this module does not know, gets a signature of its own.
+    """
+    if isinstance(node, Leaf):
+        value: Any = node.value
+        if node.op in ("matches", "not_matches"):
+            value = ("re", node.raw_value)
+        else:
+            try:
+                hash(value)
+            except TypeError:
+                value = ("id", id(node))
+        return ("leaf", node.op, node.field, node.field_type, value, node.case_sensitive,
+                node.on_missing, node.uses_now)
+    if isinstance(node, All):
+        return ("all", *(signature(c) for c in node.children))
+    if isinstance(node, Any_):
+        return ("any", *(signature(c) for c in node.children))
+    if isinstance(node, Not):
+        return ("not", signature(node.child))
+    return ("id", id(node))
 
 
-def _leaf_postings(leaf: Leaf) -> tuple[frozenset[tuple[int, str, Any]], float] | None:
-    """(postings, cost) of an indexable leaf, or None. Lower cost = more selective."""
-    if leaf.on_missing:
+# ------------------------------------------------------------------ decomposition
+
+# a term: (kind, field, key, guard node or None); a leaf access: (kind, field, keys, exact, cost)
+Term = tuple[int, "str | None", Any, "Node | None"]
+
+
+def _prefix_cost(key: str) -> float:
+    # a prefix is less selective than a whole value, and the shorter the worse
+    return 2.0 if len(key) >= 4 else 4.0 if key else 64.0
+
+
+def _leaf_access(leaf: Leaf, shortcut: bool) -> tuple[int, str, tuple, bool, float] | None:
+    """How a leaf is posted: (kind, field, keys, exact, cost), or None when it cannot be."""
+    if leaf.on_missing or leaf.uses_now:
         return None
-    op, ftype, value, field = leaf.op, leaf.field_type, leaf.value, leaf.field
-    fold = _casefold if leaf.case_sensitive else None
+    op, ftype, value, field, cs = leaf.op, leaf.field_type, leaf.value, leaf.field, leaf.case_sensitive
+    exact = shortcut and not cs
+
+    def fold(v: str) -> str:
+        return v.casefold() if cs else v
+
+    if ftype is FieldType.NUMBER:
+        if not isinstance(value, (float, tuple)):
+            return None
+        if op == "equals":
+            return _NUM, field, (value,), shortcut, 1.0
+        iv = {"gt": (value, True, _INF, False), "gte": (value, False, _INF, False),
+              "lt": (-_INF, False, value, True), "lte": (-_INF, False, value, False)}.get(op) \
+            if isinstance(value, float) else (value[0], False, value[1], False) if op == "between" else None
+        if iv is None or any(isinstance(x, float) and x != x for x in (iv[0], iv[2])):
+            return None
+        return _RNG, field, (iv,), shortcut, 16.0
     if op == "equals":
-        if ftype is FieldType.NUMBER:
-            if isinstance(value, float):
-                return frozenset({(_NUM, field, value)}), 1.0
-            return None
         if ftype in _TEXT_EQ_TYPES and isinstance(value, str):
-            return frozenset({(_EQ, field, fold(value) if fold else value)}), 1.0
+            return _EQ, field, (fold(value),), exact, 1.0
         return None
-    if op in ("in", "any_of"):
+    if not isinstance(value, (str, frozenset)):
+        return None
+    if op in ("in", "any_of", "all_of"):
         if not isinstance(value, frozenset) or not value or not all(isinstance(v, str) for v in value):
             return None
-        keys = {fold(v) if fold else v for v in value}
-        return frozenset((_EQ, field, k) for k in keys), float(len(keys))
-    if op == "all_of":
-        if not isinstance(value, frozenset) or not value or not all(isinstance(v, str) for v in value):
+        if op == "in":
+            if ftype not in _TEXT_EQ_TYPES:
+                return None
+            keys = {fold(v) for v in value}
+            return _EQ, field, tuple(sorted(keys)), exact, float(len(keys))
+        if ftype is not FieldType.MULTISELECT:
             return None
-        # every value is required: one is enough; prefer a non-empty, then the longest (likely rarest)
-        pick = max(value, key=lambda v: (bool(v), len(v), v))
-        return frozenset({(_EQ, field, fold(pick) if fold else pick)}), 1.0
+        if op == "any_of":
+            keys = {fold(v) for v in value if v}  # any_of ignores blank items: a blank value never hits
+            return _EQ, field, tuple(sorted(keys)), exact or not keys, float(len(keys))
+        if not all(value):  # all_of requires a blank item, which it ignores: never matches
+            return _EQ, field, (), True, 0.0
+        # every value is required: one is enough; prefer the longest (likely rarest)
+        pick = max(value, key=lambda v: (len(v), v))
+        return _EQ, field, (fold(pick),), exact and len(value) == 1, 1.0
+    if ftype not in _TEXT_TYPES or not isinstance(value, str):
+        return None
+    key = fold(value)
     if op == "starts_with":
-        if ftype not in (FieldType.TEXT, FieldType.TEXTAREA) or not isinstance(value, str):
-            return None
-        key = fold(value) if fold else value
-        # a prefix is less selective than a whole value, and the shorter the worse
-        cost = 2.0 if len(key) >= 4 else 4.0 if key else 64.0
-        return frozenset({(_PRE, field, key)}), cost
+        return _PRE, field, (key,), exact, _prefix_cost(key)
+    if op == "ends_with":
+        return _SUF, field, (key[::-1],), exact, _prefix_cost(key)
+    if op == "contains":
+        return _SUB, field, (key,), exact, 8.0
     return None
 
 
-def is_exact_leaf(node: Node) -> bool:
-    """True when a posting hit of this (root) leaf *is* its result, so it needs no evaluation.
+def _conj(guard: Node | None, rest: Sequence[Node]) -> Node | None:
+    items = ([guard] if guard is not None else []) + list(rest)
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else All(items)
 
-    Holds for case-insensitive ``equals`` / ``in`` / ``starts_with``, number ``equals`` and ``any_of``
-    without a blank value (``any_of`` ignores blank items); the profile keys are computed exactly as
-    these operators read the value. Not for case-sensitive leaves (posted under a superset key) nor
-    ``all_of`` (posted under one of its values).
+
+def decompose(node: Node, shortcut: bool = True) -> tuple[list[Term], float, bool] | None:
+    """(terms, cost, complete) with ``node == OR(posting hit AND guard)`` over the terms, or None.
+
+    ``complete``: every term has a posting (no posting-free term), so one of the postings is hit by
+    every profile the node matches. Lower cost = more selective.
     """
-    if not isinstance(node, Leaf) or node.on_missing or node.case_sensitive or node.uses_now:
-        return False
-    op = node.op
-    if op == "any_of":
-        return isinstance(node.value, frozenset) and all(node.value)
-    return op in ("equals", "in", "starts_with")
-
-
-def necessary_postings(node: Node) -> tuple[frozenset[tuple[int, str, Any]], float] | None:
-    """Postings of which at least one is hit by every profile the node matches (or None), and their cost."""
     if isinstance(node, Leaf):
-        return _leaf_postings(node)
+        acc = _leaf_access(node, shortcut)
+        if acc is None:
+            return None
+        kind, field, keys, exact, cost = acc
+        guard = None if exact else node
+        return [(kind, field, k, guard) for k in keys], cost, True
     if isinstance(node, All):
-        best: tuple[frozenset[tuple[int, str, Any]], float] | None = None
-        for child in node.children:
-            found = necessary_postings(child)
-            if found is not None and (best is None or found[1] < best[1]):
-                best = found
-        return best
+        best: tuple[list[Term], float, bool] | None = None
+        best_i = -1
+        for i, child in enumerate(node.children):
+            found = decompose(child, shortcut)
+            if found is not None and found[2] and (best is None or found[1] < best[1]):
+                best, best_i = found, i
+        if best is None:
+            return None
+        rest = [c for i, c in enumerate(node.children) if i != best_i]
+        if not rest:
+            return best
+        return [(k, f, key, _conj(g, rest)) for k, f, key, g in best[0]], best[1], True
     if isinstance(node, Any_):
-        union: set[tuple[int, str, Any]] = set()
+        terms: list[Term] = []
         cost = 0.0
+        complete = True
+        indexed = False
         for child in node.children:
-            found = necessary_postings(child)
+            found = decompose(child, shortcut)
             if found is None:
-                return None
-            union |= found[0]
-            cost += found[1]
-        return frozenset(union), cost
+                terms.append((_FREE, None, None, child))
+                cost += 1000.0
+                complete = False
+            else:
+                terms.extend(found[0])
+                cost += found[1]
+                complete = complete and found[2]
+                indexed = True
+        return (terms, cost, complete) if indexed else None
     return None  # Not, or a node type this index does not know
+
+
+def negation(node: Node, shortcut: bool = True) -> tuple[int, str, tuple, bool] | None:
+    """A root negated equality: (kind, field, keys, result when the value is missing), or None.
+
+    The node is true for a present value exactly when the value hits none of ``keys``.
+    """
+    if not shortcut:
+        return None
+    if isinstance(node, Not) and isinstance(node.child, Leaf):
+        leaf, op, missing = node.child, node.child.op, not node.child.on_missing
+    elif isinstance(node, Leaf):
+        pos = {"not_equals": "equals", "not_in": "in", "none_of": "any_of"}.get(node.op)
+        if pos is None:
+            return None
+        leaf, op, missing = node, pos, node.on_missing
+    else:
+        return None
+    if leaf.case_sensitive or leaf.uses_now:
+        return None
+    ftype, value = leaf.field_type, leaf.value
+    if op == "equals":
+        if ftype is FieldType.NUMBER and isinstance(value, float):
+            return _NEG_NUM, leaf.field, (value,), missing
+        if ftype in _TEXT_EQ_TYPES and isinstance(value, str):
+            return _NEG_TEXT, leaf.field, (value,), missing
+        return None
+    if not isinstance(value, frozenset) or not all(isinstance(v, str) for v in value):
+        return None
+    if op == "in" and ftype in _TEXT_EQ_TYPES:
+        return _NEG_TEXT, leaf.field, tuple(sorted(value)), missing
+    if op == "any_of" and ftype is FieldType.MULTISELECT:
+        return _NEG_TEXT, leaf.field, tuple(sorted(v for v in value if v)), missing
+    return None
+
+
+# ------------------------------------------------------------------ profile keys
 
 
 def _text_keys(actual: Any) -> Iterable[str]:
@@ -183,50 +331,224 @@ def _text_keys(actual: Any) -> Iterable[str]:
 def _number_key(actual: Any) -> float | None:
     try:
         return as_number(actual)
-    except (OverflowError, ValueError):  # a huge int; the operator itself cannot compare it either
+    except (OverflowError, ValueError):  # pragma: no cover - as_number already returns None for these
         return None
 
 
-# ------------------------------------------------------------------ index
+# ------------------------------------------------------------------ storage
+
+
+class _Group:
+    """Rules sharing one guard (``node``, evaluated at most once per match) in one posting."""
+
+    __slots__ = ("node", "rids")
+
+    def __init__(self, node: Node, rids: set[str]) -> None:
+        self.node = node
+        self.rids = rids
+
+
+# how a guard is evaluated: the node itself, through its children's guards, or (leaves with an exact
+# posting, root-style negated equalities) from the profile's keys of the field, computed once per match
+_LEAF, _ALL, _ANY, _NOT, _KEYS, _NUMK, _RNGK, _NEGK = range(8)
+
+
+class _Guard:
+    """A distinct guard condition; an ``all`` / ``any`` / ``not`` is evaluated through its children's
+    guards, so a sub-condition shared by several guards is evaluated once per match too."""
+
+    __slots__ = ("sig", "node", "how", "kids", "data", "refs")
+
+    def __init__(self, sig: tuple, node: Node, how: int, kids: tuple[int, ...] | None, data: Any = None) -> None:
+        self.sig = sig
+        self.node = node
+        self.how = how
+        self.kids = kids
+        self.data = data
+        self.refs = 1
+
+
+def _guard_plan(node: Node) -> tuple[int, Any]:
+    """(how, data) for a guard that is evaluated without its children: from field keys when the leaf
+    has an exact posting or is a negated equality (same exactness argument as the postings), else
+    by the node itself."""
+    neg = negation(node)
+    if neg is not None:
+        kind, field, keys, missing = neg
+        return _NEGK, (field, kind == _NEG_NUM, frozenset(keys), missing)
+    if isinstance(node, Leaf):
+        acc = _leaf_access(node, True)
+        if acc is not None and acc[3]:
+            kind, field, keys = acc[0], acc[1], acc[2]
+            if kind == _EQ:
+                return _KEYS, (field, frozenset(keys))
+            if kind == _NUM:
+                return _NUMK, (field, keys[0])
+            if kind == _RNG:
+                return _RNGK, (field, keys[0])
+    return _LEAF, None
+
+
+class _Bucket:
+    """The rules of one posting key: decided by the hit (``exact``) or by a shared guard (``guarded``)."""
+
+    __slots__ = ("exact", "guarded")
+
+    def __init__(self) -> None:
+        self.exact: set[str] = set()
+        self.guarded: dict[int, _Group] = {}  # guard id -> group
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.guarded)
+
+    def rule_ids(self) -> Iterator[str]:
+        yield from self.exact
+        for g in self.guarded.values():
+            yield from g.rids
 
 
 class _FieldIndex:
     """Postings of one profile field."""
 
-    __slots__ = ("eq", "num", "pre", "pre_lens", "pre_len_count")
+    __slots__ = ("eq", "num", "pre", "suf", "sub", "rng", "pre_lens", "pre_len_count", "suf_lens",
+                 "suf_len_count", "rng_points", "rng_point_count", "rng_memo", "neg_text", "neg_num",
+                 "neg_text_all", "neg_num_all", "neg_missing", "text", "number")
 
     def __init__(self) -> None:
-        self.eq: dict[str, dict[str, CompiledCondition]] = {}
-        self.num: dict[float, dict[str, CompiledCondition]] = {}
-        self.pre: dict[str, dict[str, CompiledCondition]] = {}
+        self.eq: dict[str, _Bucket] = {}
+        self.num: dict[float, _Bucket] = {}
+        self.pre: dict[str, _Bucket] = {}
+        self.suf: dict[str, _Bucket] = {}
+        self.sub: dict[str, _Bucket] = {}
+        self.rng: dict[tuple, _Bucket] = {}
         self.pre_len_count: dict[int, int] = {}  # prefix length -> number of distinct indexed prefixes
         self.pre_lens: tuple[int, ...] = ()  # sorted keys of pre_len_count
+        self.suf_len_count: dict[int, int] = {}
+        self.suf_lens: tuple[int, ...] = ()
+        self.rng_points: list[float] = []  # sorted distinct interval endpoints
+        self.rng_point_count: dict[float, int] = {}
+        self.rng_memo: dict[int, _Bucket] = {}  # position among rng_points -> merged bucket
+        self.neg_text: dict[str, set[str]] = {}  # key -> complement rules posted under it
+        self.neg_num: dict[float, set[str]] = {}
+        self.neg_text_all: set[str] = set()  # every text complement rule of the field
+        self.neg_num_all: set[str] = set()
+        self.neg_missing: set[str] = set()  # complement rules true on a missing value
+        self.text = False  # any text posting or text complement
+        self.number = False
+
+    def table(self, kind: int) -> dict[Any, _Bucket]:
+        return (self.eq, self.num, self.pre, self.suf, self.sub, self.rng)[kind]
+
+    def refresh(self) -> None:
+        self.text = bool(self.eq or self.pre or self.suf or self.sub or self.neg_text_all)
+        self.number = bool(self.num or self.rng or self.neg_num_all)
 
     def empty(self) -> bool:
-        return not (self.eq or self.num or self.pre)
+        return not (self.text or self.number or self.neg_missing)
+
+    def rng_bucket(self, x: float) -> _Bucket:
+        """Merged groups of the intervals containing ``x`` (not NaN), memoised per position."""
+        points = self.rng_points
+        i = bisect_left(points, x)
+        pos = 2 * i + 1 if i < len(points) and points[i] == x else 2 * i
+        merged = self.rng_memo.get(pos)
+        if merged is None:
+            merged = _Bucket()
+            for (lo, lo_open, hi, hi_open), bucket in self.rng.items():
+                if (lo < x if lo_open else lo <= x) and (x < hi if hi_open else x <= hi):
+                    merged.exact |= bucket.exact
+                    for gid, grp in bucket.guarded.items():
+                        have = merged.guarded.get(gid)
+                        if have is None:
+                            merged.guarded[gid] = _Group(grp.node, set(grp.rids))
+                        else:
+                            have.rids |= grp.rids
+            self.rng_memo[pos] = merged
+        return merged
+
+
+def _lens_add(counts: dict[int, int], n: int) -> tuple[int, ...] | None:
+    c = counts.get(n, 0)
+    counts[n] = c + 1
+    return tuple(sorted(counts)) if c == 0 else None
+
+
+def _lens_remove(counts: dict[int, int], n: int) -> tuple[int, ...] | None:
+    c = counts[n] - 1
+    if c:
+        counts[n] = c
+        return None
+    del counts[n]
+    return tuple(sorted(counts))
 
 
 class RuleIndex:
-    """Rules indexed by a necessary equality / ``in`` / prefix leaf; the rest evaluated every time.
+    """Rules split into shared postings and shared guards; see the module docstring.
 
     ``match(profile)`` returns exactly ``{rid for rid, cond in rules if cond.evaluate(profile, now)}``.
     """
 
-    __slots__ = ("_conds", "_postings", "_residual", "_exact", "_fields", "_time_relative", "exact_shortcut")
+    __slots__ = ("_conds", "_terms", "_residual", "_exact", "_fields", "_free", "_guards", "_guard_ids",
+                 "_next_gid", "_time_relative", "exact_shortcut")
 
     def __init__(
         self, rules: Iterable[tuple[str, CompiledCondition]] = (), *, exact_shortcut: bool = True
     ) -> None:
-        """``exact_shortcut``: accept a hit of a rule that is a single exact leaf without evaluating it."""
+        """``exact_shortcut``: let exact postings decide rules without evaluation; when False every
+        posting keeps its branch as guard and negations are evaluated (a diagnostic)."""
         self.exact_shortcut = exact_shortcut
-        self._exact: set[str] = set()
         self._conds: dict[str, CompiledCondition] = {}
-        self._postings: dict[str, frozenset[tuple[int, str, Any]]] = {}
-        self._residual: dict[str, CompiledCondition] = {}
+        self._terms: dict[str, tuple[tuple[int, Any, Any, int | None], ...]] = {}
+        self._residual: set[str] = set()
+        self._exact: set[str] = set()
         self._fields: dict[str, _FieldIndex] = {}
+        self._free: dict[int, _Group] = {}  # guard id -> rules with a posting-free term of that guard
+        self._guards: dict[int, _Guard] = {}
+        self._guard_ids: dict[tuple, int] = {}  # signature -> guard id
+        self._next_gid = 0
         self._time_relative = 0
         for rule_id, cond in rules:
             self.add(rule_id, cond)
+
+    # -- guards
+
+    def _guard_ref(self, node: Node) -> tuple[int, Node]:
+        """The id of the guard with ``node``'s signature (registered, children first), referenced once more."""
+        sig = signature(node)
+        gid = self._guard_ids.get(sig)
+        if gid is not None:
+            guard = self._guards[gid]
+            guard.refs += 1
+            return gid, guard.node
+        how, data = _guard_plan(node)
+        kids: tuple[int, ...] | None = None
+        if how != _LEAF:
+            pass
+        elif isinstance(node, (All, Any_)):
+            kids = tuple(self._guard_ref(c)[0] for c in node.children)
+            how = _ALL if isinstance(node, All) else _ANY
+        elif isinstance(node, Not):
+            kids, how = (self._guard_ref(node.child)[0],), _NOT
+        gid = self._next_gid
+        self._next_gid += 1
+        self._guard_ids[sig] = gid
+        self._guards[gid] = _Guard(sig, node, how, kids, data)
+        return gid, node
+
+    def _guard_unref(self, gid: int) -> None:
+        guard = self._guards[gid]
+        guard.refs -= 1
+        if not guard.refs:
+            del self._guards[gid]
+            del self._guard_ids[guard.sig]
+            for kid in guard.kids or ():
+                self._guard_unref(kid)
+
+    def _field(self, field: str) -> _FieldIndex:
+        fidx = self._fields.get(field)
+        if fidx is None:
+            fidx = self._fields[field] = _FieldIndex()
+        return fidx
 
     # -- maintenance
 
@@ -237,31 +559,78 @@ class RuleIndex:
         self._conds[rule_id] = cond
         if getattr(cond, "time_relative", False):
             self._time_relative += 1
-        found = necessary_postings(cond.root)
-        if found is None:
-            self._residual[rule_id] = cond
-            return
-        postings = found[0]
-        self._postings[rule_id] = postings
-        if self.exact_shortcut and is_exact_leaf(cond.root):
+        root = cond.root
+        neg = negation(root, self.exact_shortcut)
+        if neg is not None:
+            kind, field, keys, missing = neg
+            fidx = self._field(field)
+            table, every = (fidx.neg_text, fidx.neg_text_all) if kind == _NEG_TEXT else \
+                (fidx.neg_num, fidx.neg_num_all)
+            every.add(rule_id)
+            for key in keys:
+                table.setdefault(key, set()).add(rule_id)
+            if missing:
+                fidx.neg_missing.add(rule_id)
+            fidx.refresh()
+            self._terms[rule_id] = ((kind, field, keys, int(missing)),)
             self._exact.add(rule_id)
-        for kind, field, key in postings:
-            fidx = self._fields.get(field)
-            if fidx is None:
-                fidx = self._fields[field] = _FieldIndex()
-            table: dict[Any, dict[str, CompiledCondition]] = (
-                fidx.eq if kind == _EQ else fidx.num if kind == _NUM else fidx.pre
-            )
+            return
+        found = decompose(root, self.exact_shortcut)
+        terms: list[Term] = found[0] if found is not None else [(_FREE, None, None, root)]
+        if found is None:
+            self._residual.add(rule_id)
+        records: dict[tuple[int, Any, Any, int | None], None] = {}
+        for kind, field, key, guard in terms:
+            if guard is None:
+                gid, node = None, None
+            else:
+                gid, node = self._guard_ref(guard)
+            record = (kind, field, key, gid)
+            if record in records:  # the same term twice (e.g. any(x, x)): registered once
+                if gid is not None:
+                    self._guard_unref(gid)
+                continue
+            records[record] = None
+            if kind == _FREE:
+                grp = self._free.get(gid)  # type: ignore[arg-type]
+                if grp is None:
+                    self._free[gid] = _Group(node, {rule_id})  # type: ignore[index,arg-type]
+                else:
+                    grp.rids.add(rule_id)
+                continue
+            fidx = self._field(field)  # type: ignore[arg-type]
+            table = fidx.table(kind)
             bucket = table.get(key)
             if bucket is None:
-                bucket = table[key] = {}
+                bucket = table[key] = _Bucket()
                 if kind == _PRE:
-                    n = len(key)
-                    count = fidx.pre_len_count.get(n, 0)
-                    fidx.pre_len_count[n] = count + 1
-                    if count == 0:
-                        fidx.pre_lens = tuple(sorted(fidx.pre_len_count))
-            bucket[rule_id] = cond
+                    lens = _lens_add(fidx.pre_len_count, len(key))
+                    if lens is not None:
+                        fidx.pre_lens = lens
+                elif kind == _SUF:
+                    lens = _lens_add(fidx.suf_len_count, len(key))
+                    if lens is not None:
+                        fidx.suf_lens = lens
+                elif kind == _RNG:
+                    for point in (key[0], key[2]):
+                        n = fidx.rng_point_count.get(point, 0)
+                        fidx.rng_point_count[point] = n + 1
+                        if not n:
+                            insort(fidx.rng_points, point)
+            if kind == _RNG:
+                fidx.rng_memo.clear()
+            if gid is None:
+                bucket.exact.add(rule_id)
+            else:
+                grp = bucket.guarded.get(gid)
+                if grp is None:
+                    bucket.guarded[gid] = _Group(node, {rule_id})  # type: ignore[arg-type]
+                else:
+                    grp.rids.add(rule_id)
+            fidx.refresh()
+        self._terms[rule_id] = tuple(records)
+        if all(gid is None for _, _, _, gid in records):
+            self._exact.add(rule_id)
 
     def remove(self, rule_id: str) -> None:
         """Forget a rule; unknown ids are ignored. O(size of the rule)."""
@@ -270,26 +639,59 @@ class RuleIndex:
             return
         if getattr(cond, "time_relative", False):
             self._time_relative -= 1
-        if self._residual.pop(rule_id, None) is not None:
-            return
+        self._residual.discard(rule_id)
         self._exact.discard(rule_id)
-        for kind, field, key in self._postings.pop(rule_id):
+        for kind, field, key, gid in self._terms.pop(rule_id):
+            if kind == _FREE:
+                grp = self._free[gid]  # type: ignore[index]
+                grp.rids.discard(rule_id)
+                if not grp.rids:
+                    del self._free[gid]  # type: ignore[arg-type]
+                self._guard_unref(gid)  # type: ignore[arg-type]
+                continue
             fidx = self._fields[field]
-            table: dict[Any, dict[str, CompiledCondition]] = (
-                fidx.eq if kind == _EQ else fidx.num if kind == _NUM else fidx.pre
-            )
-            bucket = table[key]
-            del bucket[rule_id]
-            if not bucket:
-                del table[key]
-                if kind == _PRE:
-                    n = len(key)
-                    count = fidx.pre_len_count[n] - 1
-                    if count:
-                        fidx.pre_len_count[n] = count
-                    else:
-                        del fidx.pre_len_count[n]
-                        fidx.pre_lens = tuple(sorted(fidx.pre_len_count))
+            if kind in (_NEG_TEXT, _NEG_NUM):
+                table, every = (fidx.neg_text, fidx.neg_text_all) if kind == _NEG_TEXT else \
+                    (fidx.neg_num, fidx.neg_num_all)
+                every.discard(rule_id)
+                fidx.neg_missing.discard(rule_id)
+                for k in key:
+                    posted = table[k]
+                    posted.discard(rule_id)
+                    if not posted:
+                        del table[k]
+            else:
+                table = fidx.table(kind)
+                bucket = table[key]
+                if gid is None:
+                    bucket.exact.discard(rule_id)
+                else:
+                    grp = bucket.guarded[gid]
+                    grp.rids.discard(rule_id)
+                    if not grp.rids:
+                        del bucket.guarded[gid]
+                    self._guard_unref(gid)
+                if kind == _RNG:
+                    fidx.rng_memo.clear()
+                if not bucket:
+                    del table[key]
+                    if kind == _PRE:
+                        lens = _lens_remove(fidx.pre_len_count, len(key))
+                        if lens is not None:
+                            fidx.pre_lens = lens
+                    elif kind == _SUF:
+                        lens = _lens_remove(fidx.suf_len_count, len(key))
+                        if lens is not None:
+                            fidx.suf_lens = lens
+                    elif kind == _RNG:
+                        for point in (key[0], key[2]):
+                            n = fidx.rng_point_count[point] - 1
+                            if n:
+                                fidx.rng_point_count[point] = n
+                            else:
+                                del fidx.rng_point_count[point]
+                                del fidx.rng_points[bisect_left(fidx.rng_points, point)]
+            fidx.refresh()
             if fidx.empty():
                 del self._fields[field]
 
@@ -312,71 +714,189 @@ class RuleIndex:
         return self._conds.get(rule_id)
 
     def is_residual(self, rule_id: str) -> bool:
-        """True when the rule has no necessary indexable leaf and is evaluated for every profile."""
+        """True when the rule has no posting: its condition is evaluated (once per distinct
+        condition) for every profile."""
         return rule_id in self._residual
 
     def stats(self) -> dict[str, int]:
         """Sizes, for metrics and benchmarks."""
+        terms = [t for ts in self._terms.values() for t in ts]
         return {
             "rules": len(self._conds),
-            "indexed": len(self._postings),
+            "indexed": len(self._conds) - len(self._residual),
             "residual": len(self._residual),
             "exact": len(self._exact),
+            "complement": sum(1 for ts in self._terms.values() if ts[0][0] in (_NEG_TEXT, _NEG_NUM)),
             "fields": len(self._fields),
-            "postings": sum(len(p) for p in self._postings.values()),
+            "postings": sum(len(t[2]) if t[0] in (_NEG_TEXT, _NEG_NUM) else 1
+                            for t in terms if t[0] != _FREE),
+            "guards": len(self._guards),
+            "free_guards": len(self._free),
         }
 
     # -- matching
 
-    def candidates(self, profile: Profile) -> dict[str, CompiledCondition]:
-        """Indexed rules that may match ``profile`` (residual rules not included)."""
-        out: dict[str, CompiledCondition] = {}
-        get = profile.get
-        for field, fidx in self._fields.items():
-            actual = get(field)
-            if actual is None:
-                continue  # every indexed leaf has on_missing False
-            if fidx.eq or fidx.pre:
-                keys = _text_keys(actual)
-                eq = fidx.eq
-                if eq:
+    def _hit_buckets(self, fidx: _FieldIndex, actual: Any) -> Iterator[_Bucket]:
+        """The posting buckets a present value hits (complement postings not included)."""
+        if fidx.text:
+            keys = _text_keys(actual)
+            eq = fidx.eq
+            if eq:
+                for k in keys:
+                    bucket = eq.get(k)
+                    if bucket is not None:
+                        yield bucket
+            for table, lens, flip in ((fidx.pre, fidx.pre_lens, False), (fidx.suf, fidx.suf_lens, True)):
+                if table:
                     for k in keys:
-                        bucket = eq.get(k)
-                        if bucket is not None:
-                            out.update(bucket)
-                pre = fidx.pre
-                if pre:
-                    lens = fidx.pre_lens
-                    for k in keys:
+                        if flip:
+                            k = k[::-1]
                         size = len(k)
                         for n in lens:
                             if n > size:
                                 break
-                            bucket = pre.get(k[:n])
+                            bucket = table.get(k[:n])
                             if bucket is not None:
-                                out.update(bucket)
-            if fidx.num:
-                num = _number_key(actual)
-                if num is not None:
+                                yield bucket
+            if fidx.sub:
+                for v, bucket in fidx.sub.items():
+                    for k in keys:
+                        if v in k:
+                            yield bucket
+                            break
+        if fidx.num or fidx.rng:
+            num = _number_key(actual)
+            if num is not None and num == num:
+                if fidx.num:
                     bucket = fidx.num.get(num)
                     if bucket is not None:
-                        out.update(bucket)
+                        yield bucket
+                if fidx.rng:
+                    yield fidx.rng_bucket(num)
+
+    def candidates(self, profile: Profile) -> dict[str, CompiledCondition]:
+        """Rules with a posting the profile hits (complement, posting-free and residual rules not
+        included)."""
+        out: dict[str, CompiledCondition] = {}
+        conds = self._conds
+        get = profile.get
+        for field, fidx in self._fields.items():
+            actual = get(field)
+            if actual is None:
+                continue  # every posted leaf has on_missing False
+            for bucket in self._hit_buckets(fidx, actual):
+                for rid in bucket.rule_ids():
+                    out[rid] = conds[rid]
         return out
 
     def match(self, profile: Profile, now: int | None = None) -> set[str]:
         """Ids of the rules whose condition holds for ``profile`` (at ``now``, epoch seconds)."""
-        if now is None and self._time_relative and EVALUATE_TAKES_NOW:
-            now = int(time.time())  # one instant for every rule of this evaluation
-        cands = self.candidates(profile)
-        exact = self._exact
-        if EVALUATE_TAKES_NOW:
-            hits = {rid for rid, c in cands.items()
-                    if rid in exact or c.evaluate(profile, now)}  # type: ignore[call-arg]
-            hits.update(rid for rid, c in self._residual.items()
-                        if c.evaluate(profile, now))  # type: ignore[call-arg]
-        else:  # pragma: no cover - older CompiledCondition without ``now``
-            hits = {rid for rid, c in cands.items() if rid in exact or _evaluate(c, profile, now)}
-            hits.update(rid for rid, c in self._residual.items() if _evaluate(c, profile, now))
+        now_i = 0
+        if self._time_relative:  # one instant for every rule of this evaluation
+            now_i = int(time.time()) if now is None else int(now)
+        hits: set[str] = set()
+        memo: dict[int, bool] = {}
+        guards = self._guards
+        get = profile.get
+        text_keys: dict[str, Iterable[str]] = {}
+        numbers: dict[str, Any] = {}
+
+        def ev(gid: int) -> bool:
+            ok = memo.get(gid)
+            if ok is None:
+                guard = guards[gid]
+                how = guard.how
+                if how == _LEAF:
+                    ok = guard.node.evaluate(profile, now_i)
+                elif how == _ALL:
+                    ok = True
+                    for k in guard.kids:  # type: ignore[union-attr]
+                        r = memo.get(k)
+                        if not (ev(k) if r is None else r):
+                            ok = False
+                            break
+                elif how == _ANY:
+                    ok = False
+                    for k in guard.kids:  # type: ignore[union-attr]
+                        r = memo.get(k)
+                        if ev(k) if r is None else r:
+                            ok = True
+                            break
+                elif how == _KEYS:
+                    field, values = guard.data
+                    keys = text_keys.get(field)
+                    if keys is None:
+                        actual = get(field)
+                        keys = text_keys[field] = () if actual is None else _text_keys(actual)
+                    ok = not values.isdisjoint(keys)
+                elif how == _NUMK or how == _RNGK:
+                    field, value = guard.data
+                    num = numbers.get(field, _UNSET)
+                    if num is _UNSET:
+                        actual = get(field)
+                        num = numbers[field] = None if actual is None else _number_key(actual)
+                    if num is None:
+                        ok = False
+                    elif how == _NUMK:
+                        ok = num == value
+                    else:
+                        lo, lo_open, hi, hi_open = value
+                        ok = (lo < num if lo_open else lo <= num) and (num < hi if hi_open else num <= hi)
+                elif how == _NEGK:
+                    field, is_num, values, missing = guard.data
+                    actual = get(field)
+                    if actual is None:
+                        ok = missing
+                    elif is_num:
+                        num = _number_key(actual)
+                        ok = num is None or num not in values
+                    else:
+                        keys = text_keys.get(field)
+                        if keys is None:
+                            keys = text_keys[field] = _text_keys(actual)
+                        ok = values.isdisjoint(keys)
+                else:
+                    ok = not ev(guard.kids[0])  # type: ignore[index]
+                memo[gid] = ok
+            return ok
+
+        get = profile.get
+        for field, fidx in self._fields.items():
+            actual = get(field)
+            if actual is None:
+                if fidx.neg_missing:
+                    hits |= fidx.neg_missing
+                continue
+            for bucket in self._hit_buckets(fidx, actual):
+                if bucket.exact:
+                    hits |= bucket.exact
+                for gid, grp in bucket.guarded.items():
+                    ok = memo.get(gid)
+                    if ok is None:
+                        ok = ev(gid)
+                    if ok:
+                        hits |= grp.rids
+            if fidx.neg_text_all:
+                comp = None
+                neg = fidx.neg_text
+                for k in _text_keys(actual):
+                    posted = neg.get(k)
+                    if posted is not None:
+                        if comp is None:
+                            comp = fidx.neg_text_all - posted
+                        else:
+                            comp -= posted
+                hits |= fidx.neg_text_all if comp is None else comp
+            if fidx.neg_num_all:
+                num = _number_key(actual)
+                posted = fidx.neg_num.get(num) if num is not None else None
+                hits |= fidx.neg_num_all if posted is None else fidx.neg_num_all - posted
+        for gid, grp in self._free.items():
+            ok = memo.get(gid)
+            if ok is None:
+                ok = ev(gid)
+            if ok:
+                hits |= grp.rids
         return hits
 
 
@@ -384,7 +904,7 @@ class SegmentRuleIndex:
     """A :class:`RuleIndex` that also knows each rule's segment.
 
     ``match_segments(profile)`` answers ``{segment_id: sorted matched rule ids}`` for every segment
-    with at least one matching rule, in one pass over the candidates (the same rule ids
+    with at least one matching rule, in one pass over the matches (the same rule ids
     :func:`processor.membership.decide.matching_rules` returns per segment).
     """
 

@@ -10,6 +10,8 @@ index incrementally.
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from processor.membership.decide import matching_rules
 from processor.rules.compiler import CompiledCondition, Leaf, Not, compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import FieldSpec, FieldType, StaticFields
+from processor.rules import index as index_mod
 from processor.rules.index import EVALUATE_TAKES_NOW, RuleIndex, SegmentRuleIndex, _evaluate
 
 CUSTOM = {
@@ -74,7 +77,8 @@ def leaf_tree(draw) -> dict:
     if kind == "text":
         field = draw(st.sampled_from(TEXT_FIELDS))
         op = draw(st.sampled_from(["equals", "equals", "in", "in", "starts_with", "starts_with", "contains",
-                                   "ends_with", "not_equals", "not_in", "not_starts_with", "is_empty",
+                                   "ends_with", "ends_with", "not_equals", "not_in", "not_starts_with",
+                                   "not_contains", "not_ends_with", "is_empty",
                                    "is_not_empty", "is_defined", "matches"]))
         if op in ("in", "not_in"):
             value = draw(st.lists(_text, min_size=1, max_size=3))
@@ -82,8 +86,8 @@ def leaf_tree(draw) -> dict:
             value = None
         elif op == "matches":
             value = draw(st.sampled_from(["^s", "a$", "1"]))
-        elif op.endswith("starts_with"):
-            value = draw(_prefix)
+        elif op.endswith(("starts_with", "ends_with")):
+            value = draw(_prefix) if op.endswith("starts_with") else draw(_text.map(lambda t: t[-2:]))
         else:
             value = draw(_text)
         return _leaf(field, op, value, cs, missing)
@@ -93,10 +97,11 @@ def leaf_tree(draw) -> dict:
                  else None if op == "is_empty" else draw(_menu_value))
         return _leaf("profile_field_team", op, value, cs, missing)
     if kind == "number":
-        op = draw(st.sampled_from(["equals", "equals", "not_equals", "gt", "lte", "between", "is_empty"]))
+        op = draw(st.sampled_from(["equals", "equals", "not_equals", "gt", "gte", "lt", "lte", "between",
+                                   "between", "is_empty"]))
         if op == "between":
             lo = draw(_number)
-            value = [lo, lo + draw(st.integers(0, 2))]
+            value = [lo, lo + draw(st.integers(0, 2))]  # includes [x, x]
         else:
             value = None if op == "is_empty" else draw(_number)
         return _leaf("profile_field_score", op, value, False, missing)
@@ -120,22 +125,49 @@ def indexable_leaf(draw) -> dict:
     cs = draw(st.booleans())
     missing = draw(_missing) if draw(st.integers(0, 4)) == 0 else None
     if kind == "text":
-        op = draw(st.sampled_from(["equals", "in", "starts_with"]))
+        op = draw(st.sampled_from(["equals", "in", "starts_with", "ends_with", "contains"]))
         value = (draw(st.lists(_text, min_size=1, max_size=3)) if op == "in"
-                 else draw(_prefix) if op == "starts_with" else draw(_text))
+                 else draw(_prefix) if op in ("starts_with", "contains") else draw(_text))
         return _leaf(draw(st.sampled_from(TEXT_FIELDS)), op, value, cs, missing)
     if kind == "menu":
         op = draw(st.sampled_from(["equals", "in"]))
         value = draw(st.lists(_menu_value, min_size=1, max_size=2)) if op == "in" else draw(_menu_value)
         return _leaf("profile_field_team", op, value, cs, missing)
     if kind == "number":
-        return _leaf("profile_field_score", "equals", draw(_number), False, missing)
+        op = draw(st.sampled_from(["equals", "equals", "gt", "gte", "lt", "lte", "between"]))
+        if op == "between":
+            lo = draw(_number)
+            return _leaf("profile_field_score", op, [lo, lo + draw(st.sampled_from([0, 0.5, 1]))], False, missing)
+        return _leaf("profile_field_score", op, draw(_number), False, missing)
     op = draw(st.sampled_from(["any_of", "all_of"]))
     field = draw(st.sampled_from(["interests", "profile_field_langs"]))
     return _leaf(field, op, draw(st.lists(_text, min_size=1, max_size=3)), cs, missing)
 
 
-any_leaf = st.one_of(leaf_tree(), indexable_leaf())
+@st.composite
+def negated_equality(draw) -> dict:
+    """A root negated equality (complement postings): not_equals / not_in / none_of or not(equals / in /
+    any_of), sometimes case-sensitive or with an explicit missing-data result."""
+    cs = draw(st.integers(0, 3)) == 0
+    missing = draw(_missing) if draw(st.integers(0, 3)) == 0 else None
+    kind = draw(st.sampled_from(["text", "text", "menu", "number", "multi"]))
+    if kind == "number":
+        pos, neg, value, cs = "equals", "not_equals", draw(_number), False
+    elif kind == "multi":
+        pos, neg, value = "any_of", "none_of", draw(st.lists(_text, min_size=1, max_size=3))
+    else:
+        pos, neg = draw(st.sampled_from([("equals", "not_equals"), ("in", "not_in")]))
+        values = _menu_value if kind == "menu" else _text
+        value = draw(st.lists(values, min_size=1, max_size=3)) if pos == "in" else draw(values)
+    field = {"number": "profile_field_score", "menu": "profile_field_team",
+             "multi": draw(st.sampled_from(["interests", "profile_field_langs"])),
+             "text": draw(st.sampled_from(TEXT_FIELDS))}[kind]
+    if draw(st.booleans()):
+        return _leaf(field, neg, value, cs, missing)
+    return {"not": _leaf(field, pos, value, cs, missing)}
+
+
+any_leaf = st.one_of(leaf_tree(), indexable_leaf(), negated_equality())
 general_tree = st.recursive(
     any_leaf,
     lambda kids: st.one_of(
@@ -151,6 +183,7 @@ _all_with_indexable = st.builds(lambda ix, rest, nest: {"all": [{"all": [ix]} if
 condition_tree = st.one_of(
     general_tree,
     indexable_leaf(),
+    negated_equality(),
     _all_with_indexable,
     st.lists(st.one_of(_all_with_indexable, indexable_leaf()), min_size=1, max_size=3).map(
         lambda xs: {"any": xs}),
@@ -166,7 +199,17 @@ def _compiled_or_none(tree):
 
 compiled_rule = condition_tree.map(_compiled_or_none).filter(lambda x: x is not None)
 
-_scalar = st.one_of(_text, _longer, _number, st.booleans(), st.sampled_from(["  5 ", "abc", " 1.0", "-1.5"]))
+
+@st.composite
+def rule_list(draw, max_size: int) -> list[CompiledCondition]:
+    """Rules, some of them separately compiled copies of another rule's condition (shared guards)."""
+    trees = draw(st.lists(condition_tree, max_size=max_size))
+    if trees and draw(st.booleans()):
+        trees += draw(st.lists(st.sampled_from(trees), max_size=4))
+    return [cond for cond in map(_compiled_or_none, trees) if cond is not None]
+
+_scalar = st.one_of(_text, _longer, _number, st.booleans(),
+                    st.sampled_from(["  5 ", "abc", " 1.0", "-1.5", "2", "nan", "inf", "-inf", "1e400", 10**400]))
 _value = st.one_of(
     st.none(),
     _scalar,
@@ -226,7 +269,7 @@ def profile(draw, words: dict[str, list[str]] | None = None) -> dict:
 
 
 @settings(max_examples=300, deadline=None)
-@given(rules=st.lists(compiled_rule, max_size=20), shortcut=st.booleans(), data=st.data())
+@given(rules=rule_list(20), shortcut=st.booleans(), data=st.data())
 def test_match_equals_naive_evaluation_of_every_rule(rules, shortcut, data):
     """For any rule set and profile, match() returns exactly the rules whose condition evaluates true
     (with and without accepting exact single-leaf hits unevaluated)."""
@@ -291,8 +334,9 @@ def test_interleaved_add_remove_keeps_match_exact(ops, data):
     for rid in list(live):
         index.remove(rid)
     assert len(index) == 0
-    assert index.stats() == {"rules": 0, "indexed": 0, "residual": 0, "exact": 0, "fields": 0, "postings": 0}
-    assert index._fields == {}
+    assert index.stats() == {"rules": 0, "indexed": 0, "residual": 0, "exact": 0, "complement": 0,
+                             "fields": 0, "postings": 0, "guards": 0, "free_guards": 0}
+    assert index._fields == {} and index._guards == {} and index._guard_ids == {} and index._free == {}
 
 
 @settings(max_examples=100, deadline=None)
@@ -341,22 +385,28 @@ def test_casefold_expanding_characters_still_match():
     assert index.match({"city": "Straße"}) == {"eq", "pre", "pre_cs"}
 
 
-def test_only_provably_exact_single_leaf_rules_skip_evaluation():
-    """Single case-insensitive equals / in / starts_with / number equals / any_of (no blank value) leaves are
-    decided by the lookup; case-sensitive, all_of, blank any_of and compound rules are re-evaluated."""
+def test_only_provably_exact_postings_skip_evaluation():
+    """Rules decided by lookups alone (exact postings) are accepted without evaluation; case-sensitive
+    leaves, multi-value all_of and all(...) with further conditions keep a guard that is evaluated."""
     exact = {"eq": _leaf("department", "equals", "Sales"), "in": _leaf("city", "in", ["A", "B"]),
              "pre": _leaf("email", "starts_with", "ext."), "num": _leaf("profile_field_score", "equals", 2),
-             "any": _leaf("interests", "any_of", ["Chess"])}
+             "any": _leaf("interests", "any_of", ["Chess"]),
+             "blank_any": _leaf("interests", "any_of", ["", "Chess"]),  # blank dropped: never hit
+             "all_of1": _leaf("interests", "all_of", ["Chess"]),
+             "compound": {"all": [_leaf("department", "equals", "Sales")]},
+             "suf": _leaf("email", "ends_with", "@x.org"), "sub": _leaf("email", "contains", "@x"),
+             "gt": _leaf("profile_field_score", "gt", 2), "neq": _leaf("department", "not_equals", "HR")}
     checked = {"cs": _leaf("department", "equals", "Sales", cs=True),
-               "all_of": _leaf("interests", "all_of", ["Chess"]),
-               "blank_any": _leaf("interests", "any_of", ["", "Chess"]),
-               "compound": {"all": [_leaf("department", "equals", "Sales")]}}
+               "all_of": _leaf("interests", "all_of", ["Chess", "Go"]),
+               "guarded": {"all": [_leaf("department", "equals", "Sales"), _leaf("suspended", "is_checked")]}}
     index = RuleIndex([(k, c(v)) for k, v in {**exact, **checked}.items()])
     assert index._exact == set(exact)
-    assert RuleIndex([(k, c(v)) for k, v in exact.items()], exact_shortcut=False).stats()["exact"] == 0
-    assert index.match({"interests": [" ", "go"]}) == set()  # blank item: any_of ignores it, "in" would not
-    assert index.match({"interests": ["chess"], "department": "SALES"}) == {
-        "eq", "any", "all_of", "blank_any", "compound"}
+    slow = RuleIndex([(k, c(v)) for k, v in exact.items()], exact_shortcut=False)
+    assert slow.stats()["exact"] == 0
+    assert index.match({"interests": [" ", "go"]}) == {"neq"}  # blank item: any_of ignores it, "in" would not
+    p = {"interests": ["chess", "GO"], "department": "SALES", "suspended": True}
+    assert index.match(p) == slow.match(p) | {"all_of", "guarded"} == {
+        "eq", "any", "blank_any", "all_of1", "compound", "neq", "all_of", "guarded"}  # not "cs": case differs
 
 
 def test_leaf_matching_missing_data_is_residual():
@@ -366,17 +416,40 @@ def test_leaf_matching_missing_data_is_residual():
     assert index.match({}) == {"r"}
 
 
-def test_residual_rules_are_always_evaluated():
-    """Rules with no indexable necessary leaf (contains, negations, numbers, not) still match."""
+def test_former_residual_shapes_are_posted_and_match():
+    """contains, ends_with, negated equalities and numeric thresholds get postings (complement postings
+    for negations), so they are no longer residual, and still match exactly."""
     rules = {
         "contains": c(_leaf("email", "contains", "@example")),
+        "ends": c(_leaf("email", "ends_with", ".ORG")),
         "neq": c(_leaf("department", "not_equals", "Sales")),
         "gt": c(_leaf("profile_field_score", "gt", 3)),
         "not": c({"not": _leaf("city", "equals", "Paris")}),
     }
     index = RuleIndex(rules.items())
-    assert all(index.is_residual(r) for r in rules)
+    assert not any(index.is_residual(r) for r in rules)
     assert index.match({"email": "a@example.org", "profile_field_score": 4, "city": "Lyon"}) == set(rules)
+    assert index.match({"email": "a@example.com", "profile_field_score": 3, "city": "paris ",
+                        "department": "SALES"}) == {"contains"}
+
+
+def test_rules_without_postings_are_residual_and_share_one_evaluation(monkeypatch):
+    """A rule with no posting at all (regex, time-relative, matches-missing leaves, not of a compound) is
+    residual: evaluated for every profile, but rules with the same condition are evaluated once."""
+    trees = {"re": {"field": "email", "op": "matches", "value": "^a"},
+             "re2": {"field": "email", "op": "matches", "value": "^a"},
+             "recent": _leaf("lastaccess", "within_last", "P30D"),
+             "empty": _leaf("city", "is_empty"),
+             "notall": {"not": {"all": [_leaf("city", "equals", "A"), _leaf("country", "equals", "FR")]}}}
+    index = RuleIndex([(k, c(v)) for k, v in trees.items()])
+    assert all(index.is_residual(r) for r in trees)
+    assert index.stats()["free_guards"] == 4
+    calls = []
+    real = index_mod.Leaf.evaluate
+    monkeypatch.setattr(index_mod.Leaf, "evaluate", lambda self, p, now=0: calls.append(self.op) or real(self, p, now))
+    assert index.match({"email": "ann@x", "lastaccess": NOW - 60, "city": "B"}, NOW) == {
+        "re", "re2", "recent", "notall"}
+    assert calls.count("matches") == 1
 
 
 def test_number_and_boolean_profile_values_are_stringified_like_the_operators():
@@ -427,7 +500,8 @@ def test_all_prefers_equality_over_prefix():
     index = RuleIndex([("r", c({"all": [_leaf("email", "starts_with", "a"),
                                         _leaf("department", "equals", "Sales"),
                                         _leaf("profile_field_score", "gt", 1)]}))])
-    assert index._postings["r"] == frozenset({(0, "department", "sales")})
+    (kind, field, key, guard), = index._terms["r"]
+    assert (kind, field, key) == (index_mod._EQ, "department", "sales") and guard is not None
     assert index.match({"email": "ann@x", "department": "sales", "profile_field_score": 2}) == {"r"}
     assert index.candidates({"email": "ann@x", "department": "HR"}) == {}
 
@@ -442,9 +516,12 @@ def test_nested_all_and_any_of_alls_are_indexed():
     assert index.match({"department": "sales", "city": "Paris"}) == {"r"}
     assert index.match({"country": "be", "profile_field_score": 2}) == {"r"}
     assert index.candidates({"department": "HR", "country": "DE"}) == {}
-    mixed = {"any": [_leaf("department", "equals", "Sales"), _leaf("city", "contains", "a")]}
-    index.add("mixed", c(mixed))
-    assert index.is_residual("mixed")
+    mixed = {"any": [_leaf("department", "equals", "Sales"), {"field": "city", "op": "matches", "value": "a"}]}
+    index.add("mixed", c(mixed))  # one posted branch, one posting-free branch evaluated for every profile
+    assert not index.is_residual("mixed") and index.stats()["free_guards"] == 1
+    assert index.match({"department": "sales"}) == {"mixed"}
+    assert index.match({"department": "HR", "city": "Paris"}) == {"mixed"}
+    assert index.match({"department": "HR", "city": "Lyon"}) == set()
 
 
 def test_prefix_lengths_follow_adds_and_removes():
@@ -496,3 +573,145 @@ def test_segment_index_sync_touches_only_changed_rules():
     assert seg.sync({"s3": [("ra", a), ("rc", b2)]}) == (2, 0)
     assert seg.segment_of("ra") == "s3" and "rb" not in seg and len(seg) == 2
     assert seg.match_segments({"department": "b2"}) == {"s3": ("rc",)}
+
+
+# ------------------------------------------------------------ complement postings, intervals, guards
+
+
+def test_negated_equality_uses_complement_postings():
+    """not_equals / not_in / not(equals) / not(in) match a present value unless it hits their values
+    (case-insensitively, any list item counting), and a missing value by their missing-data result."""
+    rules = {"neq": _leaf("department", "not_equals", "Sales"),
+             "nin": _leaf("department", "not_in", ["HR", "it"]),
+             "not_eq": {"not": _leaf("department", "equals", "Sales")},
+             "not_in_nomatch": {"not": _leaf("department", "in", ["HR"], missing="match")},
+             "neq_nomatch": _leaf("department", "not_equals", "HR", missing="no_match"),
+             "neq_blank": _leaf("department", "not_equals", "")}
+    index = RuleIndex([(k, c(v)) for k, v in rules.items()])
+    assert index.stats()["complement"] == len(rules) and index._exact == set(rules)
+    assert index.candidates({"department": "Sales"}) == {}  # complements are not candidates
+    assert index.match({}) == {"neq", "nin", "not_eq", "neq_blank"}
+    assert index.match({"department": " SALES "}) == {"nin", "not_in_nomatch", "neq_nomatch", "neq_blank"}
+    assert index.match({"department": ["x", "hr"]}) == {"neq", "not_eq", "neq_blank"}
+    assert index.match({"department": []}) == set(rules)  # no item equals anything
+    assert index.match({"department": "  "}) == set(rules) - {"neq_blank"}  # blank text equals ""
+
+
+def test_case_sensitive_negation_is_evaluated_not_complemented():
+    """A case-sensitive not_equals is not given complement postings (its keys are not casefolded): it is
+    a shared residual guard and still distinguishes case."""
+    index = RuleIndex([("r", c(_leaf("department", "not_equals", "Sales", cs=True)))])
+    assert index.is_residual("r") and index.stats()["complement"] == 0
+    assert index.match({"department": "SALES"}) == {"r"}
+    assert index.match({"department": " Sales"}) == set()
+
+
+def test_multiselect_none_of_complement_ignores_blank_items_and_values():
+    """none_of (and not(any_of)) match unless a non-blank item is listed; a blank listed value never
+    excludes anything, as any_of ignores blank items."""
+    index = RuleIndex([("none", c(_leaf("interests", "none_of", ["Chess", ""]))),
+                       ("not_any", c({"not": _leaf("interests", "any_of", ["go"])}))])
+    assert index.stats()["complement"] == 2
+    assert index.match({"interests": ["", " "]}) == {"none", "not_any"}
+    assert index.match({"interests": ["CHESS"]}) == {"not_any"}
+    assert index.match({"interests": ["go", "x"]}) == {"none"}
+    assert index.match({}) == {"none", "not_any"}
+
+
+def test_number_not_equals_complement_and_non_numeric_values():
+    """Number not_equals matches every value that is not numerically equal: other numbers, non-numeric
+    text, NaN, booleans and lists; a missing value by its missing-data result."""
+    index = RuleIndex([("ne2", c(_leaf("profile_field_score", "not_equals", 2))),
+                       ("ne2_strict", c(_leaf("profile_field_score", "not_equals", 2, missing="no_match")))])
+    both = {"ne2", "ne2_strict"}
+    for v in (2, 2.0, " 2 ", "2e0"):
+        assert index.match({"profile_field_score": v}) == set()
+    for v in (3, "abc", "nan", True, [2], float("inf")):
+        assert index.match({"profile_field_score": v}) == both
+    assert index.match({}) == {"ne2"}
+
+
+def test_numeric_thresholds_are_intervals_exact_at_the_bounds():
+    """gt / gte / lt / lte / between are posted as intervals: a value equal to a threshold matches only
+    the inclusive operators; non-numeric text, NaN and booleans match none; infinities compare."""
+    rules = {"gt2": _leaf("profile_field_score", "gt", 2), "gte2": _leaf("profile_field_score", "gte", 2),
+             "lt2": _leaf("profile_field_score", "lt", 2), "lte2": _leaf("profile_field_score", "lte", 2),
+             "b13": _leaf("profile_field_score", "between", [1, 3]),
+             "b22": _leaf("profile_field_score", "between", [2, 2])}
+    index = RuleIndex([(k, c(v)) for k, v in rules.items()])
+    assert index._exact == set(rules)
+    assert index._fields["profile_field_score"].rng_points == [-math.inf, 1.0, 2.0, 3.0, math.inf]
+    expect = [(2, {"gte2", "lte2", "b13", "b22"}), ("2.0", {"gte2", "lte2", "b13", "b22"}),
+              (1.5, {"lt2", "lte2", "b13"}), (1, {"lt2", "lte2", "b13"}), (3, {"gt2", "gte2", "b13"}),
+              (" 3.5 ", {"gt2", "gte2"}), (-7, {"lt2", "lte2"}), ("inf", {"gt2", "gte2"}),
+              ("-inf", {"lt2", "lte2"}), ("nan", set()), ("abc", set()), (True, set())]
+    for v, want in expect:
+        assert index.match({"profile_field_score": v}) == want, v
+    assert index.match({"profile_field_score": [2]}) == set()
+    assert index.match({}) == set()
+
+
+def test_interval_memo_follows_adds_and_removes():
+    """The per-position memo of merged interval groups is dropped when the field's intervals change, and
+    endpoints disappear with their last interval."""
+    index = RuleIndex([("gt2", c(_leaf("profile_field_score", "gt", 2)))])
+    fidx = index._fields["profile_field_score"]
+    assert index.match({"profile_field_score": 5}) == {"gt2"} and fidx.rng_memo
+    index.add("lt9", c(_leaf("profile_field_score", "lt", 9)))
+    assert not fidx.rng_memo
+    assert index.match({"profile_field_score": 5}) == {"gt2", "lt9"}
+    index.remove("gt2")
+    assert index.match({"profile_field_score": 5}) == {"lt9"}
+    assert fidx.rng_points == [-math.inf, 9.0]
+    index.remove("lt9")
+    assert "profile_field_score" not in index._fields
+
+
+def test_suffix_and_substring_postings():
+    """ends_with is looked up by the profile value's suffixes of indexed lengths and contains by a scan of
+    the field's distinct substrings; both case-insensitive unless case_sensitive (then guarded)."""
+    index = RuleIndex([("org", c(_leaf("email", "ends_with", ".ORG"))),
+                       ("org_cs", c(_leaf("email", "ends_with", ".org", cs=True))),
+                       ("any", c(_leaf("email", "ends_with", ""))),
+                       ("ex", c(_leaf("email", "contains", "Example"))),
+                       ("ex_cs", c(_leaf("email", "contains", "Example", cs=True)))])
+    assert index._exact == {"org", "any", "ex"}
+    assert index.match({"email": " a@EXAMPLE.ORG "}) == {"org", "any", "ex"}
+    assert index.match({"email": "a@Example.org"}) == {"org", "org_cs", "any", "ex", "ex_cs"}
+    assert index.match({"email": ["x", "b@y.org"]}) == {"org", "org_cs", "any"}
+    assert index.match({"email": []}) == set()
+    assert set(index.candidates({"email": "zz"})) == {"any"}
+
+
+def test_identical_guards_are_shared_and_evaluated_once(monkeypatch):
+    """Separately compiled rules with the same extra condition share one guard, evaluated at most once
+    per match however many postings use it; guards are reference-counted away on remove."""
+    extra = {"field": "email", "op": "matches", "value": "^a"}
+    trees = {f"r{i}": {"all": [_leaf("department", "in", ["Sales", f"D{i}"]), extra]} for i in range(5)}
+    index = RuleIndex([(k, c(v)) for k, v in trees.items()])
+    assert len(index._guards) == 1
+    calls = []
+    real = index_mod.Leaf.evaluate
+    monkeypatch.setattr(index_mod.Leaf, "evaluate", lambda self, p, now=0: calls.append(self.op) or real(self, p, now))
+    assert index.match({"department": ["sales", "d1", "d2"], "email": "ann@x"}) == set(trees)
+    assert calls == ["matches"]
+    for rid in trees:
+        index.remove(rid)
+    assert index._guards == {} and index._guard_ids == {} and index._fields == {}
+
+
+def test_any_branches_without_postings_are_shared_free_guards():
+    """any(all(eq, x), all(gte, checked)): the posted branch is looked up, the other is a posting-free
+    guard shared by every rule that has it, and removing the rules removes the guard."""
+    free = {"all": [{"field": "email", "op": "matches", "value": "^a"}, _leaf("suspended", "is_checked")]}
+    r1 = c({"any": [{"all": [_leaf("city", "equals", "A"), _leaf("suspended", "is_not_checked")]}, free]})
+    r2 = c({"any": [_leaf("country", "equals", "FR"), free]})
+    index = RuleIndex([("r1", r1), ("r2", r2)])
+    assert index.stats()["free_guards"] == 1 and not index.is_residual("r1")
+    assert index.match({"email": "ann", "suspended": True}) == {"r1", "r2"}
+    assert index.match({"city": "a", "suspended": False}) == {"r1"}
+    assert index.match({"city": "a", "country": "fr", "suspended": True}) == {"r2"}
+    index.remove("r1")
+    assert index.stats()["free_guards"] == 1
+    index.remove("r2")
+    assert index._free == {} and index._guards == {}
