@@ -29,4 +29,6 @@ async def passthrough(stream):  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    faust.Worker(app, loglevel="warn").execute_from_commandline()
+    worker = faust.Worker(app, loglevel="warn")
+    worker.spinner = None  # as processor/worker.py: no root DEBUG level for a terminal spinner
+    worker.execute_from_commandline()

@@ -1,6 +1,6 @@
 """Streaming throughput and latency (issue 6, bench 1). Not a test.
 
-    .venv/bin/python bench/streaming_bench.py [--events 50000] [--rules 1000]
+    .venv/bin/python bench/streaming_bench.py [--events 50000] [--rules 1000] [--mix selective|full]
 
 Same embedded broker, same run, same input bytes:
   (a) raw consume of the input with confluent-kafka,
@@ -51,7 +51,28 @@ def proc_stats(pid: int) -> dict[str, float]:
     return {"rss_mb": round(rss / 1024, 1), "cpu_s": (int(stat[13]) + int(stat[14])) / ticks}
 
 
-def catalog_commands(n_rules: int, seed: int) -> list[Command]:
+def selective_conditions(n: int, seed: int, max_share: float = 0.02, sample: int = 400) -> list[dict]:
+    """Conditions from the rules-bench mix, keeping only those that match at most ``max_share``
+    of a sample of realistic profiles (a segment rule picks a small audience: a department, a
+    cost centre, a site), so a user event causes a few membership changes, not dozens."""
+    from processor.rules.compiler import compile_condition
+
+    prng = random.Random(seed + 1)
+    profiles = [rules_bench.make_profile(prng) for _ in range(sample)]
+    rng = random.Random(seed)
+    makers = [m for _, m in rules_bench.MIX]
+    weights = [w for w, _ in rules_bench.MIX]
+    kept: list[dict] = []
+    while len(kept) < n:
+        cond = rng.choices(makers, weights)[0](rng)
+        compiled = compile_condition(json.dumps(cond), rules_bench.FIELDS)
+        hits = sum(1 for p in profiles if compiled.evaluate(p, rules_bench.NOW))
+        if hits <= max_share * sample:
+            kept.append(cond)
+    return kept
+
+
+def catalog_commands(n_rules: int, seed: int, selective: bool = False) -> list[Command]:
     actor = Actor("bench", ("site_admin",))
     now = int(time.time() * 1000)
     cmds = []
@@ -66,8 +87,9 @@ def catalog_commands(n_rules: int, seed: int) -> list[Command]:
     rng = random.Random(seed)
     makers = [m for _, m in rules_bench.MIX]
     weights = [w for w, _ in rules_bench.MIX]
+    chosen = selective_conditions(n_rules, seed) if selective else None
     for i in range(n_rules):
-        cond = rng.choices(makers, weights)[0](rng)
+        cond = chosen[i] if chosen is not None else rng.choices(makers, weights)[0](rng)
         cmds.append(Command(f"r-{i}", SITE, now, actor, "CreateRule", {
             "rule_id": f"rule-{i:05d}", "segment_id": segs[i % len(segs)], "name": f"rule {i}",
             "condition_json": json.dumps(cond), "enabled": True}))
@@ -130,12 +152,15 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--latency-seconds", type=float, default=20)
+    ap.add_argument("--mix", choices=("full", "selective"), default="selective",
+                    help="full: the rules-bench mix as is (a user matches ~60 of 100 segments); "
+                         "selective: only rules matching <= 2%% of sample profiles")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streaming-bench-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
     bs = broker.bootstrap
     procs: list[subprocess.Popen[bytes]] = []
-    res: dict[str, object] = {"events": args.events, "rules": args.rules}
+    res: dict[str, object] = {"events": args.events, "rules": args.rules, "mix": args.mix}
     try:
         settings = Settings(bootstrap_servers=bs, app_id="bench-proc", topics=Topics(), session_timeout_s=6)
         ensure_topics(settings)
@@ -178,7 +203,7 @@ def main() -> None:
         procs.append(w)
         url = f"http://127.0.0.1:{wport}"
         cp = Producer({"bootstrap.servers": bs})
-        cmds = catalog_commands(args.rules, 3)
+        cmds = catalog_commands(args.rules, 3, selective=args.mix == "selective")
         for cmd in cmds:
             cp.produce(settings.topics.commands, key=SITE.encode(), value=encode_command(cmd))
         cp.flush(60)
@@ -239,7 +264,8 @@ def main() -> None:
                                    "p50_ms": round(statistics.median(lat), 1) if lat else None,
                                    "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None}
         print(json.dumps(res, indent=2))
-        (ROOT / "bench" / "results" / "streaming_bench.json").write_text(json.dumps(res, indent=2) + "\n")
+        name = "streaming_bench.json" if args.mix == "selective" else f"streaming_bench_{args.mix}.json"
+        (ROOT / "bench" / "results" / name).write_text(json.dumps(res, indent=2) + "\n")
     finally:
         for p in procs:
             if p.poll() is None:

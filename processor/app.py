@@ -379,7 +379,7 @@ class Processor:
             self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), key)
 
     async def _flush_producer(self) -> None:
-        await self.app.producer.flush()
+        await faust_fixes.durable_flush(self.app.producer)
 
     async def _send_change(self, key: bytes, value: bytes) -> object:
         return await self.changes_out.send(key=key, value=value, force=True)

@@ -10,6 +10,13 @@ ranges Faust recorded as gaps.
 The fix is the upstream method with one change: seek first, then resume, with no ``await``
 between resuming the partitions and resuming the flow. Applied once, at import of the app.
 
+Third addition, :func:`durable_flush`: ``Producer.flush()`` waits until Faust's send buffer is
+*empty*; while a long backfill keeps writing table keys it never is, so a flush (and the commit
+behind it) could wait for the whole backfill. ``durable_flush`` is a snapshot barrier instead:
+it waits until every record buffered *before the call* was handed to the Kafka client (the
+buffer is a FIFO; ``put`` and ``_send_pending`` are counted), then for the client's batches of
+that moment to be acknowledged.
+
 Second patch (not a bug fix, a hook): ``Consumer._handle_attached`` runs right before Faust
 flushes the producer and commits offsets. It now first awaits every coroutine function in
 ``app.before_commit_hooks``; the processor drains its outbox there (processor/outbox.py), so an
@@ -73,4 +80,44 @@ def apply() -> None:
         await original_handle_attached(self, commit_offsets)
 
     consumer_mod.Consumer._handle_attached = _handle_attached
+
+    import faust.transport.producer as producer_mod
+
+    buffer_cls = producer_mod.ProducerBuffer
+    original_put = buffer_cls.put
+    original_send_pending = buffer_cls._send_pending
+
+    def put(self: Any, fut: Any) -> None:
+        self.put_count = getattr(self, "put_count", 0) + 1
+        original_put(self, fut)
+
+    async def _send_pending(self: Any, fut: Any) -> None:
+        try:
+            await original_send_pending(self, fut)
+        finally:
+            self.sent_count = getattr(self, "sent_count", 0) + 1
+            event = getattr(self, "sent_event", None)
+            if event is not None:
+                event.set()
+
+    buffer_cls.put = put
+    buffer_cls._send_pending = _send_pending
     _APPLIED = True
+
+
+async def durable_flush(producer: Any) -> None:
+    """Return once every record produced before this call is acknowledged (see module docstring)."""
+    buf = producer.buffer
+    target = getattr(buf, "put_count", 0)
+    if getattr(buf, "sent_count", 0) < target:
+        if getattr(buf, "sent_event", None) is None:
+            buf.sent_event = asyncio.Event()
+        while getattr(buf, "sent_count", 0) < target:
+            buf.sent_event.clear()
+            try:
+                await asyncio.wait_for(buf.sent_event.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+    client = getattr(producer, "_producer", None)
+    if client is not None:
+        await client.flush()  # aiokafka: waits for the batches that exist now (a snapshot)

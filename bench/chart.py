@@ -1,0 +1,62 @@
+"""Draw bench/results/performance.png from the JSON results of the benchmarks. Not a test.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/chart.py
+
+Each panel shows ratios measured side by side in one run (the absolute numbers are in the JSON
+files and docs/performance.md), with the issue's target as a dashed line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - backend first
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main() -> None:
+    panels = []
+    rules = load("rules_bench")
+    if rules:
+        rows = rules["results"]
+        panels.append(("Rule index vs naive loop", [f"{r['rules']:,} rules" for r in rows],
+                       [r["speedup"] for r in rows], 20, "speedup (x)"))
+    streaming = load("streaming_bench")
+    if streaming:
+        labels, values = ["Faust pass-through / raw consume", "processor / Faust pass-through"], [
+            streaming["ratio_b_over_a"], streaming["ratio_c_over_b"]]
+        panels.append(("Streaming (same run)", labels, values, 0.8, "ratio"))
+    backfill = load("backfill_bench")
+    if backfill:
+        panels.append((f"Backfill of {backfill['users']:,} users", ["backfill / bare RocksDB scan"],
+                       [backfill["ratio_backfill_over_bare_scan"]], 0.25, "ratio"))
+    if not panels:
+        raise SystemExit("no results under bench/results/")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)))
+    axes = axes if len(panels) > 1 else [axes]
+    for ax, (title, labels, values, target, unit) in zip(axes, panels):
+        bars = ax.barh(labels, values, color="#3b6ea5")
+        ax.axvline(target, color="#c0392b", linestyle="--", label=f"target {target}")
+        ax.bar_label(bars, labels=[f"{v:g}" for v in values], padding=3)
+        ax.set_title(title)
+        ax.set_xlabel(unit)
+        ax.set_xscale("log" if max(values + [target]) / max(min(values), 1e-3) > 50 else "linear")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    out = RESULTS / "performance.png"
+    fig.savefig(out, dpi=110)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
