@@ -152,6 +152,8 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--latency-seconds", type=float, default=20)
+    ap.add_argument("--latency-rate", type=int, default=0, help="events/s for the latency phase (default: half of (c))")
+    ap.add_argument("--latency-only", action="store_true", help="skip (a) and (b); measure (c) and latency")
     ap.add_argument("--mix", choices=("full", "selective"), default="selective",
                     help="full: the rules-bench mix as is (a user matches ~60 of 100 segments); "
                          "selective: only rules matching <= 2%% of sample profiles")
@@ -170,34 +172,36 @@ def main() -> None:
         events = make_events(args.events, 7, args.users)
         msgs = [(f"{e.site_id}:{e.user_id}".encode(), encode_user_event(e)) for e in events]
 
-        # (a) raw consume
-        produce(bs, "bench-in", msgs)
-        res["raw_consume_eps"] = round(raw_consume(bs, "bench-in", len(msgs)))
+        if not args.latency_only:
+            # (a) raw consume
+            produce(bs, "bench-in", msgs)
+            res["raw_consume_eps"] = round(raw_consume(bs, "bench-in", len(msgs)))
 
-        # (b) Faust pass-through: started after the input exists, measured until every output is read
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
-        t0 = time.perf_counter()
-        pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
-                              env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
-        procs.append(pt)
-        c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-        c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
-        got, first = 0, None
-        while got < len(msgs):
-            batch = [m for m in c.consume(10000, 0.5) if not m.error()]
-            if batch and first is None:
-                first = time.perf_counter()
-            got += len(batch)
-        res["passthrough_eps"] = round(len(msgs) / (time.perf_counter() - (first or t0)))
-        res["passthrough_stats"] = proc_stats(pt.pid)
-        pt.send_signal(signal.SIGTERM)
-        pt.wait(30)
-        c.close()
+            # (b) Faust pass-through: started after the input exists, measured until every output is read
+            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
+            t0 = time.perf_counter()
+            pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
+                                  env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
+            procs.append(pt)
+            c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+            c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
+            got, first = 0, None
+            while got < len(msgs):
+                batch = [m for m in c.consume(10000, 0.5) if not m.error()]
+                if batch and first is None:
+                    first = time.perf_counter()
+                got += len(batch)
+            res["passthrough_eps"] = round(len(msgs) / (time.perf_counter() - (first or t0)))
+            res["passthrough_stats"] = proc_stats(pt.pid)
+            pt.send_signal(signal.SIGTERM)
+            pt.wait(30)
+            c.close()
 
         # (c) the processor: catalog first, then the same events
         wport = free_port()
         wenv = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(wport), STATE_DIR=str(work / "proc"),
-                    APP_ID="bench-proc", BROKER_SESSION_TIMEOUT="6", LOG_FORMAT="text")
+                    APP_ID="bench-proc", BROKER_SESSION_TIMEOUT="6", LOG_FORMAT="text",
+                    FETCH_MAX_WAIT_MS="50")  # tansu answers a fetch only when its wait ends
         w = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=wenv,
                              stdout=open(work / "proc.log", "wb"), stderr=subprocess.STDOUT)
         procs.append(w)
@@ -225,18 +229,21 @@ def main() -> None:
         res["processor_eps"] = round(len(msgs) / dt)
         res["processor_changes_per_event"] = round(counter(url, "changes.") / len(msgs), 2)
         res["processor_stats"] = {"rss_mb": st["rss_mb"], "cpu_s_per_1k_events": round((st["cpu_s"] - cpu0) / len(msgs) * 1000, 3)}
-        res["ratio_c_over_b"] = round(res["processor_eps"] / res["passthrough_eps"], 3)  # type: ignore[operator]
-        res["ratio_b_over_a"] = round(res["passthrough_eps"] / res["raw_consume_eps"], 4)  # type: ignore[operator]
+        if not args.latency_only:
+            res["ratio_c_over_b"] = round(res["processor_eps"] / res["passthrough_eps"], 3)  # type: ignore[operator]
+            res["ratio_b_over_a"] = round(res["passthrough_eps"] / res["raw_consume_eps"], 4)  # type: ignore[operator]
 
         # latency at 50% of (c)'s capacity
-        rate = max(50, int(res["processor_eps"]) // 2)  # type: ignore[call-overload]
-        lc = Consumer({"bootstrap.servers": bs, "group.id": f"l-{uuid.uuid4().hex}", "auto.offset.reset": "latest"})
+        rate = args.latency_rate or max(50, int(res["processor_eps"]) // 2)  # type: ignore[call-overload]
+        lc = Consumer({"bootstrap.servers": bs, "group.id": f"l-{uuid.uuid4().hex}", "auto.offset.reset": "latest",
+                       "fetch.wait.max.ms": 10})  # tansu: a fetch returns only when its wait ends
         lc.assign([TopicPartition(settings.topics.membership_changes, p, -1) for p in range(8)])
         lc.consume(1000, 1.0)
         lp = Producer({"bootstrap.servers": bs, "linger.ms": 0})
         rng = random.Random(99)
         sent = 0
         lat: list[float] = []
+        proc_lat: list[float] = []  # occurred_at -> emitted_at: consume + evaluate (the rest is the outbox + consumer)
         start = time.time()
         while time.time() - start < args.latency_seconds:
             target = int((time.time() - start) * rate)
@@ -251,6 +258,7 @@ def main() -> None:
                     ch = decode_membership_change(m.value())
                     if ch.cause_id.startswith("lat-"):
                         lat.append(time.time() * 1000 - ch.occurred_at)
+                        proc_lat.append(ch.emitted_at - ch.occurred_at)
         lp.flush(30)
         end = time.time() + 5
         while time.time() < end:
@@ -259,12 +267,18 @@ def main() -> None:
                     ch = decode_membership_change(m.value())
                     if ch.cause_id.startswith("lat-"):
                         lat.append(time.time() * 1000 - ch.occurred_at)
+                        proc_lat.append(ch.emitted_at - ch.occurred_at)
         lat.sort()
+        proc_lat.sort()
         res["latency_at_50pct"] = {"rate_eps": rate, "samples": len(lat),
                                    "p50_ms": round(statistics.median(lat), 1) if lat else None,
-                                   "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None}
+                                   "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else None,
+                                   "to_evaluation_p50_ms": round(statistics.median(proc_lat), 1) if proc_lat else None,
+                                   "to_evaluation_p99_ms": round(proc_lat[int(len(proc_lat) * 0.99) - 1], 1) if proc_lat else None}
         print(json.dumps(res, indent=2))
         name = "streaming_bench.json" if args.mix == "selective" else f"streaming_bench_{args.mix}.json"
+        if args.latency_only:
+            name = name.replace(".json", "_latency_only.json")
         (ROOT / "bench" / "results" / name).write_text(json.dumps(res, indent=2) + "\n")
     finally:
         for p in procs:

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import faust
-from faust.types import Message
+from faust.types import TP, Message
 
 from processor import faust_fixes
 
@@ -118,6 +118,10 @@ class Processor:
             recovery_consistency_check=False,
             **({"producer_max_batch_size": 1} if "tansu" in settings.broker_quirks else {}),
         )
+        wait_ms = settings.fetch_max_wait_ms
+        if wait_ms is None and "tansu" in settings.broker_quirks:
+            wait_ms = 50
+        faust_fixes.set_fetch_max_wait_ms(wait_ms)
         t = settings.topics
         self.registry = CatalogRegistry()
         self.catalog = CatalogLog(settings.bootstrap_servers, t.catalog, self.registry)
@@ -344,8 +348,6 @@ class Processor:
         if done is not None:
             return done
         try:
-            from faust.types import TP
-
             committed = self.app.consumer._committed_offset.get(TP(topic, partition))
         except Exception:  # noqa: BLE001 - consumer not started: treat everything stored as ahead
             committed = None
@@ -382,7 +384,11 @@ class Processor:
         await faust_fixes.durable_flush(self.app.producer)
 
     async def _send_change(self, key: bytes, value: bytes) -> object:
-        return await self.changes_out.send(key=key, value=value, force=True)
+        # Straight to the transport producer (same client, acks and partitioner as Topic.send):
+        # skips Faust's per-message FutureMessage/Channel layers; the outbox's closing flush
+        # waits for the acknowledgement.
+        return await self.app.producer.send(self.s.topics.membership_changes, key, value,
+                                            partition=None, timestamp=None, headers=None)
 
     # ------------------------------------------------------------------ users
     async def on_users_message(self, msg: Message) -> None:

@@ -61,6 +61,10 @@ class Settings:
     # offset of the last batch + 1, so table recovery would stop before the end of a
     # multi-record batch; with this quirk every produced batch holds one record.
     broker_quirks: frozenset[str] = frozenset()
+    # How long a consumer fetch may wait for data (None: Faust's 1,500 ms). Kafka answers a
+    # waiting fetch as soon as data arrives, so this adds no latency there; tansu answers only
+    # when the wait ends, so on tansu it *is* the input latency (the "tansu" quirk sets 50 ms).
+    fetch_max_wait_ms: int | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -81,6 +85,7 @@ class Settings:
             session_timeout_s=float(_env("BROKER_SESSION_TIMEOUT", str(d.session_timeout_s))),
             log_level=_env("LOG_LEVEL", d.log_level),
             broker_quirks=frozenset(q.strip() for q in os.environ.get("BROKER_QUIRKS", "").split(",") if q.strip()),
+            fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -105,6 +105,25 @@ def apply() -> None:
     _APPLIED = True
 
 
+def set_fetch_max_wait_ms(ms: int | None) -> None:
+    """Override the fetch wait Faust hard-codes (1,500 ms) for the consumers it creates from now on."""
+    import faust.transport.drivers.aiokafka as driver
+
+    base = getattr(driver.aiokafka.AIOKafkaConsumer, "_faust_fixes_base", driver.aiokafka.AIOKafkaConsumer)
+    if ms is None:
+        driver.aiokafka.AIOKafkaConsumer = base
+        return
+
+    class Consumer(base):  # type: ignore[misc, valid-type]
+        _faust_fixes_base = base
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = ms
+            super().__init__(*args, **kwargs)
+
+    driver.aiokafka.AIOKafkaConsumer = Consumer
+
+
 async def durable_flush(producer: Any) -> None:
     """Return once every record produced before this call is acknowledged (see module docstring)."""
     buf = producer.buffer

@@ -43,3 +43,23 @@ async def test_nothing_buffered_only_flushes_the_client() -> None:
     log: list[str] = []
     await durable_flush(SimpleNamespace(buffer=SimpleNamespace(), _producer=FakeClient(log)))
     assert log == ["client.flush"]
+
+
+async def test_fetch_max_wait_override_reaches_the_consumers_faust_creates() -> None:
+    """Faust passes fetch_max_wait_ms=1500 to every aiokafka consumer it builds; with the override
+    set, the consumer gets the configured wait instead, and ``None`` restores Faust's class."""
+    import aiokafka
+    import faust.transport.drivers.aiokafka as driver
+
+    from processor.faust_fixes import set_fetch_max_wait_ms
+
+    original = aiokafka.AIOKafkaConsumer
+    try:
+        set_fetch_max_wait_ms(50)
+        consumer = driver.aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", fetch_max_wait_ms=1500)
+        assert consumer._fetch_max_wait_ms == 50
+        assert isinstance(consumer, original)
+        set_fetch_max_wait_ms(None)
+        assert driver.aiokafka.AIOKafkaConsumer is original
+    finally:
+        aiokafka.AIOKafkaConsumer = original
