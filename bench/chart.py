@@ -40,6 +40,12 @@ def main() -> None:
     if backfill:
         panels.append((f"Backfill of {backfill['users']:,} users", ["backfill / bare RocksDB scan"],
                        [backfill["ratio_backfill_over_bare_scan"]], 0.25, "ratio"))
+    scale = load("scaleout_bench")
+    if scale:
+        runs = scale["runs"]
+        panels.append((f"Scale-out on {scale['partitions']} partitions, {scale['cores']} cores (vs 1 worker)",
+                       [f"{r['workers']} worker(s)" for r in runs], [r["throughput_vs_first"] for r in runs],
+                       float(scale["cores"]), "throughput ratio"))
     if not panels:
         raise SystemExit("no results under bench/results/")
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)))
