@@ -45,14 +45,14 @@ def main() -> None:
         runs = scale["runs"]
         panels.append((f"Scale-out on {scale['partitions']} partitions, {scale['cores']} cores (vs 1 worker)",
                        [f"{r['workers']} worker(s)" for r in runs], [r["throughput_vs_first"] for r in runs],
-                       float(scale["cores"]), "throughput ratio"))
+                       float(scale["cores"]), "throughput ratio", "cores (ceiling)"))
     if not panels:
         raise SystemExit("no results under bench/results/")
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)))
     axes = axes if len(panels) > 1 else [axes]
-    for ax, (title, labels, values, target, unit) in zip(axes, panels):
+    for ax, (title, labels, values, target, unit, *name) in zip(axes, panels):
         bars = ax.barh(labels, values, color="#3b6ea5")
-        ax.axvline(target, color="#c0392b", linestyle="--", label=f"target {target}")
+        ax.axvline(target, color="#c0392b", linestyle="--", label=f"{name[0] if name else 'target'} {target:g}")
         ax.bar_label(bars, labels=[f"{v:g}" for v in values], padding=3)
         ax.set_title(title)
         ax.set_xlabel(unit)
