@@ -207,8 +207,9 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
     prod = ContractProducer(s.bootstrap_servers, s.topics)
     task2 = progress.add_task("rebuilding users", total=len(states)) if progress else None
     for k, (p, st) in sorted(states.items()):
-        active = registry.site(st.site_id).active
-        changes = rebuild_user(st, active, published.get((st.site_id, st.user_id), {}), mode, run_id, now_ms)
+        site = registry.site(st.site_id)
+        changes = rebuild_user(st, site.active, published.get((st.site_id, st.user_id), {}), mode, run_id, now_ms,
+                               site.index)
         for ch in changes:
             prod.raw(s.topics.membership_changes, f"{ch.site_id}:{ch.user_id}".encode(), encode_membership_change(ch))
             report.by_change[ch.change] = report.by_change.get(ch.change, 0) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from processor.contract.models import MembershipChange
 from processor.membership.decide import ActiveRules, desired
 from processor.membership.engine import Cause, change_id, fact_to_change, reconcile, reschedule
+from processor.rules.index import SegmentRuleIndex
 from processor.state.user_state import Fact, UserState
 
 DIFF, SNAPSHOT = "diff", "snapshot"
@@ -29,15 +30,19 @@ def rebuild_user(
     mode: str,
     run_id: str,
     now_ms: int,
+    index: SegmentRuleIndex | None = None,
 ) -> list[MembershipChange]:
     """Set ``st.facts`` to the truth and return the changes to publish.
 
     ``st`` holds the folded profile (facts empty); ``published`` is the last
-    change the output topic carries per segment for this user.
+    change the output topic carries per segment for this user. ``index`` (the
+    site's rule index over the same ``active`` rules) replaces evaluating every
+    rule, exactly as on the streaming path.
     """
     st.facts = {seg: fact_from_change(ch) for seg, ch in published.items()}
     cause = Cause("REBUILD", f"rebuild:{run_id}", now_ms)
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms)
+    matches = index.match_segments(st.profile, now_ms // 1000) if index is not None and not st.deleted else None
+    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms, matches)
     if mode == SNAPSHOT:
         touched = {c.segment_id for c in changes}
         for seg in sorted(active):
@@ -45,7 +50,8 @@ def rebuild_user(
             if f is None or not f.member or seg in touched:
                 continue
             cid = change_id(cause.cause_id, st.site_id, seg, st.user_id, "ADDED", f.change_id)
-            matched = desired(active, seg, st.profile, st.deleted, now_ms // 1000)
+            matched = (matches.get(seg, ()) if matches is not None
+                       else desired(active, seg, st.profile, st.deleted, now_ms // 1000))
             new = Fact(True, cid, "ADDED", cause.kind, cause.cause_id, matched, cause.occurred_at, now_ms)
             st.facts[seg] = new
             changes.append(fact_to_change(st, seg, new))
