@@ -40,6 +40,10 @@ def main() -> None:
     if backfill:
         panels.append((f"Backfill of {backfill['users']:,} users", ["backfill / bare RocksDB scan"],
                        [backfill["ratio_backfill_over_bare_scan"]], 0.25, "ratio"))
+    rebuild = load("rebuild_bench")
+    if rebuild:
+        panels.append((f"Rebuild of {rebuild['events']:,} events", ["rebuild / Faust pass-through"],
+                       [rebuild["ratio_rebuild_over_passthrough"]], float(rebuild["target_ratio"]), "ratio"))
     scale = load("scaleout_bench")
     if scale:
         runs = scale["runs"]
