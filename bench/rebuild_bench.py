@@ -21,11 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,22 +89,7 @@ def main() -> None:
         del msgs
 
         # (b) Faust pass-through over the backlog
-        penv = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
-        t0 = time.perf_counter()
-        pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
-                              env=penv, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
-        c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-        c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
-        got, first = 0, None
-        while got < n:
-            batch = [m for m in c.consume(10000, 0.5) if not m.error()]
-            if batch and first is None:
-                first = time.perf_counter()
-            got += len(batch)
-        res["passthrough_eps"] = round(n / (time.perf_counter() - (first or t0)))
-        pt.send_signal(signal.SIGTERM)
-        pt.wait(60)
-        c.close()
+        res["passthrough_eps"], _ = sb.passthrough(bs, work, n)
 
         # (r) processor rebuild, in this process
         t = time.perf_counter()

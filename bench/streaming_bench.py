@@ -140,6 +140,35 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> float:
     return n / dt
 
 
+def passthrough(bs: str, work: Path, n: int) -> tuple[int, dict[str, float]]:
+    """Run bench/passthrough_app.py over the n messages already in bench-in; (events/s, /proc stats).
+
+    Timed from the first output read to the n-th (the worker's start-up and group join excluded).
+    """
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
+    t0 = time.perf_counter()
+    pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
+                          env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
+    c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
+        got, first = 0, None
+        while got < n:
+            batch = [m for m in c.consume(10000, 0.5) if not m.error()]
+            if batch and first is None:
+                first = time.perf_counter()
+            got += len(batch)
+        eps = round(n / (time.perf_counter() - (first or t0)))
+        return eps, proc_stats(pt.pid)
+    finally:
+        c.close()
+        pt.send_signal(signal.SIGTERM)
+        try:
+            pt.wait(60)
+        except subprocess.TimeoutExpired:
+            pt.kill()
+
+
 def counter(url: str, prefix: str) -> int:
     with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
         data = json.loads(r.read())
@@ -178,24 +207,7 @@ def main() -> None:
             res["raw_consume_eps"] = round(raw_consume(bs, "bench-in", len(msgs)))
 
             # (b) Faust pass-through: started after the input exists, measured until every output is read
-            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
-            t0 = time.perf_counter()
-            pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
-                                  env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
-            procs.append(pt)
-            c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-            c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
-            got, first = 0, None
-            while got < len(msgs):
-                batch = [m for m in c.consume(10000, 0.5) if not m.error()]
-                if batch and first is None:
-                    first = time.perf_counter()
-                got += len(batch)
-            res["passthrough_eps"] = round(len(msgs) / (time.perf_counter() - (first or t0)))
-            res["passthrough_stats"] = proc_stats(pt.pid)
-            pt.send_signal(signal.SIGTERM)
-            pt.wait(30)
-            c.close()
+            res["passthrough_eps"], res["passthrough_stats"] = passthrough(bs, work, len(msgs))
 
         # (c) the processor: catalog first, then the same events
         wport = free_port()

@@ -270,13 +270,11 @@ class Processor:
         @app.on_partitions_revoked.connect
         async def drain_on_revoke(app: Any, revoked: Any, **kwargs: Any) -> None:
             await self.outbox.drain()  # the next owner should not race this worker's late sends
-            self._done.clear()
-            self._reconfirmed.clear()
+            self._reset_positions()
 
         @app.on_partitions_assigned.connect
-        async def reset_positions(app: Any, assigned: Any, **kwargs: Any) -> None:
-            self._done.clear()
-            self._reconfirmed.clear()
+        async def reset_on_assign(app: Any, assigned: Any, **kwargs: Any) -> None:
+            self._reset_positions()
 
         @app.agent(self.users_in, name="users")
         async def users_agent(stream: Any) -> None:
@@ -336,11 +334,19 @@ class Processor:
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
         await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
 
-    async def emit(self, change: MembershipChange, owner: bytes) -> None:
-        """Queue a change in the outbox: it leaves once the state write behind it is flushed."""
+    def emit(self, change: MembershipChange, owner: bytes) -> None:
+        """Count a new change and queue it (it leaves once the state write behind it is flushed)."""
         self.count(f"changes.{change.change}")
         self.metrics.changes.labels(change.change, change.cause_kind).inc()
+        self._queue(change, owner)
+
+    def _queue(self, change: MembershipChange, owner: bytes) -> None:
         self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), owner)
+
+    def _reset_positions(self) -> None:
+        """A new assignment: processed offsets and re-emitted users start over."""
+        self._done.clear()
+        self._reconfirmed.clear()
 
     def _done_offset(self, topic: str, partition: int) -> int:
         """Highest offset of ``topic[partition]`` this owner has processed (committed - 1 before the first)."""
@@ -353,7 +359,7 @@ class Processor:
             committed = None
         return committed - 1 if committed else -1
 
-    async def reconfirm(self, key: bytes, st: UserState, msg: Message) -> None:
+    def reconfirm(self, key: bytes, st: UserState, msg: Message) -> None:
         """Re-emit a user's recorded changes once if its state is ahead of what this owner processed.
 
         Runs before ``msg`` may supersede those changes (see ``ahead_of``); the re-emitted changes
@@ -378,7 +384,7 @@ class Processor:
         again = current_changes(st)
         self.count("changes.reconfirmed", len(again))
         for change in again:
-            self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), key)
+            self._queue(change, key)
 
     async def _flush_producer(self) -> None:
         await faust_fixes.durable_flush(self.app.producer)
@@ -403,7 +409,7 @@ class Processor:
         raw = self.users.get(key)
         st = decode_state(raw) if raw else None
         if st is not None:
-            await self.reconfirm(key, st, msg)
+            self.reconfirm(key, st, msg)
         out = apply_user_event(st, ev, msg.offset, site.active, now_ms(), site.index)
         self.count(f"user_events.{out.status}")
         await self.commit_outcome(key, out)
@@ -427,7 +433,7 @@ class Processor:
                 self.users[mkey] = member_value(change)
             else:
                 self.users.pop(mkey, None)
-            await self.emit(change, key)
+            self.emit(change, key)
         if out.changes:
             await self.outbox.backpressure()
 
@@ -460,7 +466,7 @@ class Processor:
             for k, v in chunk:
                 await self.outbox.settle(k)
                 st = decode_state(v)
-                await self.reconfirm(k, st, msg)
+                self.reconfirm(k, st, msg)
                 out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
                 changed += len(out.changes)
                 await self.commit_outcome(k, out)
@@ -518,7 +524,7 @@ class Processor:
                 if not raw:
                     continue
                 st = decode_state(raw)
-                await self.reconfirm(ukey, st, msg)
+                self.reconfirm(ukey, st, msg)
                 out = apply_tick(st, self.registry.site(st.site_id).active, due, now_ms(), msg.offset)
                 if out.status != "STALE":
                     done += 1

@@ -88,18 +88,20 @@ def apply() -> None:
     original_send_pending = buffer_cls._send_pending
 
     def put(self: Any, fut: Any) -> None:
-        self.put_count = getattr(self, "put_count", 0) + 1
+        self.put_count += 1
         original_put(self, fut)
 
     async def _send_pending(self: Any, fut: Any) -> None:
         try:
             await original_send_pending(self, fut)
         finally:
-            self.sent_count = getattr(self, "sent_count", 0) + 1
-            event = getattr(self, "sent_event", None)
-            if event is not None:
-                event.set()
+            self.sent_count += 1
+            if self.sent_event is not None:
+                self.sent_event.set()
 
+    buffer_cls.put_count = 0  # class defaults; each buffer's first += makes its own counter
+    buffer_cls.sent_count = 0
+    buffer_cls.sent_event = None
     buffer_cls.put = put
     buffer_cls._send_pending = _send_pending
     _APPLIED = True

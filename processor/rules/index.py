@@ -348,6 +348,21 @@ class _Group:
         self.rids = rids
 
 
+def _group_add(groups: dict[Any, _Group], gid: Any, node: Node, rule_id: str) -> None:
+    grp = groups.get(gid)
+    if grp is None:
+        groups[gid] = _Group(node, {rule_id})
+    else:
+        grp.rids.add(rule_id)
+
+
+def _group_discard(groups: dict[Any, _Group], gid: Any, rule_id: str) -> None:
+    grp = groups[gid]
+    grp.rids.discard(rule_id)
+    if not grp.rids:
+        del groups[gid]
+
+
 # how a guard is evaluated: the node itself, through its children's guards, or (leaves with an exact
 # posting, root-style negated equalities) from the profile's keys of the field, computed once per match
 _LEAF, _ALL, _ANY, _NOT, _KEYS, _NUMK, _RNGK, _NEGK = range(8)
@@ -592,11 +607,7 @@ class RuleIndex:
                 continue
             records[record] = None
             if kind == _FREE:
-                grp = self._free.get(gid)  # type: ignore[arg-type]
-                if grp is None:
-                    self._free[gid] = _Group(node, {rule_id})  # type: ignore[index,arg-type]
-                else:
-                    grp.rids.add(rule_id)
+                _group_add(self._free, gid, node, rule_id)  # type: ignore[arg-type]
                 continue
             fidx = self._field(field)  # type: ignore[arg-type]
             table = fidx.table(kind)
@@ -622,11 +633,7 @@ class RuleIndex:
             if gid is None:
                 bucket.exact.add(rule_id)
             else:
-                grp = bucket.guarded.get(gid)
-                if grp is None:
-                    bucket.guarded[gid] = _Group(node, {rule_id})  # type: ignore[arg-type]
-                else:
-                    grp.rids.add(rule_id)
+                _group_add(bucket.guarded, gid, node, rule_id)  # type: ignore[arg-type]
             fidx.refresh()
         self._terms[rule_id] = tuple(records)
         if all(gid is None for _, _, _, gid in records):
@@ -643,10 +650,7 @@ class RuleIndex:
         self._exact.discard(rule_id)
         for kind, field, key, gid in self._terms.pop(rule_id):
             if kind == _FREE:
-                grp = self._free[gid]  # type: ignore[index]
-                grp.rids.discard(rule_id)
-                if not grp.rids:
-                    del self._free[gid]  # type: ignore[arg-type]
+                _group_discard(self._free, gid, rule_id)
                 self._guard_unref(gid)  # type: ignore[arg-type]
                 continue
             fidx = self._fields[field]
@@ -666,10 +670,7 @@ class RuleIndex:
                 if gid is None:
                     bucket.exact.discard(rule_id)
                 else:
-                    grp = bucket.guarded[gid]
-                    grp.rids.discard(rule_id)
-                    if not grp.rids:
-                        del bucket.guarded[gid]
+                    _group_discard(bucket.guarded, gid, rule_id)
                     self._guard_unref(gid)
                 if kind == _RNG:
                     fidx.rng_memo.clear()
