@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -56,9 +57,13 @@ from processor.membership.engine import (
     apply_tick,
     apply_user_event,
     current_changes,
+    reissue_tick,
 )
 from processor.state.keys import (
+    FIRED,
     TIMER,
+    fired_key,
+    parse_fired_key,
     member_key,
     parse_timer_key,
     timer_key,
@@ -151,6 +156,7 @@ class Processor:
         # processor.membership.engine.ahead_of).
         self._done: dict[tuple[str, int], int] = {}
         self._reconfirmed: set[bytes] = set()
+        self._fault_armed = False  # FAULT_EXIT_BEFORE_SEND (crash tests only)
         self._wire()
         self._install_api()
 
@@ -338,6 +344,8 @@ class Processor:
         """Count a new change and queue it (it leaves once the state write behind it is flushed)."""
         self.count(f"changes.{change.change}")
         self.metrics.changes.labels(change.change, change.cause_kind).inc()
+        if change.cause_kind == self.s.fault_exit_before_send:
+            self._fault_armed = True
         self._queue(change, owner)
 
     def _queue(self, change: MembershipChange, owner: bytes) -> None:
@@ -393,6 +401,9 @@ class Processor:
         # Straight to the transport producer (same client, acks and partitioner as Topic.send):
         # skips Faust's per-message FutureMessage/Channel layers; the outbox's closing flush
         # waits for the acknowledgement.
+        if self._fault_armed:
+            log.critical("FAULT_EXIT_BEFORE_SEND=%s: exiting before the send", self.s.fault_exit_before_send)
+            os._exit(137)  # like kill -9: no flush, no commit, no revoke
         return await self.app.producer.send(self.s.topics.membership_changes, key, value,
                                             partition=None, timestamp=None, headers=None)
 
@@ -506,6 +517,7 @@ class Processor:
 
     async def on_tick(self, msg: Message, at: int) -> None:
         db = self.users.data._db_for_partition(msg.partition)
+        await self._refire(db, msg.offset)
         bound = timer_upper_bound(at)
         done = 0
         while True:
@@ -528,10 +540,38 @@ class Processor:
                 out = apply_tick(st, self.registry.site(st.site_id).active, due, now_ms(), msg.offset)
                 if out.status != "STALE":
                     done += 1
+                    if out.changes:
+                        self.users[fired_key(msg.offset, ukey)] = due.to_bytes(8, "big")
                     await self.commit_outcome(ukey, out)
             await asyncio.sleep(0)
         self.count("timers.fired", done)
         self.metrics.timers.inc(done)
+
+    async def _refire(self, db: Any, tick_offset: int) -> None:
+        """Before a tick: re-issue what an earlier run of this very tick changed, drop older entries.
+
+        A previous owner may have processed this tick, popped its timers and recorded the changes,
+        then died before they left the outbox; the tick's replay no longer finds those timers.
+        The re-issued changes are byte-identical (same cause ``time:{due}``), so a consumer that
+        already got them sees duplicates only.
+        """
+        entries = []
+        for k, v in db.items(from_key=FIRED):
+            if not k.startswith(FIRED) or parse_fired_key(k)[0] > tick_offset:
+                break  # past the log, or a later tick's entries: its own replay re-issues them
+            entries.append((k, v))
+        for k, v in entries:
+            offset, ukey = parse_fired_key(k)
+            if offset < tick_offset:
+                self.users.pop(k, None)  # processed again or committed before this tick
+                continue
+            await self.outbox.settle(ukey)
+            raw = self.users.get(ukey)
+            if raw:
+                again = reissue_tick(decode_state(raw), int.from_bytes(v, "big"))
+                self.count("changes.refired", len(again))
+                for change in again:
+                    self._queue(change, ukey)
 
     # --------------------------------------------------------------- commands
     async def on_command(self, msg: Message) -> None:

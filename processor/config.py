@@ -65,6 +65,10 @@ class Settings:
     # waiting fetch as soon as data arrives, so this adds no latency there; tansu answers only
     # when the wait ends, so on tansu it *is* the input latency (the "tansu" quirk sets 50 ms).
     fetch_max_wait_ms: int | None = None
+    # Fault injection for the crash tests only (never set in production): the worker exits
+    # (os._exit, like kill -9) right before it sends the first membership change whose
+    # cause_kind is this, i.e. after the state behind it is durable and before the output has it.
+    fault_exit_before_send: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -86,6 +90,7 @@ class Settings:
             log_level=_env("LOG_LEVEL", d.log_level),
             broker_quirks=frozenset(q.strip() for q in os.environ.get("BROKER_QUIRKS", "").split(",") if q.strip()),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
+            fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -192,6 +192,11 @@ def time_cause(due: int) -> Cause:
     return Cause("TIME_ELAPSED", f"time:{due}", due * 1000)
 
 
+def reissue_tick(st: UserState, due: int) -> list[MembershipChange]:
+    """The changes a tick for timer ``due`` recorded and that still stand (for its replay)."""
+    return _reissue(st, time_cause(due).cause_id)
+
+
 def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int, control_offset: int = -1) -> Outcome:
     """Re-evaluate a user whose timer fell due (a tick at ``control_offset``); a timer the state
     no longer expects is stale."""

@@ -52,6 +52,24 @@ def timer_upper_bound(now: int) -> bytes:
     return TIMER + (now + 1).to_bytes(8, "big")
 
 
+FIRED = b"F"  # F + be64(tick offset) + user key -> be64(due): users a tick changed (see fired_key)
+
+
+def fired_key(tick_offset: int, ukey: bytes) -> bytes:
+    """A user whose changes the control-topic tick at ``tick_offset`` produced.
+
+    A tick pops the timers it fires, so a replay of the same tick (after a crash between the
+    state write and the output) cannot find those users again; this entry lets it re-issue their
+    changes. Entries of older ticks are dropped by the next tick of the partition (by then the
+    older tick was processed again or committed, and a commit waits for the output).
+    """
+    return FIRED + tick_offset.to_bytes(8, "big") + ukey
+
+
+def parse_fired_key(key: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(key[1:9], "big"), key[9:]
+
+
 MEMBER = b"M"  # M + lp(site) + lp(segment) + user: the members tab, a prefix scan per segment
 
 

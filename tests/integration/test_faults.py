@@ -223,6 +223,57 @@ def test_kill_9_at_random_points_equals_oracle(solo: Cluster, n_events: int) -> 
     assert len(kills) == KILLS
 
 
+def test_crash_after_timer_fired_before_its_change_left(solo: Cluster) -> None:
+    """The deterministic form of a rare kill -9 race: a timer tick's state write (timer popped,
+    TIME_ELAPSED change recorded) is durable but the worker dies before the change reaches the
+    output. The replayed tick no longer finds the popped timer, so it must still re-issue the
+    recorded change (the 'fired' log of processor.state.keys); before that fix the user stayed a
+    member forever, and its next event produced a REMOVED for a member the output never had."""
+    site = "crash-tick"
+    old = solo.workers[-1]
+    old.stop()
+    solo.workers.remove(old)
+    faulty = WorkerProcess(solo.settings, old.name, solo.work_dir,
+                           extra_env={"FAULT_EXIT_BEFORE_SEND": "TIME_ELAPSED"}).start()
+    assert faulty.state_dir == old.state_dir
+    solo.workers.append(faulty)
+    solo.wait(lambda: _ready(faulty), 90, "faulty worker ready")
+    cmds = [make_command(site, "UpsertSegment", segment_id="new", name="New starters"),
+            make_command(site, "EnableSegmentAutomation", segment_id="new"),
+            make_command(site, "CreateRule", rule_id="r", segment_id="new", name="new starters",
+                         condition={"field": "timecreated", "op": "within_last", "value": "P30D"})]
+    for c in cmds:
+        solo.producer.command(c)
+    solo.producer.flush()
+    solo.wait_results([c.command_id for c in cmds])
+    ends_at = int(time.time()) + 4
+    solo.producer.user_event(make_event(site, "newbie", timecreated=ends_at - 30 * 86400))
+    solo.producer.flush()
+    solo.wait(lambda: [c.change for c in solo.changes_for(site)] == ["ADDED"], 60, "newbie added")
+    solo.workers.remove(faulty)  # it is meant to die now: not a failure of the cluster waits
+    assert faulty.proc is not None
+    assert faulty.proc.wait(timeout=90) == 137, faulty.log_tail()
+    assert "FAULT_EXIT_BEFORE_SEND" in faulty.log_tail()
+    assert [c.change for c in solo.changes_for(site)] == ["ADDED"]  # the REMOVED never left
+    solo.workers.append(faulty)
+    _replace(solo, faulty)
+    solo.wait(lambda: _ready(solo.workers[-1]), 90, "restarted worker ready")
+    solo.wait(lambda: [c.change for c in solo.changes_for(site)][-1:] == ["REMOVED"], 60,
+              "the crashed tick's REMOVED re-issued after the restart")
+    # a later event of the same user: no redundant transition, no second REMOVED id
+    solo.producer.user_event(make_event(site, "newbie", "USER_UPDATED", timecreated=ends_at - 30 * 86400,
+                                        department="Sales"))
+    solo.producer.user_event(make_event(site, "marker", timecreated=int(time.time())))
+    solo.producer.flush()
+    solo.wait(lambda: any(c.user_id == "marker" for c in solo.changes_for(site)), 60, "marker added")
+    newbie = [c for c in solo.changes_for(site) if c.user_id == "newbie"]
+    unique = list(dict.fromkeys(c.change_id for c in newbie))
+    assert [next(c for c in newbie if c.change_id == i).change for i in unique] == ["ADDED", "REMOVED"]
+    assert next(c for c in newbie if c.change == "REMOVED").cause_kind == "TIME_ELAPSED"
+    report = check(solo.poll().changes, {(site, "new"): {"marker"}}, sites=[site])
+    assert report.ok, str(report)
+
+
 # ------------------------------------------------- 2. two workers, lose one
 
 

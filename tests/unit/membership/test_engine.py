@@ -31,7 +31,9 @@ from processor.membership.engine import (
     REPLAYED,
     Cause,
     apply_backfill,
+    apply_tick,
     apply_user_event,
+    reissue_tick,
 )
 from processor.rules.compiler import compile_condition
 from processor.rules.fields import StaticFields
@@ -682,3 +684,60 @@ def test_current_changes_reissue_every_recorded_fact_byte_identical_oldest_first
     assert summary(o1.changes) == [("sales", "ADDED")] and summary(o2.changes) == [("emea", "ADDED")]
     again = current_changes(decode_state(encode_state(o2.state)))
     assert wire(again) == wire(o1.changes) + wire(o2.changes)
+
+
+# ------------------------------------------------------------ timer ticks
+
+DAY = 86_400
+R_NEW = ("r-new", rule({"field": "timecreated", "op": "within_last", "value": "P30D"}))
+TIMED = {"new": (R_NEW,), "sales": (R_SALES,)}
+T0 = 1_700_000_000
+
+
+def newbie() -> UserState:
+    """A user created at T0, evaluated at T0: a member of 'new' until T0 + 30 days."""
+    out = apply_user_event(None, ev("e1", "USER_CREATED", {"timecreated": T0}), 1, TIMED, T0 * 1000)
+    assert summary(out.changes) == [("new", "ADDED")]
+    return out.state
+
+
+def test_tick_at_the_due_instant_removes_and_records_the_tick():
+    """The engine schedules the window's end; a tick at that instant removes the user with cause
+    TIME_ELAPSED, records the tick's control offset and drops the timer (nothing left to flip)."""
+    st = newbie()
+    due = st.next_check_at
+    assert T0 + 30 * DAY <= due <= T0 + 30 * DAY + 1
+    out = apply_tick(st, TIMED, due, due * 1000, control_offset=77)
+    assert summary(out.changes) == [("new", "REMOVED")]
+    assert out.changes[0].cause_kind == "TIME_ELAPSED" and out.changes[0].cause_id == f"time:{due}"
+    assert out.state.last_control_offset == 77
+    assert out.timer == (due, 0)
+
+
+def test_tick_for_a_timer_the_state_no_longer_expects_is_stale():
+    """A timer left over from an older schedule changes nothing."""
+    st = newbie()
+    out = apply_tick(st, TIMED, st.next_check_at - 5, T0 * 1000 + 1, control_offset=3)
+    assert out.status == "STALE" and out.changes == [] and not out.dirty
+
+
+def test_reissue_tick_recreates_the_ticks_changes_byte_identical():
+    """The replay of a tick whose timer is gone re-issues exactly what the tick emitted."""
+    st = newbie()
+    due = st.next_check_at
+    out = apply_tick(st, TIMED, due, due * 1000 + 250, control_offset=9)
+    stored = decode_state(encode_state(out.state))
+    assert wire(reissue_tick(stored, due)) == wire(out.changes)
+    assert reissue_tick(stored, due - 1) == []  # another timer's cause: nothing of it stands
+
+
+def test_reissue_tick_skips_changes_a_later_event_superseded():
+    """Once a later event re-added the user to 'new' (a corrected timecreated), the tick's REMOVED
+    no longer stands and is not re-issued; an untouched segment's tick change would be."""
+    st = newbie()
+    due = st.next_check_at
+    out = apply_tick(st, TIMED, due, due * 1000, control_offset=9)
+    later = apply_user_event(out.state, ev("e2", "USER_UPDATED", {"timecreated": due - DAY}), 2, TIMED,
+                             due * 1000 + 10)
+    assert summary(later.changes) == [("new", "ADDED")]
+    assert reissue_tick(later.state, due) == []

@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.state.keys import parse_user_key, user_key, user_prefix
+from processor.state.keys import (
+    FIRED,
+    TIMER,
+    fired_key,
+    parse_fired_key,
+    parse_user_key,
+    timer_key,
+    user_key,
+    user_prefix,
+)
 
 
 def test_prefix_of_a_is_not_prefix_of_ab():
@@ -81,3 +90,16 @@ def test_property_prefix_scan_returns_exactly_the_site(site, users, others):
     found = {parse_user_key(k) for k in sorted(keys) if k.startswith(user_prefix(site))}
     expected = {(site, u) for u in users} | {(s, u) for s, u in others if s == site}
     assert found == expected
+
+
+@given(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.text(max_size=20), st.text(max_size=20))
+def test_fired_keys_round_trip_and_sort_by_tick_offset(a, b, site, user):
+    """A tick's 'fired' entries parse back, sort by tick offset (a tick scans from the oldest)
+    and live in their own keyspace, apart from users and timers."""
+    ukey = user_key(site, user)
+    assert parse_fired_key(fired_key(a, ukey)) == (a, ukey)
+    if a < b:
+        assert fired_key(a, ukey) < fired_key(b, user_key("", ""))
+    assert fired_key(a, ukey).startswith(FIRED)
+    assert not fired_key(a, ukey).startswith(user_prefix(site)[:1])
+    assert not timer_key(a, ukey).startswith(FIRED) and timer_key(a, ukey).startswith(TIMER)
