@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from processor.contract.models import Profile
-from processor.rules.compiler import CompiledCondition
+from processor.rules.compiler import CompiledCondition, Leaf, time_leaves
 from processor.rules.values import is_truthy
 
 ActiveRules = Mapping[str, Sequence[tuple[str, CompiledCondition]]]
@@ -32,15 +32,41 @@ def desired(
     return matching_rules(active[segment_id], profile, now)
 
 
+_TIME_LEAVES: dict[int, tuple[ActiveRules, tuple[Leaf, ...]]] = {}
+_TIME_LEAVES_MAX = 256  # sites (catalog versions) remembered; a miss only recomputes
+
+
+def distinct_time_leaves(active: ActiveRules) -> tuple[Leaf, ...]:
+    """The distinct time-relative leaves of a site's managed rules (computed once per rule set).
+
+    Thousands of rules typically share a handful of time conditions ("lastlogin within_last
+    P30D"); the next transition is the minimum over these, so per user the cost follows the
+    distinct leaves, not the number of rules. Cached by identity: a catalog change builds a new
+    ``active`` mapping.
+    """
+    hit = _TIME_LEAVES.get(id(active))
+    if hit is not None and hit[0] is active:
+        return hit[1]
+    seen: dict[tuple[str, str, str], Leaf] = {}
+    for rules in active.values():
+        for _, cond in rules:
+            if cond.time_relative:
+                for leaf in time_leaves(cond.root):
+                    seen.setdefault((leaf.field, leaf.op, repr(leaf.value)), leaf)
+    leaves = tuple(seen.values())
+    if len(_TIME_LEAVES) >= _TIME_LEAVES_MAX:
+        _TIME_LEAVES.clear()
+    _TIME_LEAVES[id(active)] = (active, leaves)
+    return leaves
+
+
 def next_check(active: ActiveRules, profile: Profile, deleted: bool, now: int) -> int:
     """Earliest instant after ``now`` at which a managed rule may flip with time alone (0: never)."""
     if deleted:
         return 0
     best = 0
-    for rules in active.values():
-        for _, cond in rules:
-            if cond.time_relative:
-                t = cond.next_transition(profile, now)
-                if t is not None and (best == 0 or t < best):
-                    best = t
+    for leaf in distinct_time_leaves(active):
+        t = leaf.next_transition(profile, now)
+        if t is not None and (best == 0 or t < best):
+            best = t
     return best

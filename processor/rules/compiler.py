@@ -18,7 +18,7 @@ import difflib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from processor.rules.exceptions import CompileError, RuleError
 from processor.rules.fields import CUSTOM_PREFIX, FieldResolver, FieldSpec, FieldType
@@ -171,6 +171,23 @@ class CompiledCondition:
         if not self.time_relative:
             return None
         return self.root.next_transition(profile, _now(now))
+
+
+def time_leaves(node: Node) -> Iterator[Leaf]:
+    """The leaves of a tree that can change truth with time alone (``within_last``, ``in_past``...).
+
+    Every combinator's ``next_transition`` is the minimum over its children, so a condition's
+    next transition is the minimum over these leaves: a site can compute it over its *distinct*
+    time leaves instead of walking every rule.
+    """
+    if isinstance(node, Leaf):
+        if node._transition is not None:
+            yield node
+    elif isinstance(node, Not):
+        yield from time_leaves(node.child)
+    else:
+        for child in node.children:  # type: ignore[attr-defined] - All / Any_
+            yield from time_leaves(child)
 
 
 def _now(now: int | None) -> int:
