@@ -206,15 +206,23 @@ def decide(cat: SiteCatalog, cmd: Command, key_site: str | None = None) -> Decis
 
 
 def apply(cat: SiteCatalog, cmd: Command) -> None:
-    """Apply an accepted command to the catalog (mutates; deterministic)."""
+    """Apply an accepted command to the catalog (mutates; deterministic).
+
+    Tells ``recompile`` exactly which rules and segments the command touched, so applying one
+    command costs what it changed, not the size of the site.
+    """
     p, t = cmd.payload, cmd.payload_type
+    rules: list[str] = []
+    segments: list[str] = []
     if t == "UpsertProfileField":
         cat.fields[p["shortname"]] = ProfileField(
             p["shortname"], p["name"], FieldType(p["datatype"]), tuple(p.get("options") or ())
         )
+        rules = cat.rules_using_field(CUSTOM_PREFIX + p["shortname"])
     elif t == "DeleteProfileField":
         key = CUSTOM_PREFIX + p["shortname"]
-        for rid in cat.rules_using_field(key):
+        rules = cat.rules_using_field(key)
+        for rid in rules:
             r = cat.rules[rid]
             cat.rules[rid] = Rule(r.rule_id, r.segment_id, r.name, r.condition_json, r.enabled,
                                   f"profile field {key!r} was deleted; update the rule")
@@ -224,15 +232,20 @@ def apply(cat: SiteCatalog, cmd: Command) -> None:
         cat.segments[p["segment_id"]] = Segment(p["segment_id"], p["name"], old.managed if old else False)
     elif t == "DeleteSegment":
         cat.segments.pop(p["segment_id"], None)
-        for rid in [r.rule_id for r in cat.rules.values() if r.segment_id == p["segment_id"]]:
+        segments = [p["segment_id"]]
+        rules = [r.rule_id for r in cat.rules.values() if r.segment_id == p["segment_id"]]
+        for rid in rules:
             del cat.rules[rid]
     elif t in ("EnableSegmentAutomation", "DisableSegmentAutomation"):
         seg = cat.segments.get(p["segment_id"])
         if seg is not None:  # accepted against this catalog; defensive for replays of an odd log
             cat.segments[seg.segment_id] = Segment(seg.segment_id, seg.name, t == "EnableSegmentAutomation")
+            segments = [seg.segment_id]
     elif t in ("CreateRule", "UpdateRule"):
         cat.rules[p["rule_id"]] = Rule(p["rule_id"], p["segment_id"], p["name"], p["condition_json"],
                                        bool(p["enabled"]))
+        rules = [p["rule_id"]]
     elif t == "DeleteRule":
         cat.rules.pop(p["rule_id"], None)
-    cat.recompile()
+        rules = [p["rule_id"]]
+    cat.recompile(rules, segments)
