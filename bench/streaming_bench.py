@@ -36,7 +36,7 @@ import rules_bench  # noqa: E402  (rule mix and realistic profiles shared with t
 from processor.broker import EmbeddedBroker, free_port  # noqa: E402
 from processor.config import Settings, Topics  # noqa: E402
 from processor.contract.codec import decode_membership_change, encode_command, encode_user_event  # noqa: E402
-from processor.contract.models import Actor, Command, UserEvent  # noqa: E402
+from processor.contract.models import Command, UserEvent  # noqa: E402
 from processor.topics import ensure_topics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,49 +51,10 @@ def proc_stats(pid: int) -> dict[str, float]:
     return {"rss_mb": round(rss / 1024, 1), "cpu_s": (int(stat[13]) + int(stat[14])) / ticks}
 
 
-def selective_conditions(n: int, seed: int, max_share: float = 0.02, sample: int = 400) -> list[dict]:
-    """Conditions from the rules-bench mix, keeping only those that match at most ``max_share``
-    of a sample of realistic profiles (a segment rule picks a small audience: a department, a
-    cost centre, a site), so a user event causes a few membership changes, not dozens."""
-    from processor.rules.compiler import compile_condition
-
-    prng = random.Random(seed + 1)
-    profiles = [rules_bench.make_profile(prng) for _ in range(sample)]
-    rng = random.Random(seed)
-    makers = [m for _, m in rules_bench.MIX]
-    weights = [w for w, _ in rules_bench.MIX]
-    kept: list[dict] = []
-    while len(kept) < n:
-        cond = rng.choices(makers, weights)[0](rng)
-        compiled = compile_condition(json.dumps(cond), rules_bench.FIELDS)
-        hits = sum(1 for p in profiles if compiled.evaluate(p, rules_bench.NOW))
-        if hits <= max_share * sample:
-            kept.append(cond)
-    return kept
-
-
 def catalog_commands(n_rules: int, seed: int, selective: bool = False) -> list[Command]:
-    actor = Actor("bench", ("site_admin",))
-    now = int(time.time() * 1000)
-    cmds = []
-    for name, spec in rules_bench.FIELDS.custom.items():
-        cmds.append(Command(f"f-{name}", SITE, now, actor, "UpsertProfileField", {
-            "shortname": name.removeprefix("profile_field_"), "name": name, "datatype": spec.type.value,
-            "options": list(spec.options)}))
-    segs = [f"seg-{i:03d}" for i in range(100)]
-    for s in segs:
-        cmds.append(Command(f"s-{s}", SITE, now, actor, "UpsertSegment", {"segment_id": s, "name": s}))
-        cmds.append(Command(f"e-{s}", SITE, now, actor, "EnableSegmentAutomation", {"segment_id": s}))
-    rng = random.Random(seed)
-    makers = [m for _, m in rules_bench.MIX]
-    weights = [w for w, _ in rules_bench.MIX]
-    chosen = selective_conditions(n_rules, seed) if selective else None
-    for i in range(n_rules):
-        cond = chosen[i] if chosen is not None else rng.choices(makers, weights)[0](rng)
-        cmds.append(Command(f"r-{i}", SITE, now, actor, "CreateRule", {
-            "rule_id": f"rule-{i:05d}", "segment_id": segs[i % len(segs)], "name": f"rule {i}",
-            "condition_json": json.dumps(cond), "enabled": True}))
-    return cmds
+    """The bench site's catalog: custom fields, 100 managed segments, ``n_rules`` rules."""
+    chosen = rules_bench.selective_conditions(n_rules, seed) if selective else None
+    return rules_bench.catalog_commands(SITE, n_rules, seed, chosen)
 
 
 def make_events(n: int, seed: int, users: int) -> list[UserEvent]:

@@ -506,6 +506,21 @@ def test_all_prefers_equality_over_prefix():
     assert index.candidates({"email": "ann@x", "department": "HR"}) == {}
 
 
+def test_all_posts_on_the_field_with_more_distinct_values():
+    """Between two equality leaves, an all is posted on the field whose values are spread wider
+    (more distinct keys already posted there): a city among many is hit by fewer profiles than a
+    country among two, so fewer guards are evaluated per profile."""
+    index = RuleIndex([(f"c{i}", c(_leaf("city", "equals", f"City {i}"))) for i in range(20)]
+                      + [(f"k{i}", c(_leaf("country", "equals", k))) for i, k in enumerate(["DE", "FR"])])
+    index.add("r", c({"all": [_leaf("country", "equals", "DE"), _leaf("city", "equals", "City 3")]}))
+    (kind, field, key, guard), = index._terms["r"]
+    assert (kind, field, key) == (index_mod._EQ, "city", "city 3") and guard is not None
+    assert index.match({"country": "DE", "city": "city 3"}) == {"r", "c3", "k0"}
+    assert index.match({"country": "FR", "city": "City 3"}) == {"c3", "k1"}
+    fresh = RuleIndex([("r", c({"all": [_leaf("country", "equals", "DE"), _leaf("city", "equals", "City 3")]}))])
+    assert fresh._terms["r"][0][1] == "country"  # nothing known yet: the first equal-cost leaf
+
+
 def test_nested_all_and_any_of_alls_are_indexed():
     """Nested all is searched; an any whose every branch has an indexable leaf is posted under each."""
     sales = {"all": [_leaf("department", "equals", "Sales")]}
