@@ -62,6 +62,7 @@ from processor.membership.engine import (
 from processor.state.keys import (
     FIRED,
     TIMER,
+    USER,
     fired_key,
     parse_fired_key,
     member_key,
@@ -71,18 +72,13 @@ from processor.state.keys import (
     user_key,
     user_prefix,
 )
+from processor.state.members import member_entry, restored_writes
 from processor.state.user_state import UserState, decode_state, encode_state
 
 log = logging.getLogger("processor")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 BACKFILL_CHUNK = 500
 TICK_SECONDS = 5.0  # how often each worker checks its partitions for due time-relative re-evaluations
-
-
-def member_value(change: MembershipChange) -> bytes:
-    """Members-tab entry: since when, and which rules matched."""
-    return json.dumps({"since": change.emitted_at, "rules": list(change.matched_rule_ids),
-                       "cause": change.cause_kind}, separators=(",", ":")).encode()
 
 
 def now_ms() -> int:
@@ -143,6 +139,7 @@ class Processor:
             key_type=bytes,  # bytes => Faust's "raw" serializer for store and changelog
             value_type=bytes,
         )
+        self._derive_members_on_restore()
         self.commands_out = self.app.topic(t.commands, **RAW)
         self.counters: dict[str, int] = {}
         self.log = log
@@ -159,6 +156,31 @@ class Processor:
         self._fault_armed = False  # FAULT_EXIT_BEFORE_SEND (crash tests only)
         self._wire()
         self._install_api()
+
+    def _derive_members_on_restore(self) -> None:
+        """Members-tab entries are not changelogged: when Faust restores user states into a
+        partition (takeover, standby, fresh state dir), derive them from each state's change."""
+        store = self.users.data
+        restore = store.apply_changelog_batch
+
+        def apply_changelog_batch(batch: Any, to_key: Any, to_value: Any) -> None:
+            events = list(batch)
+            latest: dict[tuple[int, bytes], bytes | None] = {}
+            writes: dict[int, list[tuple[bytes, bytes | None]]] = {}
+            for event in events:
+                msg = event.message
+                if not msg.key or not msg.key.startswith(USER):
+                    continue
+                slot = (msg.partition, msg.key)
+                old = latest[slot] if slot in latest else store._db_for_partition(msg.partition).get(msg.key)
+                latest[slot] = msg.value
+                writes.setdefault(msg.partition, []).extend(restored_writes(msg.key, old, msg.value))
+            restore(events, to_key, to_value)
+            for partition, ops in writes.items():
+                if ops:
+                    faust_fixes.write_local(store._db_for_partition(partition), ops)
+
+        store.apply_changelog_batch = apply_changelog_batch
 
     def _install_api(self) -> None:
         from aiohttp import web as aioweb
@@ -423,13 +445,14 @@ class Processor:
             self.reconfirm(key, st, msg)
         out = apply_user_event(st, ev, msg.offset, site.active, now_ms(), site.index)
         self.count(f"user_events.{out.status}")
-        await self.commit_outcome(key, out)
+        await self.commit_outcome(key, out, msg.partition)
         self.metrics.events.labels(ev.event_type, out.status).inc()
         self.metrics.evaluation.observe(time.perf_counter() - started)
 
-    async def commit_outcome(self, key: bytes, out: Outcome) -> None:
-        """Write the state, its timer and member-index entries, then queue the changes (the outbox
-        releases them after the changelog holds these writes, and before the offset commit)."""
+    async def commit_outcome(self, key: bytes, out: Outcome, partition: int) -> None:
+        """Write the state and its timer (changelogged) and the members-tab entries (local only,
+        see processor/state/members.py), then queue the changes (the outbox releases them after
+        the changelog holds these writes, and before the offset commit)."""
         if out.dirty:
             self.users[key] = encode_state(out.state)
         if out.timer is not None:
@@ -438,13 +461,15 @@ class Processor:
                 self.users.pop(timer_key(old, key), None)
             if new:
                 self.users[timer_key(new, key)] = b""
-        for change in out.changes:
-            mkey = member_key(change.site_id, change.segment_id, change.user_id)
-            if change.change == "ADDED":
-                self.users[mkey] = member_value(change)
-            else:
-                self.users.pop(mkey, None)
-            self.emit(change, key)
+        if out.changes:
+            db = self.users.data._db_for_partition(partition)
+            for change in out.changes:
+                mkey = member_key(change.site_id, change.segment_id, change.user_id)
+                if change.change == "ADDED":
+                    db[mkey] = member_entry(change.emitted_at, change.matched_rule_ids, change.cause_kind)
+                else:
+                    db.delete(mkey)
+                self.emit(change, key)
         if out.changes:
             await self.outbox.backpressure()
 
@@ -480,7 +505,7 @@ class Processor:
                 self.reconfirm(k, st, msg)
                 out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
                 changed += len(out.changes)
-                await self.commit_outcome(k, out)
+                await self.commit_outcome(k, out, msg.partition)
             seen += len(chunk)
             if len(chunk) < BACKFILL_CHUNK:
                 break
@@ -542,7 +567,7 @@ class Processor:
                     done += 1
                     if out.changes:
                         self.users[fired_key(msg.offset, ukey)] = due.to_bytes(8, "big")
-                    await self.commit_outcome(ukey, out)
+                    await self.commit_outcome(ukey, out, msg.partition)
             await asyncio.sleep(0)
         self.count("timers.fired", done)
         self.metrics.timers.inc(done)

@@ -142,3 +142,17 @@ async def durable_flush(producer: Any) -> None:
     client = getattr(producer, "_producer", None)
     if client is not None:
         await client.flush()  # aiokafka: waits for the batches that exist now (a snapshot)
+
+
+def write_local(db: Any, ops: list[tuple[bytes, bytes | None]]) -> None:
+    """Write (key, value | None to delete) to one partition's RocksDB in one batch, the way
+    Faust's rocksdict store writes restored changelog records (raw bytes, no changelog)."""
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, value in ops:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)

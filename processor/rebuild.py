@@ -32,7 +32,7 @@ from processor.contract.exceptions import ContractError
 from processor.contract.models import MembershipChange
 from processor.membership.engine import apply_user_event
 from processor.membership.rebuild import rebuild_user
-from processor.state.keys import member_key, timer_key, user_key
+from processor.state.keys import timer_key, user_key
 from processor.state.user_state import UserState, decode_state, encode_state
 from processor.topics import admin_client
 
@@ -215,14 +215,7 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
             report.by_change[ch.change] = report.by_change.get(ch.change, 0) + 1
         report.changes += len(changes)
         prod.raw(s.changelog_topic, k, encode_state(st), partition=p)
-        for seg, f in st.facts.items():  # members-tab index entries (tombstones for non-members)
-            mk = member_key(st.site_id, seg, st.user_id)
-            if f.member:
-                prod.raw(s.changelog_topic, mk, json.dumps(
-                    {"since": f.emitted_at, "rules": list(f.matched_rule_ids), "cause": f.cause_kind},
-                    separators=(",", ":")).encode(), partition=p)
-            else:
-                prod.raw(s.changelog_topic, mk, None, partition=p)
+        # members-tab entries are not changelogged: workers derive them when they restore states
         if st.next_check_at:
             prod.raw(s.changelog_topic, timer_key(st.next_check_at, k), b"", partition=p)
         report.users += 1
