@@ -366,7 +366,8 @@ class Processor:
         """Count a new change and queue it (it leaves once the state write behind it is flushed)."""
         self.count(f"changes.{change.change}")
         self.metrics.changes.labels(change.change, change.cause_kind).inc()
-        if change.cause_kind == self.s.fault_exit_before_send:
+        fault = self.s.fault_exit_before_send
+        if fault and fault in (change.cause_kind, f"{change.cause_kind}@{change.site_id}"):
             self._fault_armed = True
         self._queue(change, owner)
 

@@ -67,7 +67,8 @@ class Settings:
     fetch_max_wait_ms: int | None = None
     # Fault injection for the crash tests only (never set in production): the worker exits
     # (os._exit, like kill -9) right before it sends the first membership change whose
-    # cause_kind is this, i.e. after the state behind it is durable and before the output has it.
+    # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
+    # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
 
     @classmethod

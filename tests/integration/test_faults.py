@@ -234,7 +234,7 @@ def test_crash_after_timer_fired_before_its_change_left(solo: Cluster) -> None:
     old.stop()
     solo.workers.remove(old)
     faulty = WorkerProcess(solo.settings, old.name, solo.work_dir,
-                           extra_env={"FAULT_EXIT_BEFORE_SEND": "TIME_ELAPSED"}).start()
+                           extra_env={"FAULT_EXIT_BEFORE_SEND": f"TIME_ELAPSED@{site}"}).start()
     assert faulty.state_dir == old.state_dir
     solo.workers.append(faulty)
     solo.wait(lambda: _ready(faulty), 90, "faulty worker ready")
