@@ -147,6 +147,9 @@ def main() -> None:
     ap.add_argument("--mix", choices=("full", "selective"), default="selective",
                     help="full: the rules-bench mix as is (a user matches ~60 of 100 segments); "
                          "selective: only rules matching <= 2%% of sample profiles")
+    ap.add_argument("--py-spy", default="", metavar="FILE",
+                    help="record the worker with py-spy during (c) into FILE (collapsed stacks; "
+                         "summarise with bench/spy_top.py FILE)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streaming-bench-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
@@ -193,11 +196,19 @@ def main() -> None:
                 pass
             time.sleep(0.5)
         cpu0 = proc_stats(w.pid)["cpu_s"]
+        spy = None
+        if args.py_spy:  # sample the worker while it streams (c); collapsed stacks for bench/spy_top.py
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                                    "-r", "200", "-o", args.py_spy, "-p", str(w.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t = time.perf_counter()
         produce(bs, settings.topics.user_events, msgs)
         while counter(url, "user_events.") < len(msgs):
             time.sleep(0.2)
         dt = time.perf_counter() - t
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         st = proc_stats(w.pid)
         res["processor_eps"] = round(len(msgs) / dt)
         res["processor_changes_per_event"] = round(counter(url, "changes.") / len(msgs), 2)
