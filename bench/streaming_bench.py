@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--mix", choices=("full", "selective"), default="selective",
                     help="full: the rules-bench mix as is (a user matches ~60 of 100 segments); "
                          "selective: only rules matching <= 2%% of sample profiles")
+    ap.add_argument("--latency-trace", default="", metavar="FILE",
+                    help="write occurred_at,emitted_at,read_at (ms) of every latency sample to FILE")
     ap.add_argument("--py-spy", default="", metavar="FILE",
                     help="record the worker with py-spy during (c) into FILE (collapsed stacks; "
                          "summarise with bench/spy_top.py FILE)")
@@ -228,6 +230,14 @@ def main() -> None:
         sent = 0
         lat: list[float] = []
         proc_lat: list[float] = []  # occurred_at -> emitted_at: consume + evaluate (the rest is the outbox + consumer)
+        trace: list[tuple[int, int, int]] = []  # (occurred_at, emitted_at, read at) ms, for --latency-trace
+
+        def record(ch: object) -> None:
+            now = time.time() * 1000
+            lat.append(now - ch.occurred_at)  # type: ignore[attr-defined]
+            proc_lat.append(ch.emitted_at - ch.occurred_at)  # type: ignore[attr-defined]
+            trace.append((ch.occurred_at, ch.emitted_at, int(now)))  # type: ignore[attr-defined]
+
         start = time.time()
         while time.time() - start < args.latency_seconds:
             target = int((time.time() - start) * rate)
@@ -241,8 +251,7 @@ def main() -> None:
                 if not m.error():
                     ch = decode_membership_change(m.value())
                     if ch.cause_id.startswith("lat-"):
-                        lat.append(time.time() * 1000 - ch.occurred_at)
-                        proc_lat.append(ch.emitted_at - ch.occurred_at)
+                        record(ch)
         lp.flush(30)
         end = time.time() + 5
         while time.time() < end:
@@ -250,8 +259,9 @@ def main() -> None:
                 if not m.error():
                     ch = decode_membership_change(m.value())
                     if ch.cause_id.startswith("lat-"):
-                        lat.append(time.time() * 1000 - ch.occurred_at)
-                        proc_lat.append(ch.emitted_at - ch.occurred_at)
+                        record(ch)
+        if args.latency_trace:
+            Path(args.latency_trace).write_text("\n".join(",".join(map(str, t)) for t in trace) + "\n")
         lat.sort()
         proc_lat.sort()
         res["latency_at_50pct"] = {"rate_eps": rate, "samples": len(lat),
