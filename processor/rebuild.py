@@ -50,6 +50,13 @@ class RebuildReport:
     changes: int = 0
     by_change: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
+
+    def lap(self, phase: str, since: float) -> float:
+        """Record the seconds ``phase`` took since ``since`` (monotonic); returns now."""
+        now = time.monotonic()
+        self.phases[phase] = round(now - since, 3)
+        return now
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__ | {"events_per_second": round(self.events / self.seconds) if self.seconds else None}
@@ -63,6 +70,9 @@ def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
         "fetch.max.bytes": 64 << 20,
+        # Kafka answers a waiting fetch as soon as data arrives, tansu only when the wait ends:
+        # with the 500 ms default every catch-up / end-of-partition round cost half a second there
+        "fetch.wait.max.ms": 50,
         "log.connection.close": False,
     })
 
@@ -178,11 +188,14 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
                 now_ms: int | None = None) -> RebuildReport:
     started = time.monotonic()
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    report = RebuildReport(run_id or "")
     ensure_group_idle(s)
+    t = report.lap("group_check", started)
     registry = load_registry(s)
+    t = report.lap("catalog", t)
     control_ends = read_ends(s.bootstrap_servers, s.topics.control)
     hint = end_offsets(s.bootstrap_servers, s.topics.user_events)  # for the progress bar only
-    report = RebuildReport(run_id or "")
+    t = report.lap("offsets", t)
     task = progress.add_task("reading user events", total=sum(hint.values())) if progress else None
     states: dict[bytes, tuple[int, UserState]] = {}
     ends: dict[int, int] = {}
@@ -203,7 +216,9 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
     if run_id is None:
         basis = json.dumps([sorted(ends.items()), registry.applied_offset])
         report.run_id = run_id = hashlib.blake2b(basis.encode(), digest_size=6).hexdigest()
+    t = report.lap("read_events", t)
     published = read_published(s)
+    t = report.lap("read_output", t)
     prod = ContractProducer(s.bootstrap_servers, s.topics)
     task2 = progress.add_task("rebuilding users", total=len(states)) if progress else None
     for k, (p, st) in sorted(states.items()):
@@ -221,8 +236,11 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
         report.users += 1
         if progress:
             progress.advance(task2, 1)
+    t = report.lap("rebuild_users", t)
     prod.flush(120)
+    t = report.lap("flush", t)
     commit_group_offsets(s, {s.topics.user_events: ends, s.topics.control: control_ends})
+    report.lap("commit_offsets", t)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 

@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from processor.catalog.commands import REMOVE_ALL
+from processor.catalog.commands import RECONCILE, REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
 from processor.membership.decide import ActiveRules, desired, is_suspended, next_check
 from processor.rules.index import SegmentRuleIndex
@@ -83,21 +83,51 @@ def _reissue(st: UserState, cause_id: str, segments: Iterable[str] | None = None
     return out
 
 
+_ALL_SEGMENTS: dict[int, tuple[ActiveRules, tuple[tuple[str, str], ...]]] = {}
+
+
+def every_segment(active: ActiveRules) -> tuple[tuple[str, str], ...]:
+    """``(segment, RECONCILE)`` for every managed segment, sorted (computed once per rule set)."""
+    hit = _ALL_SEGMENTS.get(id(active))
+    if hit is not None and hit[0] is active:
+        return hit[1]
+    out = tuple((s, RECONCILE) for s in sorted(active))
+    if len(_ALL_SEGMENTS) >= 256:
+        _ALL_SEGMENTS.clear()
+    _ALL_SEGMENTS[id(active)] = (active, out)
+    return out
+
+
 def reconcile(
     st: UserState,
     active: ActiveRules,
-    segments: Iterable[tuple[str, str]],
+    segments: Iterable[tuple[str, str]] | None,
     cause: Cause,
     now_ms: int,
     matches: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[MembershipChange]:
     """Bring the user's facts for ``segments`` (id, mode) in line with the rules; mutate ``st``.
 
+    ``segments=None`` means every managed segment in RECONCILE mode (the per-event case).
     ``matches`` (segment -> matched rule ids, from a rule index over ``active``) replaces the
     per-segment evaluation when given; both must describe the same rules.
     """
     changes: list[MembershipChange] = []
-    for seg, mode in sorted(set(segments)):
+    excluded = st.deleted or is_suspended(st.profile)
+    if segments is None and matches is not None:
+        # Only segments where something can happen: the matched ones, the current members, and
+        # facts of this very cause (a re-run). Elsewhere want == current == False: no change.
+        # O(matches + facts) instead of O(managed segments) per event.
+        cid = cause.cause_id
+        maybe = {s for s, f in st.facts.items() if f.member or f.cause_id == cid}
+        if not excluded:
+            maybe.update(matches)
+        ordered = [(s, RECONCILE) for s in sorted(maybe) if s in active]
+    elif segments is None:
+        ordered = list(every_segment(active))
+    else:
+        ordered = sorted(set(segments))
+    for seg, mode in ordered:
         fact = st.facts.get(seg)
         current = bool(fact and fact.member)
         if mode == REMOVE_ALL:
@@ -106,8 +136,10 @@ def reconcile(
             matched: tuple[str, ...] = ()
         elif seg not in active:  # not managed (now): frozen, never touched
             continue
+        elif excluded:
+            matched = ()
         elif matches is not None:
-            matched = () if st.deleted or is_suspended(st.profile) else matches.get(seg, ())
+            matched = matches.get(seg, ())
         else:
             matched = desired(active, seg, st.profile, st.deleted, now_ms // 1000)
         want = bool(matched)
@@ -142,7 +174,7 @@ def apply_user_event(
     matches = None
     if index is not None and not st.deleted:
         matches = index.match_segments(st.profile, now_ms // 1000)
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms, matches)
+    changes = reconcile(st, active, None, cause, now_ms, matches)
     return Outcome(st, changes, APPLIED, dirty=True, timer=reschedule(st, active, now_ms))
 
 
@@ -204,7 +236,7 @@ def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int, contro
         return Outcome(st, _reissue(st, time_cause(due).cause_id), "STALE", dirty=False)
     # evaluate at max(now, due): a tick may run a little before the wall clock passes `due`
     eval_ms = max(now_ms, due * 1000)
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), time_cause(due), eval_ms)
+    changes = reconcile(st, active, None, time_cause(due), eval_ms)
     timer = reschedule(st, active, eval_ms)
     if changes:
         st.last_control_offset = max(st.last_control_offset, control_offset)

@@ -42,7 +42,7 @@ def rebuild_user(
     st.facts = {seg: fact_from_change(ch) for seg, ch in published.items()}
     cause = Cause("REBUILD", f"rebuild:{run_id}", now_ms)
     matches = index.match_segments(st.profile, now_ms // 1000) if index is not None and not st.deleted else None
-    changes = reconcile(st, active, ((s, "RECONCILE") for s in active), cause, now_ms, matches)
+    changes = reconcile(st, active, None, cause, now_ms, matches)
     if mode == SNAPSHOT:
         touched = {c.segment_id for c in changes}
         for seg in sorted(active):

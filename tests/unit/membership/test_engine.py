@@ -36,6 +36,7 @@ from processor.membership.engine import (
     reissue_tick,
 )
 from processor.rules.compiler import compile_condition
+from processor.rules.index import SegmentRuleIndex
 from processor.rules.fields import StaticFields
 from processor.state.user_state import Fact, UserState, decode_state, encode_state
 
@@ -508,11 +509,14 @@ def _model_members(profile: dict, deleted: bool) -> set[str]:
     return out
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["every-rule", "rule-index"])
 @settings(max_examples=60, deadline=None)
 @given(steps=st.lists(_step, min_size=1, max_size=12))
-def test_property_membership_follows_rules(steps):
+def test_property_membership_follows_rules(indexed, steps):
     """After any sequence of events (with replays and duplicates), membership equals what the rules say,
-    every emitted change is a real transition, and new change ids are never reused."""
+    every emitted change is a real transition, and new change ids are never reused; with the site's
+    rule index (which only visits matched and member segments) exactly as when evaluating every rule."""
+    index = SegmentRuleIndex.from_active(ACTIVE) if indexed else None
     state = None
     profile, deleted = {}, False
     model_in: set[str] = set()
@@ -522,19 +526,19 @@ def test_property_membership_follows_rules(steps):
     for i, (etype, patch, mode) in enumerate(steps):
         if mode == "replay" and last:
             e, off, changes = last
-            out = apply_user_event(state, e, off, ACTIVE, 10_000 + i)
+            out = apply_user_event(state, e, off, ACTIVE, 10_000 + i, index)
             assert out.status == REPLAYED
             assert wire(out.changes) == wire(changes)
             continue
         if mode == "duplicate" and last:
             offset += 1
-            out = apply_user_event(state, last[0], offset, ACTIVE, 10_000 + i)
+            out = apply_user_event(state, last[0], offset, ACTIVE, 10_000 + i, index)
             assert out.status == DUPLICATE and out.changes == []
             state = out.state
             continue
         offset += 1
         e = ev(f"e{i}", etype, patch, at=i)
-        out = apply_user_event(state, e, offset, ACTIVE, i)
+        out = apply_user_event(state, e, offset, ACTIVE, i, index)
         state = out.state
         profile, deleted = _model_merge(profile, deleted, etype, patch)
         want = _model_members(profile, deleted)
@@ -741,3 +745,19 @@ def test_reissue_tick_skips_changes_a_later_event_superseded():
                              due * 1000 + 10)
     assert summary(later.changes) == [("new", "ADDED")]
     assert reissue_tick(later.state, due) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(_step, min_size=1, max_size=12))
+def test_index_path_emits_byte_identical_changes_and_states(steps):
+    """The same events through the rule index and through every rule: identical change bytes and
+    identical stored states after every step (change ids, emission times, matched rules)."""
+    index = SegmentRuleIndex.from_active(ACTIVE)
+    a = b = None
+    for i, (etype, patch, _) in enumerate(steps):
+        e = ev(f"e{i}", etype, patch, at=i)
+        oa = apply_user_event(a, e, i + 1, ACTIVE, 1_000 + i)
+        ob = apply_user_event(b, e, i + 1, ACTIVE, 1_000 + i, index)
+        assert wire(oa.changes) == wire(ob.changes)
+        assert encode_state(oa.state) == encode_state(ob.state)
+        a, b = oa.state, ob.state
