@@ -114,7 +114,8 @@ class Outputs:
     """Everything the processor has written, read incrementally from the start."""
 
     changes: list[MembershipChange] = field(default_factory=list)
-    results: dict[str, CommandResult] = field(default_factory=dict)
+    results: dict[str, CommandResult] = field(default_factory=dict)  # the last result per command
+    result_log: list[CommandResult] = field(default_factory=list)  # every delivery, in order
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -160,6 +161,7 @@ class Cluster:
             if v is not None:
                 r = decode_command_result(v)
                 self.out.results[r.command_id] = r
+                self.out.result_log.append(r)
         for _, v in self._readers["dlq"].poll_batch(timeout=0.05, max_messages=10000):
             if v is not None:
                 self.out.dead_letters.append(decode_dead_letter(v))
