@@ -33,6 +33,12 @@ Failures these tests found:
   after the changelog holds the state, and a user's next message waits for them) and by
   re-emitting a user's recorded changes when its state is ahead of what the owner replayed
   (processor/outbox.py, ``ahead_of`` in processor/membership/engine.py).
+* Fixed: a timer tick pops the timers it fires; when the worker died after the tick's state
+  write but before its TIME_ELAPSED changes left the outbox, the replayed tick no longer found
+  those users, so their change was never delivered (the kill -9 test saw it ~1 run in 8 as a
+  REDUNDANT REMOVED by a later event). Each tick now records the users it changed and its replay
+  re-issues their changes (``_refire`` in processor/app.py); the deterministic form is
+  ``test_crash_after_timer_fired_before_its_change_left`` (FAULT_EXIT_BEFORE_SEND).
 """
 
 from __future__ import annotations
