@@ -101,24 +101,32 @@ def raw_consume(bootstrap: str, topic: str, n: int) -> float:
     return n / dt
 
 
-def passthrough(bs: str, work: Path, n: int) -> tuple[int, dict[str, float]]:
+def passthrough(bs: str, work: Path, n: int, out_topic: str = "bench-out", **env_extra: str) -> tuple[int, dict[str, float]]:
     """Run bench/passthrough_app.py over the n messages already in bench-in; (events/s, /proc stats).
 
     Timed from the first output read to the n-th (the worker's start-up and group join excluded).
     """
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()), STATE_DIR=str(work / "pt"))
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(free_port()),
+               STATE_DIR=str(work / f"pt-{uuid.uuid4().hex[:6]}"), APP_ID=f"bench-pt-{uuid.uuid4().hex[:6]}",
+               OUT_TOPIC=out_topic, **env_extra)
     t0 = time.perf_counter()
     pt = subprocess.Popen([sys.executable, str(ROOT / "bench" / "passthrough_app.py"), "worker", "-l", "warn"],
                           env=env, stdout=open(work / "pt.log", "wb"), stderr=subprocess.STDOUT)
     c = Consumer({"bootstrap.servers": bs, "group.id": f"o-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
     try:
-        c.assign([TopicPartition("bench-out", p, 0) for p in range(8)])
+        c.assign([TopicPartition(out_topic, p, 0) for p in range(8)])
         got, first = 0, None
+        last_progress = time.perf_counter()
         while got < n:
             batch = [m for m in c.consume(10000, 0.5) if not m.error()]
             if batch and first is None:
                 first = time.perf_counter()
             got += len(batch)
+            if batch:
+                last_progress = time.perf_counter()
+            elif pt.poll() is not None or time.perf_counter() - last_progress > 120:
+                tail = (work / "pt.log").read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"pass-through stalled at {got}/{n} (exit {pt.poll()}): {tail}")
         eps = round(n / (time.perf_counter() - (first or t0)))
         return eps, proc_stats(pt.pid)
     finally:
