@@ -182,8 +182,18 @@ def apply_backfill(
     st: UserState, active: ActiveRules, segments: Iterable[tuple[str, str]], cause: Cause, now_ms: int,
     control_offset: int = -1,
 ) -> Outcome:
-    """Re-evaluate a stored user for a command's segments (a control message at ``control_offset``)."""
+    """Re-evaluate a stored user for a command's segments (a control message at ``control_offset``).
+
+    A re-run (after a crash) first re-issues what this cause already recorded, byte-identical:
+    the catalog may have moved on since, and a recorded change the dead worker never sent must
+    reach the output before the change that now supersedes it.
+    """
+    segments = list(segments)
+    again = _reissue(st, cause.cause_id, [s for s, _ in segments])
     changes = reconcile(st, active, segments, cause, now_ms)
+    if again:
+        seen = {c.change_id for c in again}
+        changes = again + [c for c in changes if c.change_id not in seen]
     timer = reschedule(st, active, now_ms)
     if changes:
         st.last_control_offset = max(st.last_control_offset, control_offset)

@@ -39,6 +39,10 @@ Failures these tests found:
   REDUNDANT REMOVED by a later event). Each tick now records the users it changed and its replay
   re-issues their changes (``_refire`` in processor/app.py); the deterministic form is
   ``test_crash_after_timer_fired_before_its_change_left`` (FAULT_EXIT_BEFORE_SEND).
+* Fixed: the two-worker takeover saw 5 REDUNDANT REMOVED by a RULE_CREATED backfill once: the
+  victim had recorded that backfill's ADDED and died before sending it; the survivor re-ran the
+  backfill with a catalog that had moved on, so it computed a REMOVED without re-issuing the
+  recorded ADDED. ``apply_backfill`` now re-issues a re-run's recorded changes first.
 """
 
 from __future__ import annotations

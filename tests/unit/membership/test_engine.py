@@ -761,3 +761,19 @@ def test_index_path_emits_byte_identical_changes_and_states(steps):
         assert wire(oa.changes) == wire(ob.changes)
         assert encode_state(oa.state) == encode_state(ob.state)
         a, b = oa.state, ob.state
+
+
+def test_backfill_rerun_reissues_its_recorded_change_before_superseding_it():
+    """A backfill re-run after a crash, with a catalog that moved on since (the user no longer
+    matches): the change the first run recorded (and the dead worker may never have sent) is
+    re-issued byte-identical first, then the REMOVED that supersedes it."""
+    st = stored_user({"department": "Sales"})
+    cause = Cause("RULE_CREATED", "cmd-7", 5)
+    first = apply_backfill(st, ACTIVE, [("sales", RECONCILE)], cause, 100, 40)
+    assert summary(first.changes) == [("sales", "ADDED")]
+    moved_on = {"sales": (("r-other", rule({"field": "department", "op": "equals", "value": "HR"})),)}
+    rerun = apply_backfill(decode_state(encode_state(first.state)), moved_on, [("sales", RECONCILE)], cause, 200, 40)
+    assert [c.change for c in rerun.changes] == ["ADDED", "REMOVED"]
+    assert wire(rerun.changes[:1]) == wire(first.changes)
+    plain = apply_backfill(decode_state(encode_state(first.state)), ACTIVE, [("sales", RECONCILE)], cause, 300, 40)
+    assert wire(plain.changes) == wire(first.changes)  # unchanged catalog: the same change once
