@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from processor.contract.models import Profile
 from processor.rules.compiler import CompiledCondition, Leaf, time_leaves
 from processor.rules.values import is_truthy
 
+T = TypeVar("T")
 ActiveRules = Mapping[str, Sequence[tuple[str, CompiledCondition]]]
 
 
@@ -32,8 +33,21 @@ def desired(
     return matching_rules(active[segment_id], profile, now)
 
 
-_TIME_LEAVES: dict[int, tuple[ActiveRules, tuple[Leaf, ...]]] = {}
-_TIME_LEAVES_MAX = 256  # sites (catalog versions) remembered; a miss only recomputes
+_PER_RULE_SET: dict[tuple[str, int], tuple[ActiveRules, Any]] = {}
+_PER_RULE_SET_MAX = 512  # (derivation, rule set) pairs remembered; a miss only recomputes
+
+
+def per_rule_set(name: str, active: ActiveRules, build: Callable[[ActiveRules], T]) -> T:
+    """``build(active)``, computed once per rule set: a catalog change builds a new ``active``
+    mapping, so the cache is keyed by identity (and keeps the mapping alive so ids stay unique)."""
+    hit = _PER_RULE_SET.get((name, id(active)))
+    if hit is not None and hit[0] is active:
+        return hit[1]  # type: ignore[no-any-return]
+    value = build(active)
+    if len(_PER_RULE_SET) >= _PER_RULE_SET_MAX:
+        _PER_RULE_SET.clear()
+    _PER_RULE_SET[(name, id(active))] = (active, value)
+    return value
 
 
 def distinct_time_leaves(active: ActiveRules) -> tuple[Leaf, ...]:
@@ -44,20 +58,17 @@ def distinct_time_leaves(active: ActiveRules) -> tuple[Leaf, ...]:
     distinct leaves, not the number of rules. Cached by identity: a catalog change builds a new
     ``active`` mapping.
     """
-    hit = _TIME_LEAVES.get(id(active))
-    if hit is not None and hit[0] is active:
-        return hit[1]
+    return per_rule_set("time_leaves", active, _time_leaves)
+
+
+def _time_leaves(active: ActiveRules) -> tuple[Leaf, ...]:
     seen: dict[tuple[str, str, str], Leaf] = {}
     for rules in active.values():
         for _, cond in rules:
             if cond.time_relative:
                 for leaf in time_leaves(cond.root):
                     seen.setdefault((leaf.field, leaf.op, repr(leaf.value)), leaf)
-    leaves = tuple(seen.values())
-    if len(_TIME_LEAVES) >= _TIME_LEAVES_MAX:
-        _TIME_LEAVES.clear()
-    _TIME_LEAVES[id(active)] = (active, leaves)
-    return leaves
+    return tuple(seen.values())
 
 
 def next_check(active: ActiveRules, profile: Profile, deleted: bool, now: int) -> int:

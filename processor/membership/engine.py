@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 
 from processor.catalog.commands import RECONCILE, REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
-from processor.membership.decide import ActiveRules, desired, is_suspended, next_check
+from processor.membership.decide import ActiveRules, desired, is_suspended, next_check, per_rule_set
 from processor.rules.index import SegmentRuleIndex
 from processor.membership.profile import merge_profile
 from processor.state.user_state import Fact, UserState
@@ -83,19 +83,9 @@ def _reissue(st: UserState, cause_id: str, segments: Iterable[str] | None = None
     return out
 
 
-_ALL_SEGMENTS: dict[int, tuple[ActiveRules, tuple[tuple[str, str], ...]]] = {}
-
-
 def every_segment(active: ActiveRules) -> tuple[tuple[str, str], ...]:
     """``(segment, RECONCILE)`` for every managed segment, sorted (computed once per rule set)."""
-    hit = _ALL_SEGMENTS.get(id(active))
-    if hit is not None and hit[0] is active:
-        return hit[1]
-    out = tuple((s, RECONCILE) for s in sorted(active))
-    if len(_ALL_SEGMENTS) >= 256:
-        _ALL_SEGMENTS.clear()
-    _ALL_SEGMENTS[id(active)] = (active, out)
-    return out
+    return per_rule_set("every_segment", active, lambda a: tuple((s, RECONCILE) for s in sorted(a)))
 
 
 def reconcile(
