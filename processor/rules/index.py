@@ -71,9 +71,19 @@ and for a missing value the rules whose missing-data result is True (``not``
 flips the child's). A non-numeric or NaN value never equals a number, so it
 matches every number ``not_equals`` rule.
 
+How the guards of one posting are evaluated: as a *plan*, a trie over their
+conjuncts (a guard ``all(k1, ..., kn)`` is its children; any other guard is one
+conjunct), the conjuncts most shared within the posting first. A false conjunct
+is evaluated once and skips every guard below it; sibling conjuncts that are
+text equality tests on one field become a *switch* (one dict lookup per profile
+key instead of one test each). Every conjunct is memoised per match, and leaf,
+equality, number and negated-equality conjuncts are evaluated by a specialised
+closure built when the guard is registered (no dispatch per evaluation).
+
 Adding or removing a rule touches only that rule's terms (O(size of the rule)),
-plus clearing the interval memo of a field whose intervals changed; nothing is
-ever rebuilt eagerly. The module is pure: no Kafka, no Faust.
+plus clearing the interval memo of a field whose intervals changed and dropping
+the plan of each posting it touched (rebuilt on that posting's next hit);
+nothing is ever rebuilt eagerly. The module is pure: no Kafka, no Faust.
 """
 
 from __future__ import annotations
@@ -105,7 +115,6 @@ _FREE = 6  # no posting: the guard alone (field None, key None)
 _NEG_TEXT = 7  # complement of a text key
 _NEG_NUM = 8  # complement of a number
 
-_UNSET = object()
 
 # ------------------------------------------------------------------ evaluation
 
@@ -256,7 +265,7 @@ def decompose(node: Node, shortcut: bool = True, spread: Spread | None = None) -
         if acc is None:
             return None
         kind, field, keys, exact, cost = acc
-        if spread is not None and (kind == _EQ or kind == _NUM):
+        if spread is not None and kind in (_EQ, _NUM, _PRE, _SUF):
             cost /= spread(kind, field)
         guard = None if exact else node
         return [(kind, field, k, guard) for k in keys], cost, True
@@ -332,6 +341,8 @@ def negation(node: Node, shortcut: bool = True) -> tuple[int, str, tuple, bool] 
 
 def _text_keys(actual: Any) -> Iterable[str]:
     """The profile value as the text operators see it, case-insensitively (one key per list item)."""
+    if type(actual) is str:  # the common case, as as_text(actual, False) computes it
+        return (actual.strip().casefold(),)
     if isinstance(actual, list):
         return {str(a).strip().casefold() for a in actual}
     return (as_text(actual, False),)
@@ -381,7 +392,7 @@ class _Guard:
     """A distinct guard condition; an ``all`` / ``any`` / ``not`` is evaluated through its children's
     guards, so a sub-condition shared by several guards is evaluated once per match too."""
 
-    __slots__ = ("sig", "node", "how", "kids", "data", "refs")
+    __slots__ = ("sig", "node", "how", "kids", "data", "refs", "fn")
 
     def __init__(self, sig: tuple, node: Node, how: int, kids: tuple[int, ...] | None, data: Any = None) -> None:
         self.sig = sig
@@ -390,6 +401,72 @@ class _Guard:
         self.kids = kids
         self.data = data
         self.refs = 1
+        self.fn = _direct(node, how, data)
+
+
+# A guard evaluated without the memo of other guards: fn(profile, now, text keys, numbers), the last
+# two being per-match caches of the profile's field values as the postings read them.
+Direct = Callable[[Profile, int, "_TextKeys", "_Numbers"], bool]
+
+
+class _TextKeys(dict):
+    """field -> the profile's text keys of the field (``()`` when missing), computed on first use."""
+
+    __slots__ = ("profile",)
+
+    def __missing__(self, field: str) -> Iterable[str]:
+        actual = self.profile.get(field)
+        keys = self[field] = () if actual is None else _text_keys(actual)
+        return keys
+
+
+class _Numbers(dict):
+    """field -> the profile's number value of the field (None when missing or not a number)."""
+
+    __slots__ = ("profile",)
+
+    def __missing__(self, field: str) -> float | None:
+        actual = self.profile.get(field)
+        num = self[field] = None if actual is None else _number_key(actual)
+        return num
+
+
+def _direct(node: Node, how: int, data: Any) -> Direct | None:
+    """A specialised evaluator for a guard that does not go through other guards (None for
+    ``all`` / ``any`` / ``not``), so a match calls it without dispatching on the guard's kind."""
+    if how == _LEAF:
+        return lambda p, now, tk, nk: node.evaluate(p, now)  # type: ignore[union-attr]
+    if how == _KEYS:
+        field, values = data
+        return lambda p, now, tk, nk: not values.isdisjoint(tk[field])
+    if how == _NUMK:
+        field, value = data
+        return lambda p, now, tk, nk: nk[field] == value
+    if how == _RNGK:
+        field, (lo, lo_open, hi, hi_open) = data
+        if lo_open and hi_open:
+            return lambda p, now, tk, nk: (x := nk[field]) is not None and lo < x < hi
+        if lo_open:
+            return lambda p, now, tk, nk: (x := nk[field]) is not None and lo < x <= hi
+        if hi_open:
+            return lambda p, now, tk, nk: (x := nk[field]) is not None and lo <= x < hi
+        return lambda p, now, tk, nk: (x := nk[field]) is not None and lo <= x <= hi
+    if how == _NEGK:
+        field, is_num, values, missing = data
+        if is_num:
+            def neg_num(p: Profile, now: int, tk: _TextKeys, nk: _Numbers) -> bool:
+                if p.get(field) is None:
+                    return missing
+                num = nk[field]
+                return num is None or num not in values
+            return neg_num
+
+        def neg_text(p: Profile, now: int, tk: _TextKeys, nk: _Numbers) -> bool:
+            if p.get(field) is None:
+                return missing
+            return values.isdisjoint(tk[field])
+        return neg_text
+    return None
 
 
 def _guard_plan(node: Node) -> tuple[int, Any]:
@@ -413,14 +490,81 @@ def _guard_plan(node: Node) -> tuple[int, Any]:
     return _LEAF, None
 
 
-class _Bucket:
-    """The rules of one posting key: decided by the hit (``exact``) or by a shared guard (``guarded``)."""
+# A plan: (entries, switches). An entry is (conjunct guard id, its direct evaluator or None, rule ids
+# decided there or None, sub-plan or None); a switch is (field, {text key: entries}) for the sibling
+# conjuncts that are text equality tests on one field, so they cost one lookup per profile key
+# instead of one call each. (Number intervals compared inline in a plan measured slower than their
+# memoised evaluators: a grade threshold is shared by many postings.)
+Plan = tuple
 
-    __slots__ = ("exact", "guarded")
+
+def _build_plan(groups: Mapping[int, _Group], guards: Mapping[int, _Guard]) -> Plan:
+    """The guarded groups of one posting as a trie over their conjuncts, so a false conjunct is
+    evaluated once and skips every guard that needs it.
+
+    A guard ``all(k1, ..., kn)`` is the conjunction of its children's guards; any other guard is a
+    single conjunct. Each guard's conjuncts are ordered most shared first (ties by id), so guards
+    with a common conjunct share a trie path: in a posting ``department == "Sales"`` holding
+    ``all(manager, grade >= 5)``, ``all(manager, tenure > 3)`` and ``manager`` alone, a profile
+    that is not a manager costs one memo lookup instead of three guard evaluations. Conjunction is
+    commutative and guards have no side effects, so the order changes cost only, never the result.
+    """
+    freq: dict[int, int] = {}
+    items: list[tuple[set[int], set[str]]] = []
+    for gid, grp in groups.items():
+        guard = guards[gid]
+        conj = set(guard.kids) if guard.how == _ALL and guard.kids else {gid}  # type: ignore[arg-type]
+        for c in conj:
+            freq[c] = freq.get(c, 0) + 1
+        items.append((conj, grp.rids))
+    root: dict[int, list] = {}
+    for conj, rids in items:
+        node = root
+        order = sorted(conj, key=lambda c: (-freq[c], c))
+        last = len(order) - 1
+        for i, c in enumerate(order):
+            entry = node.get(c)
+            if entry is None:
+                entry = node[c] = [set(), {}]
+            if i == last:
+                entry[0] |= rids
+            node = entry[1]
+
+    def freeze(node: dict[int, list]) -> Plan:
+        entries = []
+        by_field: dict[str, list[tuple]] = {}
+        for c, (rids, kids) in sorted(node.items(), key=lambda kv: (-freq[kv[0]], kv[0])):
+            entry = (c, guards[c].fn, frozenset(rids) if rids else None, freeze(kids) if kids else None)
+            guard = guards[c]
+            if guard.how == _KEYS:
+                by_field.setdefault(guard.data[0], []).append(entry)
+            else:
+                entries.append(entry)
+        switches = []
+        for field, keyed in by_field.items():
+            table: dict[str, list[tuple]] = {}
+            for entry in keyed:
+                for value in guards[entry[0]].data[1]:
+                    table.setdefault(value, []).append(entry)
+            switches.append((field, {k: tuple(v) for k, v in table.items()}))
+        return tuple(entries), tuple(switches)
+
+    return freeze(root)
+
+
+class _Bucket:
+    """The rules of one posting key: decided by the hit (``exact``) or by a shared guard (``guarded``).
+
+    ``plan`` is the guarded groups as a conjunct trie (:func:`_build_plan`), built on first use and
+    dropped whenever ``guarded`` changes, so maintenance stays O(size of the rule).
+    """
+
+    __slots__ = ("exact", "guarded", "plan")
 
     def __init__(self) -> None:
         self.exact: set[str] = set()
         self.guarded: dict[int, _Group] = {}  # guard id -> group
+        self.plan: Plan | None = None
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.guarded)
@@ -436,7 +580,7 @@ class _FieldIndex:
 
     __slots__ = ("eq", "num", "pre", "suf", "sub", "rng", "pre_lens", "pre_len_count", "suf_lens",
                  "suf_len_count", "rng_points", "rng_point_count", "rng_memo", "neg_text", "neg_num",
-                 "neg_text_all", "neg_num_all", "neg_missing", "text", "number")
+                 "neg_text_all", "neg_num_all", "neg_missing", "text", "number", "eq_only")
 
     def __init__(self) -> None:
         self.eq: dict[str, _Bucket] = {}
@@ -459,6 +603,7 @@ class _FieldIndex:
         self.neg_missing: set[str] = set()  # complement rules true on a missing value
         self.text = False  # any text posting or text complement
         self.number = False
+        self.eq_only = False  # text equality postings and nothing else but complements (fast path)
 
     def table(self, kind: int) -> dict[Any, _Bucket]:
         return (self.eq, self.num, self.pre, self.suf, self.sub, self.rng)[kind]
@@ -466,6 +611,7 @@ class _FieldIndex:
     def refresh(self) -> None:
         self.text = bool(self.eq or self.pre or self.suf or self.sub or self.neg_text_all)
         self.number = bool(self.num or self.rng or self.neg_num_all)
+        self.eq_only = bool(self.eq) and not (self.pre or self.suf or self.sub or self.number)
 
     def empty(self) -> bool:
         return not (self.text or self.number or self.neg_missing)
@@ -513,7 +659,7 @@ class RuleIndex:
     """
 
     __slots__ = ("_conds", "_terms", "_residual", "_exact", "_fields", "_free", "_guards", "_guard_ids",
-                 "_next_gid", "_time_relative", "exact_shortcut")
+                 "_next_gid", "_time_relative", "exact_shortcut", "_free_plan")
 
     def __init__(
         self, rules: Iterable[tuple[str, CompiledCondition]] = (), *, exact_shortcut: bool = True
@@ -527,6 +673,7 @@ class RuleIndex:
         self._exact: set[str] = set()
         self._fields: dict[str, _FieldIndex] = {}
         self._free: dict[int, _Group] = {}  # guard id -> rules with a posting-free term of that guard
+        self._free_plan: Plan | None = None  # _free as a conjunct trie, built on first use
         self._guards: dict[int, _Guard] = {}
         self._guard_ids: dict[tuple, int] = {}  # signature -> guard id
         self._next_gid = 0
@@ -581,7 +728,8 @@ class RuleIndex:
         fidx = self._fields.get(field)
         if fidx is None:
             return 1.0
-        return float(max(1, len(fidx.eq if kind == _EQ else fidx.num)))
+        table = fidx.eq if kind == _EQ else fidx.num if kind == _NUM else fidx.pre if kind == _PRE else fidx.suf
+        return float(max(1, len(table)))
 
     def add(self, rule_id: str, cond: CompiledCondition) -> None:
         """Index a rule (replacing any rule with the same id). O(size of the rule)."""
@@ -624,6 +772,7 @@ class RuleIndex:
             records[record] = None
             if kind == _FREE:
                 _group_add(self._free, gid, node, rule_id)  # type: ignore[arg-type]
+                self._free_plan = None
                 continue
             fidx = self._field(field)  # type: ignore[arg-type]
             table = fidx.table(kind)
@@ -650,6 +799,7 @@ class RuleIndex:
                 bucket.exact.add(rule_id)
             else:
                 _group_add(bucket.guarded, gid, node, rule_id)  # type: ignore[arg-type]
+                bucket.plan = None
             fidx.refresh()
         self._terms[rule_id] = tuple(records)
         if all(gid is None for _, _, _, gid in records):
@@ -667,6 +817,7 @@ class RuleIndex:
         for kind, field, key, gid in self._terms.pop(rule_id):
             if kind == _FREE:
                 _group_discard(self._free, gid, rule_id)
+                self._free_plan = None
                 self._guard_unref(gid)  # type: ignore[arg-type]
                 continue
             fidx = self._fields[field]
@@ -687,6 +838,7 @@ class RuleIndex:
                     bucket.exact.discard(rule_id)
                 else:
                     _group_discard(bucket.guarded, gid, rule_id)
+                    bucket.plan = None
                     self._guard_unref(gid)
                 if kind == _RNG:
                     fidx.rng_memo.clear()
@@ -753,10 +905,12 @@ class RuleIndex:
 
     # -- matching
 
-    def _hit_buckets(self, fidx: _FieldIndex, actual: Any) -> Iterator[_Bucket]:
-        """The posting buckets a present value hits (complement postings not included)."""
+    def _hit_buckets(self, fidx: _FieldIndex, actual: Any, keys: Iterable[str] | None = None) -> Iterator[_Bucket]:
+        """The posting buckets a present value hits (complement postings not included); ``keys``:
+        ``_text_keys(actual)`` when the caller already has them."""
         if fidx.text:
-            keys = _text_keys(actual)
+            if keys is None:
+                keys = _text_keys(actual)
             eq = fidx.eq
             if eq:
                 for k in keys:
@@ -815,88 +969,106 @@ class RuleIndex:
         memo: dict[int, bool] = {}
         guards = self._guards
         get = profile.get
-        text_keys: dict[str, Iterable[str]] = {}
-        numbers: dict[str, Any] = {}
+        text_keys = _TextKeys()
+        text_keys.profile = profile
+        numbers = _Numbers()
+        numbers.profile = profile
 
         def ev(gid: int) -> bool:
+            """A guard through its children's guards (``all`` / ``any`` / ``not``), or directly."""
             ok = memo.get(gid)
             if ok is None:
                 guard = guards[gid]
-                how = guard.how
-                if how == _LEAF:
-                    ok = guard.node.evaluate(profile, now_i)
-                elif how == _ALL:
+                fn = guard.fn
+                if fn is not None:
+                    ok = fn(profile, now_i, text_keys, numbers)
+                elif guard.how == _ALL:
                     ok = True
                     for k in guard.kids:  # type: ignore[union-attr]
                         r = memo.get(k)
                         if not (ev(k) if r is None else r):
                             ok = False
                             break
-                elif how == _ANY:
+                elif guard.how == _ANY:
                     ok = False
                     for k in guard.kids:  # type: ignore[union-attr]
                         r = memo.get(k)
                         if ev(k) if r is None else r:
                             ok = True
                             break
-                elif how == _KEYS:
-                    field, values = guard.data
-                    keys = text_keys.get(field)
-                    if keys is None:
-                        actual = get(field)
-                        keys = text_keys[field] = () if actual is None else _text_keys(actual)
-                    ok = not values.isdisjoint(keys)
-                elif how == _NUMK or how == _RNGK:
-                    field, value = guard.data
-                    num = numbers.get(field, _UNSET)
-                    if num is _UNSET:
-                        actual = get(field)
-                        num = numbers[field] = None if actual is None else _number_key(actual)
-                    if num is None:
-                        ok = False
-                    elif how == _NUMK:
-                        ok = num == value
-                    else:
-                        lo, lo_open, hi, hi_open = value
-                        ok = (lo < num if lo_open else lo <= num) and (num < hi if hi_open else num <= hi)
-                elif how == _NEGK:
-                    field, is_num, values, missing = guard.data
-                    actual = get(field)
-                    if actual is None:
-                        ok = missing
-                    elif is_num:
-                        num = _number_key(actual)
-                        ok = num is None or num not in values
-                    else:
-                        keys = text_keys.get(field)
-                        if keys is None:
-                            keys = text_keys[field] = _text_keys(actual)
-                        ok = values.isdisjoint(keys)
                 else:
                     ok = not ev(guard.kids[0])  # type: ignore[index]
                 memo[gid] = ok
             return ok
 
-        get = profile.get
+        add_hits = hits.update
+
+        memo_get = memo.get
+
+        def run(plan: Plan) -> None:
+            entries, switches = plan
+            for cg, fn, rids, kids in entries:
+                ok = memo_get(cg)
+                if ok is None:
+                    ok = memo[cg] = fn(profile, now_i, text_keys, numbers) if fn is not None else ev(cg)
+                if ok:
+                    if rids is not None:
+                        add_hits(rids)
+                    if kids is not None:
+                        run(kids)
+            if switches:
+                switch(switches)
+
+        def switch(switches: tuple) -> None:
+            for field, table in switches:
+                for key in text_keys[field]:
+                    hit = table.get(key)
+                    if hit is not None:
+                        for _, _, rids, kids in hit:  # the equality holds: the key is one of its values
+                            if rids is not None:
+                                add_hits(rids)
+                            if kids is not None:
+                                run(kids)
+
         for field, fidx in self._fields.items():
             actual = get(field)
             if actual is None:
                 if fidx.neg_missing:
                     hits |= fidx.neg_missing
                 continue
-            for bucket in self._hit_buckets(fidx, actual):
+            if fidx.text:  # the field's keys, also kept for the guards that read them
+                keys = text_keys[field] = (actual.strip().casefold(),) if type(actual) is str else _text_keys(actual)
+            else:
+                keys = None
+            if fidx.eq_only:
+                buckets: Iterable[_Bucket | None] = map(fidx.eq.get, keys)  # type: ignore[arg-type]
+            else:
+                buckets = self._hit_buckets(fidx, actual, keys)
+            for bucket in buckets:
+                if bucket is None:
+                    continue
                 if bucket.exact:
-                    hits |= bucket.exact
-                for gid, grp in bucket.guarded.items():
-                    ok = memo.get(gid)
-                    if ok is None:
-                        ok = ev(gid)
-                    if ok:
-                        hits |= grp.rids
+                    add_hits(bucket.exact)
+                if bucket.guarded:
+                    plan = bucket.plan
+                    if plan is None:
+                        plan = bucket.plan = _build_plan(bucket.guarded, guards)
+                    entries, switches = plan
+                    for cg, fn, rids, kids in entries:  # run(plan), inlined for the top level
+                        ok = memo_get(cg)
+                        if ok is None:
+                            ok = memo[cg] = fn(profile, now_i, text_keys, numbers) if fn is not None else ev(cg)
+                        if ok:
+                            if rids is not None:
+                                add_hits(rids)
+                            if kids is not None:
+                                run(kids)
+                    if switches:
+                        switch(switches)
             if fidx.neg_text_all:
                 comp = None
                 neg = fidx.neg_text
-                for k in _text_keys(actual):
+                for k in keys:  # type: ignore[union-attr]
                     posted = neg.get(k)
                     if posted is not None:
                         if comp is None:
@@ -905,15 +1077,14 @@ class RuleIndex:
                             comp -= posted
                 hits |= fidx.neg_text_all if comp is None else comp
             if fidx.neg_num_all:
-                num = _number_key(actual)
+                num = numbers[field]
                 posted = fidx.neg_num.get(num) if num is not None else None
                 hits |= fidx.neg_num_all if posted is None else fidx.neg_num_all - posted
-        for gid, grp in self._free.items():
-            ok = memo.get(gid)
-            if ok is None:
-                ok = ev(gid)
-            if ok:
-                hits |= grp.rids
+        if self._free:
+            plan = self._free_plan
+            if plan is None:
+                plan = self._free_plan = _build_plan(self._free, guards)
+            run(plan)
         return hits
 
 

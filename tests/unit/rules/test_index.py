@@ -730,3 +730,61 @@ def test_any_branches_without_postings_are_shared_free_guards():
     assert index.stats()["free_guards"] == 1
     index.remove("r2")
     assert index._free == {} and index._guards == {}
+
+
+def test_a_false_shared_conjunct_skips_every_guard_that_needs_it(monkeypatch):
+    """Guards of one posting are a trie over their conjuncts, most shared first: when the shared
+    conjunct (manager) is false, the others (a regex, a time window) are never evaluated, even though
+    each rule lists the manager test last."""
+    trees = {"re": {"all": [_leaf("department", "equals", "Sales"),
+                            {"field": "email", "op": "matches", "value": "^a"},
+                            _leaf("profile_field_manager", "is_checked")]},
+             "recent": {"all": [_leaf("department", "equals", "Sales"),
+                                _leaf("lastaccess", "within_last", "P30D"),
+                                _leaf("profile_field_manager", "is_checked")]},
+             "mgr": {"all": [_leaf("department", "equals", "Sales"), _leaf("profile_field_manager", "is_checked")]}}
+    fields = StaticFields({**CUSTOM, "profile_field_manager": FieldSpec(
+        "profile_field_manager", FieldType.CHECKBOX, (), True)})
+    conds = {k: compile_condition(v, fields) for k, v in trees.items()}
+    index = RuleIndex(conds.items())
+    boss = {"department": "sales", "email": "ann@x", "lastaccess": NOW - 60, "profile_field_manager": True}
+    assert naive(conds, boss) == {"re", "recent", "mgr"}
+    calls = []
+    real = index_mod.Leaf.evaluate
+    monkeypatch.setattr(index_mod.Leaf, "evaluate", lambda self, p, now=0: calls.append(self.op) or real(self, p, now))
+    assert index.match({**boss, "profile_field_manager": False}, NOW) == set()
+    assert calls == ["is_checked"]
+    calls.clear()
+    assert index.match(boss, NOW) == {"re", "recent", "mgr"}
+    assert sorted(calls) == ["is_checked", "matches", "within_last"]
+
+
+def test_equality_conjuncts_of_a_posting_are_looked_up_not_evaluated():
+    """all(department == Sales, city in [...]) for many cities: the city tests of the Sales posting
+    are one switch keyed by city, and a profile whose city list hits two values of one rule still
+    matches it once, exactly like evaluation."""
+    trees = {f"r{i}": {"all": [_leaf("department", "equals", "Sales"),
+                               _leaf("city", "in", [f"C{i}", f"C{i + 1}"])]} for i in range(12)}
+    for i in range(12):  # spread department wider than city, so the rules post on department
+        trees[f"d{i}"] = _leaf("department", "equals", f"D{i}")
+    conds = {k: c(v) for k, v in trees.items()}
+    index = RuleIndex(conds.items())
+    assert {index._terms[f"r{i}"][0][1] for i in range(12)} == {"department"}
+    for p in ({"department": "Sales", "city": "c3"}, {"department": "Sales", "city": ["C3", "c4", "x"]},
+              {"department": "HR", "city": "c3"}, {"department": "sales"}):
+        assert index.match(p) == naive(conds, p)
+    index.match({"department": "Sales", "city": "c3"})
+    entries, switches = index._fields["department"].eq["sales"].plan
+    assert entries == () and [field for field, _ in switches] == ["city"]
+
+
+def test_all_posts_on_a_prefix_among_many_rather_than_a_common_equality():
+    """An idnumber prefix among many posted prefixes is more selective than a region among a few:
+    the all is posted on the prefix, and still matches exactly."""
+    index = RuleIndex([(f"p{i}", c(_leaf("idnumber", "starts_with", f"EMP-S{i:02d}-"))) for i in range(30)]
+                      + [(f"g{i}", c(_leaf("country", "equals", k))) for i, k in enumerate(["DE", "FR"])])
+    index.add("r", c({"all": [_leaf("country", "equals", "DE"), _leaf("idnumber", "starts_with", "EMP-S07-")]}))
+    (kind, field, key, guard), = index._terms["r"]
+    assert (kind, field) == (index_mod._PRE, "idnumber") and guard is not None
+    assert index.match({"country": "de", "idnumber": "EMP-S07-2020"}) == {"r", "p7", "g0"}
+    assert index.match({"country": "FR", "idnumber": "EMP-S07-2020"}) == {"p7", "g1"}
