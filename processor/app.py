@@ -147,7 +147,12 @@ class Processor:
 
         self.metrics = Metrics()
         self.outbox = Outbox(self._flush_producer, self._send_change)
-        self.app.before_commit_hooks = [self.outbox.drain]  # called by faust_fixes' commit hook
+        # Called by faust_fixes' commit hook, in order, before any input offset is committed: the
+        # outbox releases its changes (flush, send, flush), then one more flush acknowledges table
+        # writes that carried no change (a profile update that moved no membership; the outbox
+        # flushes only when it holds something), so a committed input offset never points past a
+        # state write the changelog may not hold.
+        self.app.before_commit_hooks = [self.outbox.drain, self._flush_producer]
         # Per assignment: highest offset processed per (topic, partition), and the users whose
         # recorded changes were re-emitted because their state was ahead of this owner (see
         # processor.membership.engine.ahead_of).
