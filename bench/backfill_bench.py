@@ -93,7 +93,7 @@ def counter(url: str, prefix: str) -> int:
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", env.get("BENCH_LOG_LEVEL", "warn")], env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
@@ -149,6 +149,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--py-spy", default="", metavar="FILE",
+                    help="record the worker with py-spy during the backfill into FILE (collapsed stacks; "
+                         "summarise with bench/spy_top.py FILE)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
@@ -162,7 +165,8 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bs, WEB_PORT=str(port), STATE_DIR=str(work / "state"),
                    APP_ID="bench-backfill", BROKER_SESSION_TIMEOUT="6", LOG_FORMAT="text",
-                   PARTITIONS=str(args.partitions))
+                   PARTITIONS=str(args.partitions),
+                   FETCH_MAX_WAIT_MS="50")  # tansu answers a fetch only when its wait ends (as the other benches)
         url = f"http://127.0.0.1:{port}"
         log = work / "worker.log"
 
@@ -205,6 +209,11 @@ def main() -> None:
             "rule_id": "r-pop20", "segment_id": "pop20", "name": "20 percent",
             "condition_json": json.dumps({"field": "department", "op": "in", "value": MATCH}), "enabled": True})
         log_mark = log.stat().st_size
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+                                    "-r", "200", "-o", args.py_spy, "-p", str(w.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.perf_counter()
         cp.produce(settings.topics.commands, key=SITE.encode(), value=encode_command(rule))
         cp.flush(30)
@@ -221,6 +230,9 @@ def main() -> None:
                     first_at = first_at or last_at
             assert w.poll() is None, "worker died"
         total = (last_at or time.perf_counter()) - t0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         st = status(w.pid)
         lines = log.read_bytes()[log_mark:].decode(errors="replace").splitlines()
         per_part = [float(m.group(1)) for line in lines

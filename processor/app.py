@@ -49,6 +49,7 @@ from processor.contract.codec import (
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
 from processor.outbox import Outbox
+from processor.output_producer import OutputProducer
 from processor.membership.engine import (
     Cause,
     Outcome,
@@ -146,6 +147,8 @@ class Processor:
         from processor.metrics import Metrics
 
         self.metrics = Metrics()
+        self.outputs = OutputProducer(settings.bootstrap_servers, client_id=f"{settings.app_id}-changes",
+                                      linger_ms=settings.output_linger_ms)
         self.outbox = Outbox(self._flush_producer, self._send_change)
         # Called by faust_fixes' commit hook, in order, before any input offset is committed: the
         # outbox releases its changes (flush, send, flush), then one more flush acknowledges table
@@ -295,6 +298,10 @@ class Processor:
         @app.on_before_shutdown.connect
         async def stop_catalog(app: Any, **kwargs: Any) -> None:
             await self.catalog.stop()
+            try:
+                await self.outbox.drain()
+            finally:  # a drain by the final commit after this starts a new client
+                await self.outputs.stop()
 
         @app.task
         async def drain_outbox() -> None:
@@ -395,7 +402,12 @@ class Processor:
             committed = None
         return committed - 1 if committed else -1
 
-    def reconfirm(self, key: bytes, st: UserState, msg: Message) -> None:
+    def positions(self, msg: Message) -> tuple[int, int]:
+        """(user events done, control done) on ``msg``'s partition, before ``msg``."""
+        t = self.s.topics
+        return self._done_offset(t.user_events, msg.partition), self._done_offset(t.control, msg.partition)
+
+    def reconfirm(self, key: bytes, st: UserState, msg: Message, positions: tuple[int, int] | None = None) -> None:
         """Re-emit a user's recorded changes once if its state is ahead of what this owner processed.
 
         Runs before ``msg`` may supersede those changes (see ``ahead_of``); the re-emitted changes
@@ -405,9 +417,8 @@ class Processor:
         """
         if key in self._reconfirmed:
             return
-        t, p = self.s.topics, msg.partition
-        user_done = self._done_offset(t.user_events, p)
-        control_done = self._done_offset(t.control, p)
+        t = self.s.topics
+        user_done, control_done = positions if positions is not None else self.positions(msg)
         if msg.topic == t.user_events:
             if msg.offset <= st.last_offset:
                 return  # REPLAYED or an old duplicate: nothing is superseded
@@ -423,17 +434,17 @@ class Processor:
             self._queue(change, key)
 
     async def _flush_producer(self) -> None:
-        await faust_fixes.durable_flush(self.app.producer)
+        await faust_fixes.durable_flush(self.app.producer)  # the table changelog (and Faust's sends)
+        await self.outputs.flush()  # membership changes
 
     async def _send_change(self, key: bytes, value: bytes) -> object:
-        # Straight to the transport producer (same client, acks and partitioner as Topic.send):
-        # skips Faust's per-message FutureMessage/Channel layers; the outbox's closing flush
-        # waits for the acknowledgement.
+        # Through the batching output client (processor/output_producer.py: same partitioner and
+        # acks as Faust's transport, without its one-record batches and per-message layers); the
+        # outbox's closing flush waits for the acknowledgement and checks the returned future.
         if self._fault_armed:
             log.critical("FAULT_EXIT_BEFORE_SEND=%s: exiting before the send", self.s.fault_exit_before_send)
             os._exit(137)  # like kill -9: no flush, no commit, no revoke
-        return await self.app.producer.send(self.s.topics.membership_changes, key, value,
-                                            partition=None, timestamp=None, headers=None)
+        return await self.outputs.send(self.s.topics.membership_changes, key, value)
 
     # ------------------------------------------------------------------ users
     async def on_users_message(self, msg: Message) -> None:
@@ -496,6 +507,7 @@ class Processor:
         prefix = user_prefix(site_id)
         start = prefix
         seen = changed = 0
+        positions = self.positions(msg)  # fixed while this message is processed
         while True:
             chunk: list[tuple[bytes, bytes]] = []
             for k, v in db.items(from_key=start):
@@ -506,12 +518,14 @@ class Processor:
                 break
             active = self.registry.site(site_id).active
             for k, v in chunk:
-                await self.outbox.settle(k)
+                if self.outbox.pending_for(k):
+                    await self.outbox.settle(k)
                 st = decode_state(v)
-                self.reconfirm(k, st, msg)
+                self.reconfirm(k, st, msg, positions)
                 out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
-                changed += len(out.changes)
-                await self.commit_outcome(k, out, msg.partition)
+                if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
+                    changed += len(out.changes)
+                    await self.commit_outcome(k, out, msg.partition)
             seen += len(chunk)
             if len(chunk) < BACKFILL_CHUNK:
                 break

@@ -42,6 +42,10 @@ Send = Callable[[bytes, bytes], Awaitable[object]]
 log = logging.getLogger("processor.outbox")
 
 
+class OutboxSendError(RuntimeError):
+    """A record of the batch was not acknowledged; the batch is queued again (at-least-once)."""
+
+
 class Outbox:
     """FIFO of (key, value) output records released only after a durability flush."""
 
@@ -94,9 +98,12 @@ class Outbox:
             batch, self._items = self._items, []
             try:
                 await self._flush()
-                for key, value, _owner in batch:
-                    await self._send(key, value)
+                sent = [await self._send(key, value) for key, value, _owner in batch]
                 await self._flush()  # acknowledged: only now may an owner's state move on
+                for fut in sent:  # a client that gave up on a record fails its future, not the flush
+                    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled() \
+                            and fut.exception() is not None:
+                        raise OutboxSendError(f"a membership change was not delivered: {fut.exception()!r}")
             except BaseException:
                 self._items = batch + self._items
                 raise

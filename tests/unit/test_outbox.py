@@ -113,6 +113,36 @@ async def test_failed_send_keeps_the_unsent_tail_at_the_head() -> None:
     assert box.drained == 5
 
 
+async def test_a_record_the_client_gave_up_on_fails_the_drain_and_is_sent_again() -> None:
+    """The client returns a future per record and fails it (not the flush) when it gives up: the
+    drain raises after its closing flush, the batch goes back to the head, the owner stays
+    pending, and the next drain sends the whole batch again (identical bytes, at-least-once)."""
+    futures: list[asyncio.Future] = []
+    sent: list[bytes] = []
+
+    async def flush() -> None:
+        await asyncio.sleep(0)
+
+    async def send(key: bytes, value: bytes) -> asyncio.Future:
+        sent.append(key)
+        fut = asyncio.get_running_loop().create_future()
+        if len(futures) == 1:
+            fut.set_exception(OSError("request timed out"))
+        else:
+            fut.set_result(None)
+        futures.append(fut)
+        return fut
+
+    box = Outbox(flush, send)
+    for k, v in recs(3):
+        box.put(k, v, owner=b"u1")
+    with pytest.raises(RuntimeError, match="request timed out"):
+        await box.drain()
+    assert len(box) == 3 and box.pending_for(b"u1") and box.drained == 0
+    assert await box.drain() == 3
+    assert sent == [b"k0", b"k1", b"k2"] * 2 and not box.pending_for(b"u1")
+
+
 async def test_backpressure_drains_only_at_high_water() -> None:
     """Below the high-water mark ``backpressure`` returns at once; at the mark it drains inline."""
     box, rec = make(high_water=3)
