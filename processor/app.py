@@ -306,10 +306,6 @@ class Processor:
         @app.on_before_shutdown.connect
         async def stop_catalog(app: Any, **kwargs: Any) -> None:
             await self.catalog.stop()
-            try:
-                await self.outbox.drain()
-            finally:  # a drain by the final commit after this starts a new client
-                await self.outputs.stop()
 
         @app.task
         async def drain_outbox() -> None:
