@@ -54,7 +54,6 @@ class ChangelogWriter:
         self.acked: dict[int, int] = {}  # partition -> highest acknowledged offset
         self.error: BaseException | None = None
         self.on_error: Callable[[BaseException], None] | None = None
-        self.sent = 0
 
     def __len__(self) -> int:
         """Records not yet handed to the client."""
@@ -86,7 +85,6 @@ class ChangelogWriter:
                 return
             q.popleft()
             self._queued -= 1
-            self.sent += 1
             self._sent_seq[partition] = self._sent_seq.get(partition, 0) + 1
             self._progress.set()
             if self._queued < self.high_water:

@@ -23,7 +23,10 @@ log = logging.getLogger("processor.output_producer")
 
 
 class OutputProducer:
-    """A lazily started ``AIOKafkaProducer`` with ``send`` / ``flush`` / ``stop``."""
+    """A lazily started ``AIOKafkaProducer`` with ``send`` / ``flush``.
+
+    Not stopped explicitly: stopping it in ``on_before_shutdown`` cut the worker's shutdown short
+    (no final commit, no LeaveGroup); the final commit's flush acknowledges every change instead."""
 
     def __init__(self, bootstrap_servers: str, client_id: str, linger_ms: int = 5) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -55,13 +58,3 @@ class OutputProducer:
         client was never started)."""
         if self._producer is not None:
             await self._producer.flush()
-
-    async def stop(self) -> None:
-        """Flush and close (a later ``send`` starts a new client)."""
-        async with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await producer.flush()
-            finally:
-                await producer.stop()

@@ -1002,7 +1002,6 @@ class RuleIndex:
             return ok
 
         add_hits = hits.update
-
         memo_get = memo.get
 
         def run(plan: Plan) -> None:
@@ -1053,18 +1052,7 @@ class RuleIndex:
                     plan = bucket.plan
                     if plan is None:
                         plan = bucket.plan = _build_plan(bucket.guarded, guards)
-                    entries, switches = plan
-                    for cg, fn, rids, kids in entries:  # run(plan), inlined for the top level
-                        ok = memo_get(cg)
-                        if ok is None:
-                            ok = memo[cg] = fn(profile, now_i, text_keys, numbers) if fn is not None else ev(cg)
-                        if ok:
-                            if rids is not None:
-                                add_hits(rids)
-                            if kids is not None:
-                                run(kids)
-                    if switches:
-                        switch(switches)
+                    run(plan)
             if fidx.neg_text_all:
                 comp = None
                 neg = fidx.neg_text
