@@ -24,7 +24,14 @@ class ContractProducer:
 
     def __init__(self, bootstrap: str, topics: Topics | None = None) -> None:
         self.topics = topics or Topics()
-        self.p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log.connection.close": False})
+        self.p = Producer({
+            "bootstrap.servers": bootstrap, "linger.ms": 5, "log.connection.close": False,
+            # The Java client's partitioner, which the workers (aiokafka) use too. librdkafka's
+            # default (CRC32) would put a user's records on another partition than the workers'
+            # (a rebuild's changes behind the live ones on another partition, or a published
+            # event in a partition whose worker does not hold the user's state).
+            "partitioner": "murmur2_random",
+        })
 
     def user_event(self, ev: UserEvent) -> None:
         self.raw(self.topics.user_events, user_event_key(ev.site_id, ev.user_id), encode_user_event(ev))
