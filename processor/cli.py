@@ -127,7 +127,9 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
               help="diff: only changes vs the output topic; snapshot: also ADDED for every member.")
 @click.option("--run-id", default=None, help="Fixed id (default: derived from the input end offsets).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def rebuild(mode: str, run_id: str | None, as_json: bool) -> None:
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes sharing the partitions (default: one per core, at most one per partition).")
+def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> None:
     """Rebuild all membership state from the input topics (stop every worker first)."""
     import json
 
@@ -145,7 +147,7 @@ def rebuild(mode: str, run_id: str | None, as_json: bool) -> None:
             RateColumn(), TimeRemainingColumn()]
     try:
         with Progress(*cols, transient=as_json) as progress:
-            report = run_rebuild(s, mode, run_id, progress=progress)
+            report = run_rebuild(s, mode, run_id, progress=progress, jobs=jobs)
     except RebuildError as err:
         raise click.ClickException(str(err)) from None
     if as_json:

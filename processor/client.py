@@ -32,6 +32,8 @@ class ContractProducer:
             # event in a partition whose worker does not hold the user's state).
             "partitioner": "murmur2_random",
         })
+        self._unpolled = 0
+        self.queue_full_waits = 0  # times a produce waited for room in the local queue
 
     def user_event(self, ev: UserEvent) -> None:
         self.raw(self.topics.user_events, user_event_key(ev.site_id, ev.user_id), encode_user_event(ev))
@@ -40,14 +42,20 @@ class ContractProducer:
         self.raw(self.topics.commands, (key if key is not None else cmd.site_id).encode(), encode_command(cmd))
 
     def raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
-        kw = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self.p.produce(topic, key=key, value=value, **kw)
+                if partition is None:
+                    self.p.produce(topic, key=key, value=value)
+                else:
+                    self.p.produce(topic, key=key, value=value, partition=partition)
                 break
-            except BufferError:
-                self.p.poll(0.1)
-        self.p.poll(0)
+            except BufferError:  # the local queue is full: let the client send, then retry
+                self.queue_full_waits += 1
+                self.p.poll(0.01)
+        self._unpolled += 1
+        if self._unpolled >= 1000:  # serve the client's events now and then, not per record (a rebuild's hot loop)
+            self._unpolled = 0
+            self.p.poll(0)
 
     def flush(self, timeout: float = 30.0) -> None:
         left = self.p.flush(timeout)

@@ -135,29 +135,31 @@ def _check_profile(profile: Profile, limits: Limits) -> None:
             f"profile has {len(profile)} fields; the limit is {limits.max_profile_entries}",
             "$.profile",
         )
-    for name, val in profile.items():
-        path = f"$.profile.{name}"
-        if not name or len(name) > limits.max_field_name_chars:
-            raise ContractError("INVALID_FIELD", "profile field names must be 1-255 characters", path)
-        if isinstance(val, str) and len(val) > limits.max_string_chars:
-            raise ContractError(
-                "LIMIT_EXCEEDED",
-                f"value is {len(val)} characters; the limit is {limits.max_string_chars}",
-                path,
-            )
-        if isinstance(val, list):
-            if len(val) > limits.max_array_items:
+    max_name, max_chars, max_items = limits.max_field_name_chars, limits.max_string_chars, limits.max_array_items
+    for name, val in profile.items():  # every event passes here: build the error path only on failure
+        if not name or len(name) > max_name:
+            raise ContractError("INVALID_FIELD", "profile field names must be 1-255 characters", f"$.profile.{name}")
+        kind = type(val)
+        if kind is str:
+            if len(val) > max_chars:  # type: ignore[arg-type]
                 raise ContractError(
                     "LIMIT_EXCEEDED",
-                    f"array has {len(val)} items; the limit is {limits.max_array_items}",
-                    path,
+                    f"value is {len(val)} characters; the limit is {max_chars}",  # type: ignore[arg-type]
+                    f"$.profile.{name}",
                 )
-            for i, item in enumerate(val):
-                if len(item) > limits.max_string_chars:
+        elif kind is list:
+            if len(val) > max_items:  # type: ignore[arg-type]
+                raise ContractError(
+                    "LIMIT_EXCEEDED",
+                    f"array has {len(val)} items; the limit is {max_items}",  # type: ignore[arg-type]
+                    f"$.profile.{name}",
+                )
+            for i, item in enumerate(val):  # type: ignore[arg-type]
+                if len(item) > max_chars:
                     raise ContractError(
                         "LIMIT_EXCEEDED",
-                        f"item is {len(item)} characters; the limit is {limits.max_string_chars}",
-                        f"{path}[{i}]",
+                        f"item is {len(item)} characters; the limit is {max_chars}",
+                        f"$.profile.{name}[{i}]",
                     )
 
 

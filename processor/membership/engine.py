@@ -154,18 +154,33 @@ def apply_user_event(
     if offset <= st.last_offset:
         again = _reissue(st, ev.event_id)
         return Outcome(st, again, REPLAYED, dirty=bool(again))
-    if ev.event_id in st.recent_event_ids:
-        st.last_offset = offset
+    if fold_user_event(st, ev, offset) == DUPLICATE:
         return Outcome(st, [], DUPLICATE, dirty=True)
-    st.profile, st.deleted = merge_profile(st.profile, st.deleted, ev)
-    st.last_offset = offset
-    st.remember_event(ev.event_id)
     cause = Cause(ev.event_type, ev.event_id, ev.occurred_at)
     matches = None
     if index is not None and not st.deleted:
         matches = index.match_segments(st.profile, now_ms // 1000)
     changes = reconcile(st, active, None, cause, now_ms, matches)
     return Outcome(st, changes, APPLIED, dirty=True, timer=reschedule(st, active, now_ms))
+
+
+def fold_user_event(st: UserState, ev: UserEvent, offset: int) -> str:
+    """Merge the event at ``offset`` into ``st`` without evaluating any rule.
+
+    The first step of :func:`apply_user_event`, alone: a rebuild folds every event of a user
+    this way and evaluates the rules once, on the final profile. Returns REPLAYED (offset
+    already applied: nothing changes), DUPLICATE (event id seen recently: only the offset
+    moves) or APPLIED.
+    """
+    if offset <= st.last_offset:
+        return REPLAYED
+    if ev.event_id in st.recent_event_ids:
+        st.last_offset = offset
+        return DUPLICATE
+    st.profile, st.deleted = merge_profile(st.profile, st.deleted, ev)
+    st.last_offset = offset
+    st.remember_event(ev.event_id)
+    return APPLIED
 
 
 def apply_backfill(

@@ -7,6 +7,8 @@ a backfill is a RocksDB prefix scan.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 USER = b"U"
 TIMER = b"T"  # T + be64(due epoch seconds) + user key: due re-evaluations, in time order
 
@@ -23,6 +25,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+@lru_cache(maxsize=4096)  # a few sites, millions of keys: computed once per site
 def user_prefix(site_id: str) -> bytes:
     s = site_id.encode()
     return USER + _varint(len(s)) + s

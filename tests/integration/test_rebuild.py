@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -100,7 +104,7 @@ def test_rebuild_repairs_a_wrong_output_and_snapshot_lists_every_member(rb: Clus
     rb.producer.raw(rb.settings.topics.membership_changes, f"{SITE}:{victim}".encode(),
                     encode_membership_change(bogus))
     rb.producer.flush()
-    report = run_rebuild(rb.settings, "diff", run_id="repair")
+    report = run_rebuild(rb.settings, "diff", run_id="repair", jobs=1)  # in this process (others: one per core)
     assert report.by_change == {"ADDED": 1}
     rb.wait(lambda: _members(rb) == members, what="repaired")
     fix = rb.changes_for(SITE)[-1]
@@ -110,3 +114,19 @@ def test_rebuild_repairs_a_wrong_output_and_snapshot_lists_every_member(rb: Clus
     total_members = sum(len(v) for v in fold_membership(rb.changes_for(SITE) and rb.poll().changes).values())
     assert snap.by_change.get("ADDED", 0) == total_members
     assert snap.by_change.get("REMOVED", 0) == 0
+
+
+def test_rebuild_command_reports_json_and_finds_nothing_to_repair(rb: Cluster) -> None:
+    """``python -m processor rebuild --emit diff --json --jobs 2`` (what ops run): after the
+    snapshot above, the output topic already says everything, so it emits nothing; the report
+    says how many processes shared the partitions and how long each phase took."""
+    assert not rb.workers
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=rb.settings.bootstrap_servers, APP_ID=rb.settings.app_id,
+               LOG_LEVEL="warn")
+    out = subprocess.run([sys.executable, "-m", "processor", "rebuild", "--emit", "diff", "--json", "--jobs", "2"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["changes"] == 0 and report["jobs"] == 2
+    assert report["users"] >= 300 and report["events"] >= 405
+    assert {"read_events", "rebuild_users", "commit_offsets"} <= set(report["phases"])
