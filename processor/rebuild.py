@@ -271,7 +271,7 @@ class _Slice:
         published = read_published(s, {key for _, key in self.states})
         phases["read_output"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
-        prod = ContractProducer(s.bootstrap_servers, s.topics)
+        prod = ContractProducer(s.bootstrap_servers, s.topics, linger_ms=100)  # big batches: less broker CPU
         users = changes = 0
         by_change: dict[str, int] = {}
         for (p, _), st in sorted(self.states.items()):
