@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -752,11 +753,14 @@ def test_a_false_shared_conjunct_skips_every_guard_that_needs_it(monkeypatch):
     calls = []
     real = index_mod.Leaf.evaluate
     monkeypatch.setattr(index_mod.Leaf, "evaluate", lambda self, p, now=0: calls.append(self.op) or real(self, p, now))
+    # datetime comparisons skip Leaf.evaluate (index._epoch_leaf): count their conversions instead
+    real_epoch = index_mod.as_epoch
+    monkeypatch.setattr(index_mod, "as_epoch", lambda v: calls.append("datetime") or real_epoch(v))
     assert index.match({**boss, "profile_field_manager": False}, NOW) == set()
     assert calls == ["is_checked"]
     calls.clear()
     assert index.match(boss, NOW) == {"re", "recent", "mgr"}
-    assert sorted(calls) == ["is_checked", "matches", "within_last"]
+    assert sorted(calls) == ["datetime", "is_checked", "matches"]
 
 
 def test_equality_conjuncts_of_a_posting_are_looked_up_not_evaluated():
@@ -788,3 +792,24 @@ def test_all_posts_on_a_prefix_among_many_rather_than_a_common_equality():
     assert (kind, field) == (index_mod._PRE, "idnumber") and guard is not None
     assert index.match({"country": "de", "idnumber": "EMP-S07-2020"}) == {"r", "p7", "g0"}
     assert index.match({"country": "FR", "idnumber": "EMP-S07-2020"}) == {"p7", "g1"}
+
+
+@pytest.mark.parametrize("op, value", [("within_last", "P30D"), ("more_than_ago", "P7D"), ("in_past", None),
+                                       ("in_future", None), ("before", NOW - 86400), ("after", NOW - 86400),
+                                       ("on", "2024-11-25")])
+@pytest.mark.parametrize("missing", [None, "match", "no_match"])
+def test_datetime_guards_answer_exactly_like_the_leaf(op: str, value, missing) -> None:
+    """A datetime comparison in a posting's guards is tested on the converted epoch
+    (``_epoch_leaf``), not through ``Leaf.evaluate``: for every value shape (int, float, numeric
+    string, 0 = unset, garbage, bool, missing) and bound, it answers exactly like the leaf."""
+    fields = StaticFields(CUSTOM)
+    leaf = {"field": "lastaccess", "op": op, **({"value": value} if value is not None else {}),
+            **({"missing": missing} if missing else {})}
+    cond = compile_condition({"all": [_leaf("department", "equals", "Sales"), leaf]}, fields)
+    index = RuleIndex([("r", cond)])
+    day = 86400
+    for actual in (NOW - 3 * day, NOW - 30 * day, NOW - 30 * day - 1, NOW - 7 * day, NOW + 60, NOW, NOW - 1,
+                   float(NOW - day) + 0.5, str(NOW - 2 * day), f" {NOW - 40 * day} ", 0, "0", "soon", True,
+                   None, 1732492800, 1732579199, 1732579200):
+        profile = {"department": "Sales"} | ({} if actual is None else {"lastaccess": actual})
+        assert index.match(profile, NOW) == ({"r"} if cond.evaluate(profile, NOW) else set()), (actual, cond)
