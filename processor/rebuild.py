@@ -318,14 +318,16 @@ class _Slices:
     """The parent's side of a parallel rebuild: one spawned process per group of partitions."""
 
     def __init__(self, s: Settings, groups: list[list[int]], mode: str, now_ms: int,
-                 on_progress: Callable[[str, int], None]) -> None:
+                 on_progress: Callable[[str, int], None], target: Callable[..., None] | None = None) -> None:
+        """``target``: the process's function (default :func:`_slice_main`; tests pass failing
+        ones from :mod:`processor.testing`)."""
         ctx = multiprocessing.get_context("spawn")  # no fork: librdkafka and rich run threads
         self.groups, self.on_progress = groups, on_progress
         self.procs: list[Any] = []
         self.conns: list[Connection] = []
         for g in groups:
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_slice_main, args=(theirs, s, g, mode, now_ms), daemon=True,
+            proc = ctx.Process(target=target or _slice_main, args=(theirs, s, g, mode, now_ms), daemon=True,
                                name=f"rebuild-partitions-{','.join(map(str, g))}")
             proc.start()
             theirs.close()

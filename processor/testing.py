@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from processor.broker import EmbeddedBroker, free_port
 from processor.client import ContractProducer, TopicReader
@@ -312,3 +312,27 @@ def make_event(site: str, user: str, etype: str = "USER_CREATED", event_id: str 
 if False:  # pragma: no cover - typing only
     from processor.contract.models import Command, UserEvent
     from processor.oracle import Report
+
+
+# ------------------------------------------------------------ rebuild process doubles
+# Targets for processor.rebuild._Slices in tests (module level: spawned processes import them).
+
+
+def rebuild_slice_that_fails(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
+    """Reports a failure the way ``_slice_main`` does when its work raises."""
+    conn.send(("progress", ("read", 1)))
+    conn.send(("error", f"Traceback (most recent call last):\nRuntimeError: partitions {parts} failed"))
+    conn.close()
+
+
+def rebuild_slice_that_dies(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
+    """Dies without a word (as under kill -9 or an out-of-memory kill)."""
+    os._exit(3)
+
+
+def rebuild_slice_that_works(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
+    """Folds nothing, then answers the run id it receives."""
+    conn.send(("folded", {"parts": parts}))
+    run_id = conn.recv()
+    conn.send(("done", {"parts": parts, "run_id": run_id}))
+    conn.close()
