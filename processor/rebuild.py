@@ -165,12 +165,12 @@ def read_ends(bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+def end_offsets(bootstrap: str, topic: str, parts: list[int] | None = None) -> dict[int, int]:
     """ListOffsets(latest) per partition: only an estimate on the test broker (progress bars)."""
     c = _consumer(bootstrap)
     try:
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in partitions(bootstrap, topic)}
+                for p in (parts if parts is not None else partitions(bootstrap, topic))}
     finally:
         c.close()
 
@@ -409,7 +409,7 @@ def _rebuild(s: Settings, mode: str, run_id: str | None, progress: Any, now_ms: 
         runner = _Slices(s, groups, mode, now_ms, advance) if jobs > 1 else None
         control_ends = read_ends(s.bootstrap_servers, s.topics.control)
         if progress:
-            hint = end_offsets(s.bootstrap_servers, s.topics.user_events)  # an estimate: the bar only
+            hint = end_offsets(s.bootstrap_servers, s.topics.user_events, parts)  # an estimate: the bar only
             tasks["read"] = progress.add_task("reading user events", total=sum(hint.values()))
         t = report.lap("offsets", t)
         if runner is None:  # in this process (also what a profiler sees)
@@ -534,15 +534,6 @@ class GroupMember:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
-
-
-def commit_group_offsets(s: Settings, offsets: dict[str, dict[int, int]], timeout: float = 60.0) -> None:
-    """Point the processor's consumer group at the given offsets (the group must be idle)."""
-    member = GroupMember(s, list(offsets), timeout)
-    try:
-        member.commit(offsets)
-    finally:
-        member.close()
 
 
 def export_state(s: Settings) -> list[str]:

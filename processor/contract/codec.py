@@ -123,44 +123,30 @@ def _check_id(value: str, path: str, limits: Limits) -> None:
     if not value or not value.strip():
         raise ContractError("EMPTY_ID", f"{path.rsplit('.', 1)[-1]} must be a non-empty string", path)
     if len(value) > limits.max_id_chars:
-        raise ContractError(
-            "LIMIT_EXCEEDED", f"id is {len(value)} characters; the limit is {limits.max_id_chars}", path
-        )
+        raise _over_limit(f"id is {len(value)} characters", limits.max_id_chars, path)
+
+
+def _over_limit(what: str, limit: int, path: str) -> ContractError:
+    """LIMIT_EXCEEDED for ``what`` (e.g. "value is 300 characters") against ``limit``."""
+    return ContractError("LIMIT_EXCEEDED", f"{what}; the limit is {limit}", path)
 
 
 def _check_profile(profile: Profile, limits: Limits) -> None:
     if len(profile) > limits.max_profile_entries:
-        raise ContractError(
-            "LIMIT_EXCEEDED",
-            f"profile has {len(profile)} fields; the limit is {limits.max_profile_entries}",
-            "$.profile",
-        )
+        raise _over_limit(f"profile has {len(profile)} fields", limits.max_profile_entries, "$.profile")
     max_name, max_chars, max_items = limits.max_field_name_chars, limits.max_string_chars, limits.max_array_items
     for name, val in profile.items():  # every event passes here: build the error path only on failure
         if not name or len(name) > max_name:
             raise ContractError("INVALID_FIELD", "profile field names must be 1-255 characters", f"$.profile.{name}")
         kind = type(val)
-        if kind is str:
-            if len(val) > max_chars:  # type: ignore[arg-type]
-                raise ContractError(
-                    "LIMIT_EXCEEDED",
-                    f"value is {len(val)} characters; the limit is {max_chars}",  # type: ignore[arg-type]
-                    f"$.profile.{name}",
-                )
-        elif kind is list:
+        if kind is str and len(val) > max_chars:  # type: ignore[arg-type]
+            raise _over_limit(f"value is {len(val)} characters", max_chars, f"$.profile.{name}")  # type: ignore[arg-type]
+        if kind is list:
             if len(val) > max_items:  # type: ignore[arg-type]
-                raise ContractError(
-                    "LIMIT_EXCEEDED",
-                    f"array has {len(val)} items; the limit is {max_items}",  # type: ignore[arg-type]
-                    f"$.profile.{name}",
-                )
+                raise _over_limit(f"array has {len(val)} items", max_items, f"$.profile.{name}")  # type: ignore[arg-type]
             for i, item in enumerate(val):  # type: ignore[arg-type]
                 if len(item) > max_chars:
-                    raise ContractError(
-                        "LIMIT_EXCEEDED",
-                        f"item is {len(item)} characters; the limit is {max_chars}",
-                        f"$.profile.{name}[{i}]",
-                    )
+                    raise _over_limit(f"item is {len(item)} characters", max_chars, f"$.profile.{name}[{i}]")
 
 
 def decode_key(key: bytes | None) -> str | None:
