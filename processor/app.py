@@ -115,6 +115,7 @@ class Processor:
             broker_rebalance_timeout=max(60.0, st * 2),
             broker_commit_interval=1.0,
             producer_acks=-1,
+            producer_linger=settings.faust_producer_linger_ms / 1000,
             table_standby_replicas=0,
             stream_wait_empty=True,
             # After kill -9 the local RocksDB can be ahead of the changelog; the engine is
@@ -149,9 +150,10 @@ class Processor:
         from processor.metrics import Metrics
 
         self.metrics = Metrics()
+        self.metrics.watch_gc()
         self.outputs = OutputProducer(settings.bootstrap_servers, client_id=f"{settings.app_id}-changes",
                                       linger_ms=settings.output_linger_ms)
-        self.outbox = Outbox(self._flush_producer, self._send_change)
+        self.outbox = Outbox(self._flush_producer, self._send_change, on_drain=self.metrics.observe_drain)
         # Called by faust_fixes' commit hook, in order, before any input offset is committed: the
         # outbox releases its changes (flush, send, flush), then one more flush acknowledges table
         # writes that carried no change (a profile update that moved no membership; the outbox

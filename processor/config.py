@@ -68,6 +68,9 @@ class Settings:
     # How long the membership-changes producer waits to fill a batch (ms): a few ms of latency
     # buys many records per request (processor/output_producer.py).
     output_linger_ms: int = 5
+    # The same for Faust's producer, which writes the users table's changelog (one record per
+    # event) and the worker's other topics. 0: every record leaves at once (Faust's default).
+    faust_producer_linger_ms: int = 0
     # Fault injection for the crash tests only (never set in production): the worker exits
     # (os._exit, like kill -9) right before it sends the first membership change whose
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
@@ -94,6 +97,7 @@ class Settings:
             log_level=_env("LOG_LEVEL", d.log_level),
             broker_quirks=frozenset(q.strip() for q in os.environ.get("BROKER_QUIRKS", "").split(",") if q.strip()),
             output_linger_ms=int(_env("OUTPUT_LINGER_MS", str(d.output_linger_ms))),
+            faust_producer_linger_ms=int(_env("FAUST_PRODUCER_LINGER_MS", str(d.faust_producer_linger_ms))),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
         )

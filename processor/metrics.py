@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from processor.outbox import DrainTiming
 
 
 class Metrics:
@@ -24,8 +31,49 @@ class Metrics:
         self.catalog_offset = Gauge("segment_catalog_offset", "Catalog log offset folded", registry=r)
         self.lag = Gauge("segment_consumer_lag", "Input messages not yet processed", ["topic", "partition"],
                          registry=r)
+        # The outbox's share of a change's latency (processor/outbox.py, DrainTiming): how long the
+        # oldest change of each released batch waited, and the phases of the release.
+        lat = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
+        self.outbox_wait = Histogram("segment_outbox_wait_seconds",
+                                     "Per released batch: the oldest change's time from queued to acknowledged",
+                                     buckets=lat, registry=r)
+        self.outbox_phase = Histogram("segment_outbox_phase_seconds",
+                                      "Per released batch: time waiting for an earlier release (queued), for the "
+                                      "state writes' acknowledgement (flush), sending (send), for the changes' "
+                                      "acknowledgement (ack)", ["phase"], buckets=lat, registry=r)
+        self.outbox_batch = Histogram("segment_outbox_batch_records", "Changes per released batch",
+                                      buckets=(1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 20000), registry=r)
+        # Garbage-collection pauses stop the whole worker (every agent, the outbox, heartbeats):
+        # a latency tail with no cause in the pipeline shows up here.
+        self.gc_pause = Histogram("segment_gc_pause_seconds", "Python garbage-collection pauses",
+                                  ["generation"], buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5),
+                                  registry=r)
         self.api = Histogram("segment_api_request_seconds", "Admin API latency", ["method", "endpoint", "status"],
                              registry=r)
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Observe every collection's pause from now on (``gc.callbacks``; once per process).
+        Returns the function that stops watching."""
+        started = [0.0]
+        pause = self.gc_pause
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pause.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(on_gc)
+        return lambda: gc.callbacks.remove(on_gc)
+
+    def observe_drain(self, t: "DrainTiming") -> None:
+        self.outbox_wait.observe(t.oldest_wait)
+        phase = self.outbox_phase.labels
+        phase("queued").observe(t.queued)
+        phase("flush").observe(t.flush)
+        phase("send").observe(t.send)
+        phase("ack").observe(t.ack)
+        self.outbox_batch.observe(t.records)
 
     def observe_api(self, method: str, endpoint: str, status: int, seconds: float) -> None:
         self.api.labels(method, endpoint, str(status)).observe(seconds)

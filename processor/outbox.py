@@ -25,21 +25,43 @@ the REMOVED without the ADDED. So every record names its *owner* (the state
 key), and ``settle(owner)`` drains until that owner has nothing pending; the
 processor calls it before touching a user whose changes are still here.
 
+Every completed drain reports a :class:`DrainTiming` to ``on_drain`` (the worker turns it into
+Prometheus histograms): how long the oldest record waited, and how that splits into the wait
+for the state flush, the sends and the acknowledgement. That is the outbox's share of a
+change's end-to-end latency, which an operator otherwise cannot see.
+
 No faust or Kafka import: ``flush`` and ``send`` are injected, and the unit
-tests drive this class with recording fakes.
+tests drive this class with recording fakes (and ``clock``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 Flush = Callable[[], Awaitable[None]]
 Send = Callable[[bytes, bytes], Awaitable[object]]
 
 log = logging.getLogger("processor.outbox")
+
+
+@dataclass(frozen=True, slots=True)
+class DrainTiming:
+    """One completed drain, in seconds: ``oldest_wait`` runs from the first record's ``put`` to
+    the acknowledgement of the batch (what that change added to its end-to-end latency);
+    ``queued`` from that ``put`` to the start of the drain (waiting for an earlier drain);
+    then ``flush`` (state writes acknowledged), ``send`` and ``ack`` (the batch acknowledged)."""
+
+    records: int
+    oldest_wait: float
+    queued: float
+    flush: float
+    send: float
+    ack: float
 
 
 class OutboxSendError(RuntimeError):
@@ -49,11 +71,16 @@ class OutboxSendError(RuntimeError):
 class Outbox:
     """FIFO of (key, value) output records released only after a durability flush."""
 
-    def __init__(self, flush: Flush, send: Send, high_water: int = 20_000) -> None:
+    def __init__(self, flush: Flush, send: Send, high_water: int = 20_000,
+                 on_drain: Callable[[DrainTiming], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._flush = flush
         self._send = send
         self.high_water = high_water
+        self.on_drain = on_drain
+        self._clock = clock
         self._items: list[tuple[bytes, bytes, bytes | None]] = []
+        self._first_put: float | None = None  # when the oldest pending record was put
         self._owners: Counter[bytes] = Counter()  # owner -> records queued or in flight
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -65,6 +92,8 @@ class Outbox:
 
     def put(self, key: bytes, value: bytes, owner: bytes | None = None) -> None:
         """Queue one record; the background loop picks it up."""
+        if not self._items:
+            self._first_put = self._clock()
         self._items.append((key, value, owner))
         if owner is not None:
             self._owners[owner] += 1
@@ -96,16 +125,24 @@ class Outbox:
             if not self._items:
                 return 0
             batch, self._items = self._items, []
+            first_put, self._first_put = self._first_put, None
+            clock = self._clock
+            t0 = clock()
             try:
                 await self._flush()
+                t1 = clock()
                 sent = [await self._send(key, value) for key, value, _owner in batch]
+                t2 = clock()
                 await self._flush()  # acknowledged: only now may an owner's state move on
+                t3 = clock()
                 for fut in sent:  # a client that gave up on a record fails its future, not the flush
                     if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled() \
                             and fut.exception() is not None:
                         raise OutboxSendError(f"a membership change was not delivered: {fut.exception()!r}")
             except BaseException:
                 self._items = batch + self._items
+                if first_put is not None:
+                    self._first_put = first_put
                 raise
             for _key, _value, owner in batch:
                 if owner is not None:
@@ -116,6 +153,9 @@ class Outbox:
                         del self._owners[owner]
             self.drained += len(batch)
             self.drains += 1
+            if self.on_drain is not None:
+                start = t0 if first_put is None else first_put
+                self.on_drain(DrainTiming(len(batch), t3 - start, t0 - start, t1 - t0, t2 - t1, t3 - t2))
             return len(batch)
 
     async def run(self, retry_delay: float = 0.5) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from processor.outbox import Outbox
+from processor.outbox import DrainTiming, Outbox
 
 
 class Recorder:
@@ -235,3 +235,47 @@ async def test_owner_is_pending_until_the_final_flush_acknowledged_its_records()
     await box.drain()
     assert seen == [True]
     assert not box.pending_for(b"u1")
+
+
+async def test_each_drain_reports_how_long_its_oldest_record_waited_and_where() -> None:
+    """``on_drain`` gets, per completed drain, the oldest record's wait from ``put`` to the
+    acknowledgement, split into queued / flush / send / ack; a failed drain reports nothing and
+    the retry still measures from the first ``put``."""
+    now = [100.0]
+    timings: list[DrainTiming] = []
+
+    async def flush() -> None:
+        now[0] += 0.010  # each flush round trip takes 10 ms
+
+    async def send(key: bytes, value: bytes) -> None:
+        now[0] += 0.001
+
+    box = Outbox(flush, send, on_drain=timings.append, clock=lambda: now[0])
+    box.put(b"a", b"1")
+    now[0] += 0.005  # a second record 5 ms later, and the drain starts 2 ms after that
+    box.put(b"b", b"2")
+    now[0] += 0.002
+    assert await box.drain() == 2
+    t = timings[0]
+    assert t.records == 2
+    assert t.queued == pytest.approx(0.007)
+    assert (t.flush, t.send, t.ack) == (pytest.approx(0.010), pytest.approx(0.002), pytest.approx(0.010))
+    assert t.oldest_wait == pytest.approx(0.029)
+
+    fails = [1]
+
+    async def failing_flush() -> None:
+        now[0] += 0.010
+        if fails[0]:
+            fails[0] -= 1
+            raise RuntimeError("broker down")
+
+    box2 = Outbox(failing_flush, send, on_drain=timings.append, clock=lambda: now[0])
+    put_at = now[0]
+    box2.put(b"c", b"3")
+    with pytest.raises(RuntimeError):
+        await box2.drain()
+    assert len(timings) == 1
+    assert await box2.drain() == 1
+    assert timings[1].oldest_wait == pytest.approx(now[0] - put_at)
+    assert timings[1].queued == pytest.approx(0.010)  # the failed attempt counts as waiting
