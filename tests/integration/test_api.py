@@ -120,6 +120,17 @@ def test_rule_lifecycle_through_the_api(cluster: Cluster, api_site: str) -> None
         cursor = page["next_cursor"]
     assert seen == sorted(want)
 
+    # the outbox accounted for releasing those changes, and GC pauses are observed (docs/api.md)
+    metrics = {}
+    for line in call(base, "GET", "/metrics")[1].splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            metrics[name] = float(value)
+    assert metrics["segment_outbox_wait_seconds_count"] >= 1
+    assert metrics["segment_outbox_batch_records_sum"] >= len(want)
+    assert metrics['segment_outbox_phase_seconds_count{phase="ack"}'] == metrics["segment_outbox_wait_seconds_count"]
+    assert sum(v for k, v in metrics.items() if k.startswith("segment_gc_pause_seconds_count")) >= 1
+
     segs = call(base, "GET", f"/sites/{s}/segments", tok)[1]["segments"]
     assert {x["segment_id"]: x["member_count"] for x in segs} == {"sales": 10, "other": 0}
 
