@@ -157,3 +157,41 @@ def test_rebuild_of_a_generated_workload_equals_the_oracle(rb: Cluster) -> None:
     result = check(rb.out.changes, expected, sites=wl.sites)
     assert result.ok, str(result)
     assert sum(len(m) for m in expected.values()) > 50  # the workload has members: not vacuous
+
+
+def test_rebuild_refuses_to_commit_once_another_member_joined_its_group(rb: Cluster) -> None:
+    """The rebuild commits its offsets through a group member; if anyone else joins the group
+    meanwhile (a worker started too early), the group rebalances and the commit is refused with
+    an actionable error, leaving the committed offsets as they were. Alone, the same member
+    commits (the control)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from processor.rebuild import GroupMember, RebuildError
+
+    s = rb.settings.with_(app_id=f"sa-rebuild-race-{os.getpid()}")
+    topic = s.topics.user_events
+
+    def committed() -> int:
+        c = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": s.app_id})
+        try:
+            return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        finally:
+            c.close()
+
+    first = GroupMember(s, [topic], timeout=60)
+    second = None
+    try:
+        first.commit({topic: {0: 1}})
+        assert committed() == 1
+        second = GroupMember(s, [topic], timeout=60)
+        second._joined.result(60)  # the newcomer is in: the group has rebalanced
+        deadline = time.monotonic() + 30
+        while first.assignments < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(RebuildError, match="another member joined"):
+            first.commit({topic: {0: 2}})
+        assert committed() == 1
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
