@@ -145,9 +145,7 @@ def counters(url: str, prefix: str) -> dict[str, int]:
 
 
 def counter(url: str, prefix: str) -> int:
-    with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
-        data = json.loads(r.read())
-    return sum(v for k, v in data.get("counters", {}).items() if k.startswith(prefix))
+    return sum(counters(url, prefix).values())
 
 
 def metrics_text(url: str) -> str:
@@ -155,8 +153,8 @@ def metrics_text(url: str) -> str:
         return r.read().decode()
 
 
-def outbox_sums(text: str) -> dict[str, float]:
-    """_sum and _count of the outbox histograms (processor/metrics.py), keyed by series name."""
+def histogram_sums(text: str) -> dict[str, float]:
+    """_sum and _count of the outbox and GC histograms (processor/metrics.py), keyed by series name."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(("segment_outbox_wait_seconds_", "segment_outbox_phase_seconds_",
@@ -249,7 +247,7 @@ def latency_phase(bs: str, settings: Settings, url: str, worker_pid: int, broker
         measuring = time.time() >= start
         if measuring and not cpu_marks:
             cpu_marks.append((time.time(), proc_stats(worker_pid)["cpu_s"], proc_stats(broker_pid)["cpu_s"]))
-            box0 = outbox_sums(metrics_text(url))
+            box0 = histogram_sums(metrics_text(url))
         target = int((time.time() - start + warmup) * rate)
         while sent < target:
             e = UserEvent(f"{'lat' if measuring else 'warm'}-{sent}", "USER_CREATED", SITE, f"lat{sent:07d}",
@@ -264,7 +262,7 @@ def latency_phase(bs: str, settings: Settings, url: str, worker_pid: int, broker
     end = time.time() + 5
     while time.time() < end:
         drain_consumer(0.1)
-    box1 = outbox_sums(metrics_text(url))
+    box1 = histogram_sums(metrics_text(url))
     if trace_file:
         Path(trace_file).write_text("\n".join(",".join(map(str, t)) for t in trace) + "\n")
     lat = sorted(r - o for o, _, r in trace)

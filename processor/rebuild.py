@@ -128,7 +128,6 @@ def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,
                         pending.discard(m.partition())
                     continue
                 records.append(m)
-            for m in records:  # each partition's last record in this batch
                 nxt[m.partition()] = m.offset() + 1
             if records:
                 yield records
@@ -503,12 +502,16 @@ class GroupMember:
             raise RebuildError(f"could not join consumer group {self.s.app_id!r} to commit offsets")
         c.pause(*c.assignment())  # a member only to commit: fetch nothing
 
+    def wait_joined(self) -> None:
+        """Return once the member has its assignment (raises RebuildError if it could not join)."""
+        self._joined.result(self.timeout)
+
     def commit(self, offsets: dict[str, dict[int, int]]) -> None:
         """Point the group at ``offsets`` (topic -> partition -> next offset)."""
         from aiokafka import TopicPartition as ATP
         from aiokafka.errors import KafkaError as AIOKafkaError
 
-        self._joined.result(self.timeout)
+        self.wait_joined()
         if self.assignments > 1:
             raise RebuildError(f"another member joined consumer group {self.s.app_id!r} during the rebuild: "
                                "stop every worker and run the rebuild again")

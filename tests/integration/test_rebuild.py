@@ -184,7 +184,7 @@ def test_rebuild_refuses_to_commit_once_another_member_joined_its_group(rb: Clus
         first.commit({topic: {0: 1}})
         assert committed() == 1
         second = GroupMember(s, [topic], timeout=60)
-        second._joined.result(60)  # the newcomer is in: the group has rebalanced
+        second.wait_joined()  # the newcomer is in: the group has rebalanced
         deadline = time.monotonic() + 30
         while first.assignments < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
