@@ -153,7 +153,8 @@ class Processor:
         self.metrics.watch_gc()
         self.outputs = OutputProducer(settings.bootstrap_servers, client_id=f"{settings.app_id}-changes",
                                       linger_ms=settings.output_linger_ms)
-        self.outbox = Outbox(self._flush_producer, self._send_change, on_drain=self.metrics.observe_drain)
+        self.outbox = Outbox(self._flush_producer, self._send_change, on_drain=self.metrics.observe_drain,
+                             failures=lambda: self.outputs.failed, failure_detail=self.outputs.last_error)
         # Called by faust_fixes' commit hook, in order, before any input offset is committed: the
         # outbox releases its changes (flush, send, flush), then one more flush acknowledges table
         # writes that carried no change (a profile update that moved no membership; the outbox
@@ -446,9 +447,10 @@ class Processor:
         self._persist_offsets()
 
     async def _send_change(self, key: bytes, value: bytes) -> object:
-        # Through the batching output client (processor/output_producer.py: same partitioner and
-        # acks as Faust's transport, without its one-record batches and per-message layers); the
-        # outbox's closing flush waits for the acknowledgement and checks the returned future.
+        # Through the batching output client (processor/output_producer.py: librdkafka, same
+        # partitioner and acks as Faust's transport, without its one-record batches and per-record
+        # futures); the outbox's closing flush waits for the acknowledgements and compares the
+        # client's failure count around the batch.
         if self._fault_armed:
             log.critical("FAULT_EXIT_BEFORE_SEND=%s: exiting before the send", self.s.fault_exit_before_send)
             os._exit(137)  # like kill -9: no flush, no commit, no revoke

@@ -73,8 +73,15 @@ class Outbox:
 
     def __init__(self, flush: Flush, send: Send, high_water: int = 20_000,
                  on_drain: Callable[[DrainTiming], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 failures: Callable[[], int] | None = None,
+                 failure_detail: Callable[[], str] | None = None) -> None:
+        """``failures``: a running count of records the sender's client could not deliver (for a
+        client whose ``send`` returns no future per record); a batch during which it grows is
+        not delivered. ``failure_detail``: the client's last error, for the message."""
         self._flush = flush
+        self._failures = failures
+        self._failure_detail = failure_detail
         self._send = send
         self.high_water = high_water
         self.on_drain = on_drain
@@ -131,10 +138,17 @@ class Outbox:
             try:
                 await self._flush()
                 t1 = clock()
+                # every record sent before this batch has its delivery report now (the flush above),
+                # so failures counted from here on are this batch's
+                failed_before = self._failures() if self._failures is not None else 0
                 sent = [await self._send(key, value) for key, value, _owner in batch]
                 t2 = clock()
                 await self._flush()  # acknowledged: only now may an owner's state move on
                 t3 = clock()
+                if self._failures is not None and self._failures() > failed_before:
+                    detail = self._failure_detail() if self._failure_detail is not None else ""
+                    raise OutboxSendError(f"{self._failures() - failed_before} membership change(s) of a batch "
+                                          f"of {len(batch)} not delivered: {detail}")
                 for fut in sent:  # a client that gave up on a record fails its future, not the flush
                     if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled() \
                             and fut.exception() is not None:

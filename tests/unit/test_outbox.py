@@ -279,3 +279,30 @@ async def test_each_drain_reports_how_long_its_oldest_record_waited_and_where() 
     assert await box2.drain() == 1
     assert timings[1].oldest_wait == pytest.approx(now[0] - put_at)
     assert timings[1].queued == pytest.approx(0.010)  # the failed attempt counts as waiting
+
+
+async def test_a_batch_is_undelivered_when_the_clients_failure_count_grows_during_it() -> None:
+    """For a client without a future per record (librdkafka), the outbox compares the client's
+    failure count before the batch's sends and after its closing flush: a failure reported while
+    the batch was out keeps the whole batch (order intact) and raises; failures counted before the
+    batch (an earlier batch's, already charged there) do not."""
+    rec = Recorder()
+    failed = [3]  # failures from before this drain
+    box = Outbox(rec.flush, rec.send, failures=lambda: failed[0], failure_detail=lambda: "changes[2]: timed out")
+    original_send = rec.send
+
+    async def send_then_fail(key: bytes, value: bytes) -> None:
+        await original_send(key, value)
+        if key == b"k1":
+            failed[0] += 1  # the delivery report of k1 says it failed
+
+    box._send = send_then_fail
+    for k, v in recs(3):
+        box.put(k, v, owner=b"u")
+    with pytest.raises(Exception, match=r"1 membership change\(s\) of a batch of 3 not delivered: changes\[2\]: timed out"):
+        await box.drain()
+    assert len(box) == 3 and box.pending_for(b"u")
+    box._send = original_send
+    rec.timeline.clear()
+    assert await box.drain() == 3  # the count did not grow this time: delivered
+    assert rec.sent == recs(3) and not box.pending_for(b"u")

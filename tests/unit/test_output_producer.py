@@ -1,0 +1,50 @@
+"""The librdkafka output client reports undelivered records through its failure count, and the
+outbox keeps a batch the broker did not acknowledge (real client, no broker reachable)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from processor.outbox import Outbox, OutboxSendError
+from processor.output_producer import OutputProducer, producer_config
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_config_partitions_like_the_workers_and_keeps_order() -> None:
+    """murmur2 like aiokafka (a user's changes on the user's partition), acks=all, one request in
+    flight (a retried batch cannot overtake a later one)."""
+    cfg = producer_config("b:9092", "w-changes", 5)
+    assert cfg["partitioner"] == "murmur2_random"
+    assert cfg["acks"] == "all"
+    assert cfg["max.in.flight.requests.per.connection"] == 1
+    assert cfg["linger.ms"] == 5
+
+
+async def test_flush_without_a_send_does_nothing() -> None:
+    """No client is created before the first record."""
+    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t")
+    await out.flush()
+    assert out._producer is None and out.failed == 0
+
+
+async def test_an_undelivered_record_counts_as_failed_and_the_outbox_keeps_its_batch() -> None:
+    """With no broker, librdkafka gives up after message.timeout.ms: the flush returns, ``failed``
+    grows, and a drain of the outbox raises with the client's error and keeps every record."""
+    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"message.timeout.ms": 300})
+    box = Outbox(lambda: out.flush(), lambda k, v: out.send("changes", k, v),
+                 failures=lambda: out.failed, failure_detail=out.last_error)
+    box.put(b"s:u1", b"ADDED", owner=b"u1")
+    box.put(b"s:u1", b"REMOVED", owner=b"u1")
+    with pytest.raises(OutboxSendError, match="2 membership change"):
+        await box.drain()
+    assert out.failed == 2 and out.sent == 2
+    assert "changes" in out.last_error()
+    assert len(box) == 2 and box.pending_for(b"u1")
