@@ -19,12 +19,11 @@ identical changes on replays.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 import faust
 from faust.types import TP, Message
@@ -49,7 +48,7 @@ from processor.contract.codec import (
 )
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
-from processor.changelog import ChangelogWriter
+from processor.changelog import ChangelogProducer, changelog_config
 from processor.outbox import Outbox
 from processor.output_producer import OutputProducer
 from processor.membership.engine import (
@@ -167,11 +166,13 @@ class Processor:
         self._done: dict[tuple[str, int], int] = {}
         self._reconfirmed: set[bytes] = set()
         self._fault_armed = False  # FAULT_EXIT_BEFORE_SEND (crash tests only)
-        # The users table's changelog (processor/changelog.py) and, per partition, the offset last
-        # written to its RocksDB as Faust's "persisted offset" (where its recovery resumes).
-        self.changelog = ChangelogWriter(self._send_changelog)
+        # The users table's changelog (processor/changelog.py, produced by the processor, not
+        # through Faust's table) and, per partition, the offset last written to its RocksDB as
+        # Faust's "persisted offset" (where its recovery resumes).
+        self.changelog = ChangelogProducer(settings.changelog_topic, changelog_config(
+            settings.bootstrap_servers, f"{settings.app_id}-changelog",
+            single_record_batches="tansu" in settings.broker_quirks))
         self.changelog.on_error = self._changelog_failed
-        self._bulk = False  # table writes go through the changelog writer (see table_put)
         self._changelog_persisted: dict[int, int] = {}
         self._wire()
         self._install_api()
@@ -478,20 +479,11 @@ class Processor:
 
     # ------------------------------------------------------------ table writes
     async def table_put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Write (``None``: delete) one key of the users table and its changelog record.
-
-        Per event (streaming) through Faust's ``Table.__setitem__``; inside :meth:`bulk_writes`
-        (a backfill) into the partition's RocksDB with the record handed to
-        :class:`processor.changelog.ChangelogWriter`, which skips Faust's per-record path (that
-        path's producer buffer filled up and held a 1M-user backfill at 0.15 of the bare scan
-        rate; see that module). The writer made streaming latency worse in the same runs, hence
-        the split."""
-        if not self._bulk:
-            if value is None:
-                self.users.pop(key, None)
-            else:
-                self.users[key] = value
-            return
+        """Write (``None``: delete) one key of the users table: the partition's RocksDB, then the
+        record to the table's changelog through :class:`processor.changelog.ChangelogProducer`
+        (not Faust's ``Table.__setitem__``, whose per-record path cost ~16% of the worker's CPU
+        per event; see that module). Faust still owns the store and restores it from the
+        changelog."""
         db = self.users.data._db_for_partition(partition)
         if value is None:
             db.delete(key)
@@ -501,28 +493,8 @@ class Processor:
 
     async def table_pop(self, partition: int, key: bytes) -> None:
         """Delete a key of the users table if it is there (no tombstone for a key never written)."""
-        if not self._bulk:
-            self.users.pop(key, None)
-        elif self.users.data._db_for_partition(partition).get(key) is not None:
+        if self.users.data._db_for_partition(partition).get(key) is not None:
             await self.table_put(partition, key, None)
-
-    @contextlib.asynccontextmanager
-    async def bulk_writes(self) -> AsyncIterator[None]:
-        """Table writes of one message through the changelog writer. The two paths never
-        interleave records: Faust's records are acknowledged before the first of ours is produced,
-        and ours before the next message (the users agent handles one message at a time), so
-        every key's changelog records keep the order of its writes."""
-        await faust_fixes.durable_flush(self.app.producer)
-        self._bulk = True
-        try:
-            yield
-        finally:
-            self._bulk = False
-            await self.changelog.flush()
-
-    async def _send_changelog(self, partition: int, key: bytes, value: bytes | None) -> Any:
-        return await self.app.producer.send(self.s.changelog_topic, key, value, partition=partition,
-                                            timestamp=None, headers=None)
 
     def _changelog_failed(self, exc: BaseException) -> None:
         """The local store now holds a write its changelog does not: never release the changes
@@ -584,30 +556,29 @@ class Processor:
         start = prefix
         seen = changed = 0
         positions = self.positions(msg)  # fixed while this message is processed
-        async with self.bulk_writes():
-            while True:
-                chunk: list[tuple[bytes, bytes]] = []
-                for k, v in db.items(from_key=start):
-                    if not k.startswith(prefix) or len(chunk) >= BACKFILL_CHUNK:
-                        break
-                    chunk.append((k, v))
-                if not chunk:
+        while True:
+            chunk: list[tuple[bytes, bytes]] = []
+            for k, v in db.items(from_key=start):
+                if not k.startswith(prefix) or len(chunk) >= BACKFILL_CHUNK:
                     break
-                active = self.registry.site(site_id).active
-                for k, v in chunk:
-                    if self.outbox.pending_for(k):
-                        await self.outbox.settle(k)
-                    st = decode_state(v)
-                    self.reconfirm(k, st, msg, positions)
-                    out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
-                    if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
-                        changed += len(out.changes)
-                        await self.commit_outcome(k, out, msg.partition)
-                seen += len(chunk)
-                if len(chunk) < BACKFILL_CHUNK:
-                    break
-                start = chunk[-1][0] + b"\x00"
-                await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
+                chunk.append((k, v))
+            if not chunk:
+                break
+            active = self.registry.site(site_id).active
+            for k, v in chunk:
+                if self.outbox.pending_for(k):
+                    await self.outbox.settle(k)
+                st = decode_state(v)
+                self.reconfirm(k, st, msg, positions)
+                out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
+                if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
+                    changed += len(out.changes)
+                    await self.commit_outcome(k, out, msg.partition)
+            seen += len(chunk)
+            if len(chunk) < BACKFILL_CHUNK:
+                break
+            start = chunk[-1][0] + b"\x00"
+            await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
         self.count("backfill.users", seen)
         self.metrics.backfill_users.inc(seen)
         log.info(

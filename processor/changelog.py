@@ -1,133 +1,137 @@
-"""The users table's changelog records, sent in the background in write order per partition.
+"""The users table's changelog, produced by the processor itself through librdkafka.
 
-Used for backfills (``Processor.bulk_writes``). Why not ``Table.__setitem__`` there: Faust
-sends each changelog record through its per-record path (a FutureMessage, the producer buffer,
-a callback that writes the "persisted offset" to RocksDB for every record); in a 1M-user
-backfill its buffer filled up (~19,800 records) and held the scan at 0.15 of the bare scan
-rate, against 0.27 through this writer. The processor writes the partition's RocksDB itself and
-hands the record here. (On the per-event path the writer cut CPU per event by 15% but made
-latency worse in the same runs, so streaming stays on Faust's table.)
+Every write of the users table (a user's state, a timer, a fired-tick entry) goes to the
+partition's RocksDB and, through :class:`ChangelogProducer`, to the table's changelog topic,
+which Faust's recovery replays into a new owner's store. Why not Faust's ``Table.__setitem__``:
+Faust sends each changelog record through its per-record path (a FutureMessage, the producer
+buffer, aiokafka's accumulator and sender, and a callback that writes the "persisted offset" to
+RocksDB for every record). On the per-event path that was ~16% of the worker's CPU (py-spy,
+``bench/streaming_bench.py``); in a 1M-user backfill its buffer filled up (~19,800 records) and
+held the scan at 0.15 of the bare scan rate. Here a record is one C call (``produce``); the
+delivery reports record the highest acknowledged offset per partition, which the worker writes
+as Faust's persisted offset at each flush (``Processor._persist_offsets``).
 
-Why a queue per partition and not ``await producer.send`` in the agent: with single-record
-batches (the tansu workaround) the Kafka client lets the next record of a partition wait until
-the previous batch has left, so an inline send would hold the agent for a broker round trip
-per write. Here the agent only appends; one pump per partition sends that partition's records
-in order (a key always maps to one partition, so a key's records keep their order), and the
-partitions' pumps overlap.
+Order: librdkafka keeps a partition's records in produce order, and with one request in flight
+per connection a retried batch cannot overtake a later one, so a key's changelog records keep
+the order of its writes (a key always maps to one partition).
 
-``flush`` returns once every record put before the call is acknowledged by the broker: the
-outbox calls it before releasing changes, and the commit hook before committing input offsets.
-A failed record is fatal (``error`` is set and every later ``flush`` raises): the local store
-then holds a write its changelog does not, and only a restart with a replay repairs that.
+``single_record_batches`` (the ``tansu`` broker quirk): tansu's ListOffsets(latest) under-reports
+the end of a multi-record batch, so recovery would stop before the last records; each record is
+then a batch of its own (``batch.num.messages=1``).
 
-No faust or Kafka import: ``send`` is injected, and the unit tests drive this with fakes.
+``flush`` returns once every record put before the call is acknowledged: the outbox calls it
+before releasing changes, and the commit hook before committing input offsets. A failed record
+is fatal (``error`` is set, ``on_error`` runs on the event loop and every later ``put`` and
+``flush`` raises): the local store then holds a write its changelog does not, and only a restart
+with a replay repairs that.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import Any, Awaitable, Callable
-
-# send(partition, key, value | None) -> awaitable resolving to a future of the record's offset
-Send = Callable[[int, bytes, "bytes | None"], Awaitable["asyncio.Future[Any]"]]
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 
 class ChangelogError(RuntimeError):
     """A changelog record was not acknowledged; the worker must stop (see the module docstring)."""
 
 
-class ChangelogWriter:
-    """Ordered per-partition queues of changelog records with background pumps."""
+def changelog_config(bootstrap_servers: str, client_id: str, single_record_batches: bool,
+                     linger_ms: int = 0) -> dict[str, Any]:
+    """librdkafka settings for the users changelog (see the module docstring for each choice)."""
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "client.id": client_id,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "max.in.flight.requests.per.connection": 1,
+        "log.connection.close": False,
+    }
+    if single_record_batches:
+        cfg["batch.num.messages"] = 1
+    return cfg
 
-    def __init__(self, send: Send, high_water: int = 20_000) -> None:
-        self._send = send
-        self.high_water = high_water
-        self._queues: dict[int, deque[tuple[bytes, bytes | None]]] = {}
-        self._pumps: dict[int, asyncio.Task[None]] = {}
-        self._inflight: set[asyncio.Future[Any]] = set()
-        self._queued = 0
-        self._put_seq: dict[int, int] = {}  # partition -> records put so far
-        self._sent_seq: dict[int, int] = {}  # partition -> records handed to the client so far
-        self._progress = asyncio.Event()  # set whenever a record is handed over
-        self._ebb = asyncio.Event()
-        self.acked: dict[int, int] = {}  # partition -> highest acknowledged offset
+
+class ChangelogProducer:
+    """``put(partition, key, value | None)``, ``flush()``, ``acked`` (partition -> highest
+    acknowledged offset), ``error`` / ``on_error``."""
+
+    def __init__(self, topic: str, config: dict[str, Any]) -> None:
+        self.topic = topic
+        self._config = {**config, "on_delivery": self._on_delivery}
+        self._producer: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self.acked: dict[int, int] = {}
         self.error: BaseException | None = None
         self.on_error: Callable[[BaseException], None] | None = None
+        self.put_count = 0  # records handed to librdkafka
+        self.delivered = 0  # records with a delivery report (acknowledged or failed)
 
-    def __len__(self) -> int:
-        """Records not yet handed to the client."""
-        return self._queued
+    def _client(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import Producer
 
-    async def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Queue one record (``None``: a tombstone); waits only while too much is queued."""
-        self._check()
-        q = self._queues.get(partition)
-        if q is None:
-            q = self._queues[partition] = deque()
-        q.append((key, value))
-        self._queued += 1
-        self._put_seq[partition] = self._put_seq.get(partition, 0) + 1
-        pump = self._pumps.get(partition)
-        if pump is None or pump.done():
-            self._pumps[partition] = asyncio.ensure_future(self._pump(partition, q))
-        while self._queued >= self.high_water and self.error is None:
-            self._ebb.clear()
-            await self._ebb.wait()
+            self._loop = asyncio.get_running_loop()
+            self._producer = Producer(self._config)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="changelog-flush")
+        return self._producer
 
-    async def _pump(self, partition: int, q: deque[tuple[bytes, bytes | None]]) -> None:
-        while q:
-            key, value = q[0]
-            try:
-                fut = await self._send(partition, key, value)
-            except Exception as exc:  # noqa: BLE001 - recorded and re-raised by flush
-                self._fail(exc)
-                return
-            q.popleft()
-            self._queued -= 1
-            self._sent_seq[partition] = self._sent_seq.get(partition, 0) + 1
-            self._progress.set()
-            if self._queued < self.high_water:
-                self._ebb.set()
-            self._inflight.add(fut)
-            fut.add_done_callback(lambda f, p=partition: self._acked(p, f))
-
-    def _acked(self, partition: int, fut: asyncio.Future[Any]) -> None:
-        self._inflight.discard(fut)
-        if fut.cancelled():
-            self._fail(ChangelogError(f"changelog record of partition {partition} cancelled"))
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        """Runs on the flushing thread, once per record."""
+        self.delivered += 1
+        if err is not None:
+            exc = ChangelogError(f"users changelog record of partition {msg.partition()} failed: {err}")
+            with self._lock:
+                first = self.error is None
+                if first:
+                    self.error = exc
+            if first and self.on_error is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self.on_error, exc)
             return
-        exc = fut.exception()
-        if exc is not None:
-            self._fail(exc)
-            return
-        offset = fut.result().offset
-        if offset > self.acked.get(partition, -1):
-            self.acked[partition] = offset
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-            self._ebb.set()
-            self._progress.set()
-            if self.on_error is not None:
-                self.on_error(exc)
+        partition, offset = msg.partition(), msg.offset()
+        with self._lock:
+            if offset > self.acked.get(partition, -1):
+                self.acked[partition] = offset
 
     def _check(self) -> None:
         if self.error is not None:
-            raise ChangelogError(f"a users changelog record was not written: {self.error!r}")
+            raise ChangelogError(f"a users changelog record was not written: {self.error}")
 
-    async def flush(self) -> None:
-        """Return once every record put before this call is acknowledged (raises after a failure)."""
-        targets = dict(self._put_seq)  # a snapshot: records put later do not delay this flush
+    async def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Queue one record (``None``: a tombstone). Waits only while librdkafka's queue is full."""
+        self._check()
+        client = self._client()
+        while True:
+            try:
+                client.produce(self.topic, value, key, partition=partition)
+                break
+            except BufferError:
+                await self.flush()
+        self.put_count += 1
 
-        def behind() -> bool:
-            return any(self._sent_seq.get(p, 0) < n for p, n in targets.items())
+    def _wait_delivered(self, target: int, timeout: float) -> bool:
+        """On the flushing thread: serve delivery reports until ``target`` records have one."""
+        deadline = time.monotonic() + timeout
+        poll = self._producer.poll
+        while self.delivered < target and self.error is None:
+            if time.monotonic() >= deadline:
+                return False
+            poll(0.01)  # returns as soon as a report was served
+        return True
 
-        while behind() and self.error is None:
-            self._progress.clear()
-            await self._progress.wait()
-        inflight = list(self._inflight)
-        if inflight:
-            await asyncio.gather(*inflight, return_exceptions=True)
+    async def flush(self, timeout: float = 60.0) -> None:
+        """Return once every record put before this call is acknowledged (raises after a failure).
+
+        A snapshot: records put while it waits (the worker goes on processing events) do not
+        delay it, unlike librdkafka's own ``flush``, which waits for an empty queue."""
+        if self._producer is not None and self.delivered < self.put_count:
+            loop = asyncio.get_running_loop()
+            done = await loop.run_in_executor(self._executor, self._wait_delivered, self.put_count, timeout)
+            if not done and self.error is None:
+                raise ChangelogError(f"users changelog records still unacknowledged after {timeout:.0f} s")
         self._check()

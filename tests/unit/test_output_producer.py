@@ -38,7 +38,7 @@ async def test_flush_without_a_send_does_nothing() -> None:
 async def test_an_undelivered_record_counts_as_failed_and_the_outbox_keeps_its_batch() -> None:
     """With no broker, librdkafka gives up after message.timeout.ms: the flush returns, ``failed``
     grows, and a drain of the outbox raises with the client's error and keeps every record."""
-    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"message.timeout.ms": 300})
+    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"message.timeout.ms": 300, "log_level": 0})
     box = Outbox(lambda: out.flush(), lambda k, v: out.send("changes", k, v),
                  failures=lambda: out.failed, failure_detail=out.last_error)
     box.put(b"s:u1", b"ADDED", owner=b"u1")
