@@ -19,11 +19,12 @@ identical changes on replays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 import faust
 from faust.types import TP, Message
@@ -49,6 +50,7 @@ from processor.contract.codec import (
 from processor.contract.exceptions import ContractError
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
 from processor.changelog import ChangelogProducer, changelog_config
+from processor.changelog_writer import ChangelogWriter
 from processor.outbox import Outbox
 from processor.output_producer import OutputProducer
 from processor.membership.engine import (
@@ -173,6 +175,11 @@ class Processor:
             settings.bootstrap_servers, f"{settings.app_id}-changelog",
             single_record_batches="tansu" in settings.broker_quirks))
         self.changelog.on_error = self._changelog_failed
+        # A backfill's table writes go through Faust's producer instead (processor/changelog_writer.py,
+        # faster there on tansu); bulk_writes keeps the two from interleaving.
+        self.bulk_changelog = ChangelogWriter(self._send_changelog)
+        self.bulk_changelog.on_error = self._changelog_failed
+        self._bulk = False
         self._changelog_persisted: dict[int, int] = {}
         self._wire()
         self._install_api()
@@ -443,6 +450,7 @@ class Processor:
 
     async def _flush_producer(self) -> None:
         await self.changelog.flush()  # the users changelog; raises after a failed record: the outbox keeps its changes
+        await self.bulk_changelog.flush()  # the same, written by a backfill
         await faust_fixes.durable_flush(self.app.producer)  # Faust's own sends
         await self.outputs.flush()  # membership changes
         self._persist_offsets()
@@ -483,18 +491,41 @@ class Processor:
         record to the table's changelog through :class:`processor.changelog.ChangelogProducer`
         (not Faust's ``Table.__setitem__``, whose per-record path cost ~16% of the worker's CPU
         per event; see that module). Faust still owns the store and restores it from the
-        changelog."""
+        changelog. Inside :meth:`bulk_writes` (a backfill) the record goes to
+        :class:`processor.changelog_writer.ChangelogWriter` instead (see that module)."""
         db = self.users.data._db_for_partition(partition)
         if value is None:
             db.delete(key)
         else:
             db[key] = value
-        await self.changelog.put(partition, key, value)
+        if self._bulk:
+            await self.bulk_changelog.put(partition, key, value)
+        else:
+            await self.changelog.put(partition, key, value)
 
     async def table_pop(self, partition: int, key: bytes) -> None:
         """Delete a key of the users table if it is there (no tombstone for a key never written)."""
         if self.users.data._db_for_partition(partition).get(key) is not None:
             await self.table_put(partition, key, None)
+
+    @contextlib.asynccontextmanager
+    async def bulk_writes(self) -> AsyncIterator[None]:
+        """Table writes of one message through the backfill's writer. The two changelog clients
+        never interleave records: the per-event client's records are acknowledged before the
+        first of the writer's is produced, and the writer's before the next message (the users
+        agent handles one message at a time), so every key's records keep the order of its
+        writes."""
+        await self.changelog.flush()
+        self._bulk = True
+        try:
+            yield
+        finally:
+            self._bulk = False
+            await self.bulk_changelog.flush()
+
+    async def _send_changelog(self, partition: int, key: bytes, value: bytes | None) -> Any:
+        return await self.app.producer.send(self.s.changelog_topic, key, value, partition=partition,
+                                            timestamp=None, headers=None)
 
     def _changelog_failed(self, exc: BaseException) -> None:
         """The local store now holds a write its changelog does not: never release the changes
@@ -509,7 +540,10 @@ class Processor:
         far: Faust's recovery resumes reading the changelog after it. Lagging behind is safe
         (recovery re-applies records the store already holds, in order); it only costs replay."""
         store = self.users.data
-        for partition, offset in list(self.changelog.acked.items()):
+        acked = dict(self.changelog.acked)
+        for partition, offset in self.bulk_changelog.acked.items():  # the two never have records in flight together
+            acked[partition] = max(offset, acked.get(partition, -1))
+        for partition, offset in acked.items():
             if offset > self._changelog_persisted.get(partition, -1) and partition in store._dbs:
                 store.set_persisted_offset(TP(self.s.changelog_topic, partition), offset)
                 self._changelog_persisted[partition] = offset
@@ -556,29 +590,30 @@ class Processor:
         start = prefix
         seen = changed = 0
         positions = self.positions(msg)  # fixed while this message is processed
-        while True:
-            chunk: list[tuple[bytes, bytes]] = []
-            for k, v in db.items(from_key=start):
-                if not k.startswith(prefix) or len(chunk) >= BACKFILL_CHUNK:
+        async with self.bulk_writes():
+            while True:
+                chunk: list[tuple[bytes, bytes]] = []
+                for k, v in db.items(from_key=start):
+                    if not k.startswith(prefix) or len(chunk) >= BACKFILL_CHUNK:
+                        break
+                    chunk.append((k, v))
+                if not chunk:
                     break
-                chunk.append((k, v))
-            if not chunk:
-                break
-            active = self.registry.site(site_id).active
-            for k, v in chunk:
-                if self.outbox.pending_for(k):
-                    await self.outbox.settle(k)
-                st = decode_state(v)
-                self.reconfirm(k, st, msg, positions)
-                out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
-                if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
-                    changed += len(out.changes)
-                    await self.commit_outcome(k, out, msg.partition)
-            seen += len(chunk)
-            if len(chunk) < BACKFILL_CHUNK:
-                break
-            start = chunk[-1][0] + b"\x00"
-            await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
+                active = self.registry.site(site_id).active
+                for k, v in chunk:
+                    if self.outbox.pending_for(k):
+                        await self.outbox.settle(k)
+                    st = decode_state(v)
+                    self.reconfirm(k, st, msg, positions)
+                    out = apply_backfill(st, active, segments, cause, now_ms(), msg.offset)
+                    if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
+                        changed += len(out.changes)
+                        await self.commit_outcome(k, out, msg.partition)
+                seen += len(chunk)
+                if len(chunk) < BACKFILL_CHUNK:
+                    break
+                start = chunk[-1][0] + b"\x00"
+                await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
         self.count("backfill.users", seen)
         self.metrics.backfill_users.inc(seen)
         log.info(

@@ -65,10 +65,13 @@ async def test_changelog_records_are_acknowledged_in_order_one_batch_each(cluste
     """Table writes sent through the changelog producer with the tansu quirk: the acknowledged
     offset is the last record's, the records are stored in write order, and the partition's high
     watermark counts every record (tansu under-reports the end of a multi-record batch, which
-    would stop Faust's table recovery early; each record is a batch of its own)."""
+    would stop Faust's table recovery early; each record is a batch of its own). A full client
+    queue makes a put wait, never drop or reorder."""
     bs = cluster.settings.bootstrap_servers
     topic = _topic(bs, 2)
-    log = ChangelogProducer(topic, changelog_config(bs, "test-changelog", single_record_batches=True))
+    # a client queue of 7 records: most puts find it full and flush first (a backfill's bound)
+    log = ChangelogProducer(topic, {**changelog_config(bs, "test-changelog", single_record_batches=True),
+                                    "queue.buffering.max.messages": 7})
     writes = [(b"U:s:u%d" % (i % 7), b"v%d" % i) for i in range(60)]
     for key, value in writes:
         await log.put(1, key, value)
