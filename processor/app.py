@@ -455,7 +455,7 @@ class Processor:
         await self.outputs.flush()  # membership changes
         self._persist_offsets()
 
-    async def _send_change(self, key: bytes, value: bytes) -> object:
+    async def _send_change(self, key: bytes, value: bytes) -> None:
         # Through the batching output client (processor/output_producer.py: librdkafka, same
         # partitioner and acks as Faust's transport, without its one-record batches and per-record
         # futures); the outbox's closing flush waits for the acknowledgements and compares the
@@ -463,7 +463,7 @@ class Processor:
         if self._fault_armed:
             log.critical("FAULT_EXIT_BEFORE_SEND=%s: exiting before the send", self.s.fault_exit_before_send)
             os._exit(137)  # like kill -9: no flush, no commit, no revoke
-        return await self.outputs.send(self.s.topics.membership_changes, key, value)
+        await self.outputs.send(self.s.topics.membership_changes, key, value)
 
     # ------------------------------------------------------------------ users
     async def on_users_message(self, msg: Message) -> None:

@@ -1,13 +1,13 @@
 """The users table's changelog, produced by the processor itself through librdkafka.
 
-Every write of the users table (a user's state, a timer, a fired-tick entry) goes to the
-partition's RocksDB and, through :class:`ChangelogProducer`, to the table's changelog topic,
-which Faust's recovery replays into a new owner's store. Why not Faust's ``Table.__setitem__``:
-Faust sends each changelog record through its per-record path (a FutureMessage, the producer
-buffer, aiokafka's accumulator and sender, and a callback that writes the "persisted offset" to
-RocksDB for every record). On the per-event path that was ~16% of the worker's CPU (py-spy,
-``bench/streaming_bench.py``); in a 1M-user backfill its buffer filled up (~19,800 records) and
-held the scan at 0.15 of the bare scan rate. Here a record is one C call (``produce``); the
+Every write of the users table on the per-event path (a user's state, a timer, a fired-tick
+entry) goes to the partition's RocksDB and, through :class:`ChangelogProducer`, to the table's
+changelog topic, which Faust's recovery replays into a new owner's store. (A backfill's writes
+go through :mod:`processor.changelog_writer` instead: on tansu it is faster there.) Why not
+Faust's ``Table.__setitem__``: Faust sends each changelog record through its per-record path (a
+FutureMessage, the producer buffer, aiokafka's accumulator and sender, and a callback that
+writes the "persisted offset" to RocksDB for every record), ~16% of the worker's CPU per event
+(py-spy, ``bench/streaming_bench.py``). Here a record is one C call (``produce``); the
 delivery reports record the highest acknowledged offset per partition, which the worker writes
 as Faust's persisted offset at each flush (``Processor._persist_offsets``).
 

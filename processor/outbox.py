@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 Flush = Callable[[], Awaitable[None]]
-Send = Callable[[bytes, bytes], Awaitable[object]]
+Send = Callable[[bytes, bytes], Awaitable[None]]
 
 log = logging.getLogger("processor.outbox")
 
@@ -76,9 +76,10 @@ class Outbox:
                  clock: Callable[[], float] = time.monotonic,
                  failures: Callable[[], int] | None = None,
                  failure_detail: Callable[[], str] | None = None) -> None:
-        """``failures``: a running count of records the sender's client could not deliver (for a
-        client whose ``send`` returns no future per record); a batch during which it grows is
-        not delivered. ``failure_detail``: the client's last error, for the message."""
+        """``failures``: a running count of records the sender's client gave up on (``send`` only
+        queues a record; the client reports failures later, not through the flush); a batch during
+        which it grows is not delivered. ``failure_detail``: the client's last error, for the
+        message."""
         self._flush = flush
         self._failures = failures
         self._failure_detail = failure_detail
@@ -141,7 +142,8 @@ class Outbox:
                 # every record sent before this batch has its delivery report now (the flush above),
                 # so failures counted from here on are this batch's
                 failed_before = self._failures() if self._failures is not None else 0
-                sent = [await self._send(key, value) for key, value, _owner in batch]
+                for key, value, _owner in batch:
+                    await self._send(key, value)
                 t2 = clock()
                 await self._flush()  # acknowledged: only now may an owner's state move on
                 t3 = clock()
@@ -149,10 +151,6 @@ class Outbox:
                     detail = self._failure_detail() if self._failure_detail is not None else ""
                     raise OutboxSendError(f"{self._failures() - failed_before} membership change(s) of a batch "
                                           f"of {len(batch)} not delivered: {detail}")
-                for fut in sent:  # a client that gave up on a record fails its future, not the flush
-                    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled() \
-                            and fut.exception() is not None:
-                        raise OutboxSendError(f"a membership change was not delivered: {fut.exception()!r}")
             except BaseException:
                 self._items = batch + self._items
                 if first_put is not None:
