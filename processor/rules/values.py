@@ -51,11 +51,15 @@ def as_number(actual: Any) -> float | None:
 
 
 def as_epoch(actual: Any) -> int | None:
-    """A datetime profile value (epoch seconds); 0 and non-numbers mean unset (Moodle)."""
+    """A datetime profile value (epoch seconds, truncated); 0 and non-numbers mean unset (Moodle).
+
+    A value that truncates to 0 (``0.5``, ``"-0.9"``) is unset too, so the result is never 0 and
+    ``as_epoch(as_epoch(x)) == as_epoch(x)``: a test given an already converted epoch answers
+    like one given the profile value (the rule index relies on it)."""
     num = as_number(actual)
-    if num is None or num == 0 or not math.isfinite(num):
+    if num is None or not math.isfinite(num):
         return None
-    return int(num)
+    return int(num) or None
 
 
 def is_truthy(actual: Any) -> bool:

@@ -328,6 +328,19 @@ def test_datetime_zero_is_empty():
     assert check("lastlogin", "is_empty", profile={}) is True
 
 
+@pytest.mark.parametrize("actual", [0.5, -0.5, "0.9", " -0.2 "])
+def test_datetime_that_truncates_to_zero_is_unset(actual):
+    """Datetimes are whole epoch seconds: a value truncating to 0 is Moodle's 'never' like 0 itself,
+    for every operator (a hypothesis run found the evaluator calling 0.5 'more than 7 days ago'
+    while the rule index called it unset)."""
+    assert check("lastaccess", "more_than_ago", "P7D", {"lastaccess": actual}) is False
+    assert check("lastaccess", "more_than_ago", "P7D", {"lastaccess": actual}, missing="match") is True
+    assert check("lastaccess", "before", T0, {"lastaccess": actual}) is False
+    assert check("lastaccess", "in_past", profile={"lastaccess": actual}) is False
+    assert check("lastaccess", "is_empty", profile={"lastaccess": actual}) is True
+    assert check("lastaccess", "more_than_ago", "P7D", {"lastaccess": 1.5}) is True  # epoch 1: present
+
+
 def test_datetime_before_zero_never_matches_even_with_large_value():
     """An unset (0) datetime is not 'before' any date, though 0 < value numerically."""
     assert check("firstaccess", "before", 4_000_000_000, {"firstaccess": 0}) is False
