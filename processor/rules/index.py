@@ -69,7 +69,10 @@ matches a present value unless the value hits its posting, so per field the
 index answers ``(all such rules) - (rules posted under the profile's keys)``,
 and for a missing value the rules whose missing-data result is True (``not``
 flips the child's). A non-numeric or NaN value never equals a number, so it
-matches every number ``not_equals`` rule.
+matches every number ``not_equals`` rule. For a scalar text value that hits complement postings,
+that difference is memoised per key (cleared when the field's complement rules change): a site's
+``department != X`` rules match nearly every profile, and building the difference per profile
+cost more than adding it to the result.
 
 How the guards of one posting are evaluated: as a *plan*, a trie over their
 conjuncts (a guard ``all(k1, ..., kn)`` is its children; any other guard is one
@@ -604,7 +607,7 @@ class _FieldIndex:
 
     __slots__ = ("eq", "num", "pre", "suf", "sub", "rng", "pre_lens", "pre_len_count", "suf_lens",
                  "suf_len_count", "rng_points", "rng_point_count", "rng_memo", "neg_text", "neg_num",
-                 "neg_text_all", "neg_num_all", "neg_missing", "text", "number", "eq_only")
+                 "neg_text_all", "neg_num_all", "neg_missing", "neg_memo", "text", "number", "eq_only")
 
     def __init__(self) -> None:
         self.eq: dict[str, _Bucket] = {}
@@ -625,6 +628,11 @@ class _FieldIndex:
         self.neg_text_all: set[str] = set()  # every text complement rule of the field
         self.neg_num_all: set[str] = set()
         self.neg_missing: set[str] = set()  # complement rules true on a missing value
+        # posted text key -> neg_text_all minus the rules posted under it (a value with one key),
+        # built on first use and cleared when the field's complements change: a site's
+        # ``department != X`` rules match nearly every profile, and copying the complement per
+        # profile cost more than inserting it
+        self.neg_memo: dict[str, frozenset[str]] = {}
         self.text = False  # any text posting or text complement
         self.number = False
         self.eq_only = False  # text equality postings and nothing else but complements (fast path)
@@ -772,6 +780,7 @@ class RuleIndex:
             every.add(rule_id)
             for key in keys:
                 table.setdefault(key, set()).add(rule_id)
+            fidx.neg_memo.clear()
             if missing:
                 fidx.neg_missing.add(rule_id)
             fidx.refresh()
@@ -850,6 +859,7 @@ class RuleIndex:
                     (fidx.neg_num, fidx.neg_num_all)
                 every.discard(rule_id)
                 fidx.neg_missing.discard(rule_id)
+                fidx.neg_memo.clear()
                 for k in key:
                     posted = table[k]
                     posted.discard(rule_id)
@@ -1074,16 +1084,26 @@ class RuleIndex:
                         plan = bucket.plan = _build_plan(bucket.guarded, guards)
                     run(plan)
             if fidx.neg_text_all:
-                comp = None
                 neg = fidx.neg_text
-                for k in keys:  # type: ignore[union-attr]
-                    posted = neg.get(k)
-                    if posted is not None:
-                        if comp is None:
-                            comp = fidx.neg_text_all - posted
-                        else:
-                            comp -= posted
-                hits |= fidx.neg_text_all if comp is None else comp
+                if type(keys) is tuple and len(keys) == 1:  # a scalar value (a list's keys are a set)
+                    k = keys[0]
+                    if k in neg:
+                        memo_k = fidx.neg_memo.get(k)
+                        if memo_k is None:
+                            memo_k = fidx.neg_memo[k] = frozenset(fidx.neg_text_all - neg[k])
+                        hits |= memo_k
+                    else:
+                        hits |= fidx.neg_text_all
+                else:
+                    comp = None
+                    for k in keys:  # type: ignore[union-attr]
+                        posted = neg.get(k)
+                        if posted is not None:
+                            if comp is None:
+                                comp = fidx.neg_text_all - posted
+                            else:
+                                comp -= posted
+                    hits |= fidx.neg_text_all if comp is None else comp
             if fidx.neg_num_all:
                 num = numbers[field]
                 posted = fidx.neg_num.get(num) if num is not None else None

@@ -613,6 +613,27 @@ def test_negated_equality_uses_complement_postings():
     assert index.match({"department": "  "}) == set(rules) - {"neq_blank"}  # blank text equals ""
 
 
+def test_complement_memo_follows_adds_and_removes():
+    """The per-key memo of a field's complement (every complement rule minus those posted under the
+    key) is dropped whenever the field's complement rules change, so a match after an add or a
+    remove never answers from a stale complement."""
+    index = RuleIndex([("neq_sales", c(_leaf("department", "not_equals", "Sales"))),
+                       ("neq_hr", c(_leaf("department", "not_equals", "HR")))])
+    fidx = index._fields["department"]
+    assert index.match({"department": "sales"}) == {"neq_hr"} and fidx.neg_memo
+    index.add("nin", c(_leaf("department", "not_in", ["Sales", "IT"])))
+    assert not fidx.neg_memo
+    assert index.match({"department": "Sales"}) == {"neq_hr"}
+    assert index.match({"department": "it"}) == {"neq_hr", "neq_sales"}
+    index.remove("neq_hr")
+    assert not fidx.neg_memo
+    assert index.match({"department": "Sales"}) == set()
+    assert index.match({"department": "Law"}) == {"neq_sales", "nin"}
+    index.add("neq_sales", c(_leaf("department", "not_equals", "Law")))  # replaces the rule's value
+    assert index.match({"department": "Sales"}) == {"neq_sales"}
+    assert index.match({"department": ["sales", "law"]}) == set()  # a list: every item excludes
+
+
 def test_case_sensitive_negation_is_evaluated_not_complemented():
     """A case-sensitive not_equals is not given complement postings (its keys are not casefolded): it is
     a shared residual guard and still distinguishes case."""
