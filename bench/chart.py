@@ -26,11 +26,14 @@ def load(name: str) -> dict | None:
 
 def main() -> None:
     panels = []
-    rules = load("rules_bench")
-    if rules:
-        rows = rules["results"]
-        panels.append(("Rule index vs naive loop", [f"{r['rules']:,} rules" for r in rows],
-                       [r["speedup"] for r in rows], 20, "speedup (x)"))
+    mixes = [(name, data) for name, data in (("broad", load("rules_bench")), ("selective", load("rules_bench_selective")))
+             if data]
+    if mixes:
+        panels.append(("Rule index vs naive loop (same run)",
+                       [f"{r['rules']:,} rules, {name}" for name, data in mixes for r in data["results"]],
+                       [r["speedup"] for _, data in mixes for r in data["results"]], 20, "speedup (x)"))
+        panels.append(("Rule index at 10,000 rules", [f"{name} mix" for name, _ in mixes],
+                       [data["results"][-1]["index_us"] for _, data in mixes], 50, "µs per profile", "limit"))
     streaming = load("streaming_bench")
     if streaming:
         labels, values = ["Faust pass-through / raw consume", "processor / Faust pass-through"], [
@@ -60,7 +63,10 @@ def main() -> None:
         ax.bar_label(bars, labels=[f"{v:g}" for v in values], padding=3)
         ax.set_title(title)
         ax.set_xlabel(unit)
-        ax.set_xscale("log" if max(values + [target]) / max(min(values), 1e-3) > 50 else "linear")
+        log_scale = max(values + [target]) / max(min(values), 1e-3) > 50
+        ax.set_xscale("log" if log_scale else "linear")
+        if not log_scale:  # room for the bar labels
+            ax.set_xlim(0, max(values + [target]) * 1.12)
         ax.legend(loc="lower right")
     fig.tight_layout()
     out = RESULTS / "performance.png"
