@@ -322,6 +322,12 @@ class Processor:
         async def drain_outbox() -> None:
             await self.outbox.run()
 
+        @app.task
+        async def warm_clients() -> None:
+            # librdkafka's clients connect lazily; the idempotent changelog client's first record
+            # waited ~500 ms for its producer id, holding the first events' changes (processor/changelog.py)
+            await asyncio.gather(self.changelog.warm(), self.outputs.warm(self.s.topics.membership_changes))
+
         @app.on_partitions_revoked.connect
         async def drain_on_revoke(app: Any, revoked: Any, **kwargs: Any) -> None:
             await self.outbox.drain()  # the next owner should not race this worker's late sends

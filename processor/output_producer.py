@@ -80,6 +80,18 @@ class OutputProducer:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="output-flush")
         return self._producer
 
+    async def warm(self, topic: str, timeout: float = 10.0) -> bool:
+        """Create the client and fetch ``topic``'s metadata before the first change is sent (the
+        worker calls it at start). True when the broker answered; otherwise only logged."""
+        client = self._client()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, client.list_topics, topic, timeout)
+        except Exception as exc:  # noqa: BLE001 - KafkaException; a cold start is not an error
+            log.info("output client not warmed up (%s); its first change will wait for the broker", exc)
+            return False
+        return True
+
     def _on_delivery(self, err: Any, msg: Any) -> None:
         """Runs on the flushing thread, for failed records only (``delivery.report.only.error``)."""
         if err is not None:

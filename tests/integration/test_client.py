@@ -83,3 +83,21 @@ async def test_changelog_records_are_acknowledged_in_order_one_batch_each(cluste
         assert c.get_watermark_offsets(TopicPartition(topic, 1), timeout=10) == (0, 60)
     finally:
         c.close()
+
+
+async def test_clients_warm_up_against_the_broker_and_then_deliver(cluster: Cluster) -> None:
+    """The worker warms both librdkafka clients at start (connection, metadata and, for the
+    idempotent changelog client, its producer id: its first record waited ~500 ms without it).
+    Against a live broker both report success, and records then go through."""
+    bs = cluster.settings.bootstrap_servers
+    topic = _topic(bs, 2)
+    log = ChangelogProducer(topic, changelog_config(bs, "test-warm-changelog", single_record_batches=True))
+    out = OutputProducer(bs, "test-warm-changes")
+    assert await log.warm() is True
+    assert await out.warm(topic) is True
+    await log.put(0, b"U:s:u1", b"state")
+    await out.send(topic, b"s:u1", b"change")
+    await log.flush()
+    await out.flush()
+    assert log.acked == {0: 0} and out.failed == 0
+    assert sorted(v for _, _, _, v in read_topic(bs, topic)) == [b"change", b"state"]

@@ -54,3 +54,13 @@ async def test_an_unacknowledged_record_is_fatal() -> None:
         await out.put(3, b"U:s:u2", b"state")
     with pytest.raises(ChangelogError):
         await out.flush()
+
+
+async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker may start before the broker answers: warming up then returns False and logs, and
+    the client exists (it keeps connecting in the background)."""
+    out = ChangelogProducer("t", {**changelog_config(f"127.0.0.1:{closed_port()}", "t", True), "log_level": 0})
+    with caplog.at_level("INFO", logger="processor.changelog"):
+        assert await out.warm(timeout=0.3) is False
+    assert out._producer is not None
+    assert "not warmed up" in caplog.text

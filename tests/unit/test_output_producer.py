@@ -48,3 +48,12 @@ async def test_an_undelivered_record_counts_as_failed_and_the_outbox_keeps_its_b
     assert out.failed == 2 and out.sent == 2
     assert "changes" in out.last_error()
     assert len(box) == 2 and box.pending_for(b"u1")
+
+
+async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """Warming up before the broker answers returns False and logs; the client exists."""
+    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"log_level": 0})
+    with caplog.at_level("INFO", logger="processor.output_producer"):
+        assert await out.warm("changes", timeout=0.3) is False
+    assert out._producer is not None
+    assert "not warmed up" in caplog.text
