@@ -90,14 +90,15 @@ async def test_clients_warm_up_against_the_broker_and_then_deliver(cluster: Clus
     idempotent changelog client, its producer id: its first record waited ~500 ms without it).
     Against a live broker both report success, and records then go through."""
     bs = cluster.settings.bootstrap_servers
-    topic = _topic(bs, 2)
-    log = ChangelogProducer(topic, changelog_config(bs, "test-warm-changelog", single_record_batches=True))
+    table_topic, changes_topic = _topic(bs, 2), _topic(bs, 2)
+    log = ChangelogProducer(table_topic, changelog_config(bs, "test-warm-changelog", single_record_batches=True))
     out = OutputProducer(bs, "test-warm-changes")
     assert await log.warm() is True
-    assert await out.warm(topic) is True
+    assert await out.warm(changes_topic) is True
     await log.put(0, b"U:s:u1", b"state")
-    await out.send(topic, b"s:u1", b"change")
+    await out.send(changes_topic, b"s:u1", b"change")
     await log.flush()
     await out.flush()
     assert log.acked == {0: 0} and out.failed == 0
-    assert sorted(v for _, _, _, v in read_topic(bs, topic)) == [b"change", b"state"]
+    assert [(p, v) for p, _, _, v in read_topic(bs, table_topic)] == [(0, b"state")]
+    assert [v for _, _, _, v in read_topic(bs, changes_topic)] == [b"change"]
