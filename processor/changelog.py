@@ -39,6 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from processor.output_producer import KAFKA_LOG
+
 log = logging.getLogger("processor.changelog")
 
 
@@ -52,6 +54,7 @@ def changelog_config(bootstrap_servers: str, client_id: str, single_record_batch
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "client.id": client_id,
+        "logger": KAFKA_LOG,  # librdkafka's log lines through Python logging (processor/output_producer.py)
         "acks": "all",
         "linger.ms": linger_ms,
         # Idempotent: the broker de-duplicates retries and librdkafka keeps a partition's records in

@@ -30,6 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 log = logging.getLogger("processor.output_producer")
+# librdkafka's own log lines (connection failures, broker errors) of the worker's clients, through
+# Python logging instead of raw "%3|...|FAIL|" lines on stderr, which broke the worker's JSON log
+# stream (LOG_FORMAT=json). librdkafka hands them over on poll and flush.
+KAFKA_LOG = logging.getLogger("processor.kafka")
 
 
 class OutputDeliveryError(RuntimeError):
@@ -49,6 +53,7 @@ def producer_config(bootstrap_servers: str, client_id: str, linger_ms: int) -> d
         # failed record: the outbox needs the failures counted, not ~5 callbacks per user event.
         "delivery.report.only.error": True,
         "log.connection.close": False,
+        "logger": KAFKA_LOG,
     }
 
 

@@ -64,3 +64,10 @@ async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCapt
         assert await out.warm(timeout=0.3) is False
     assert out._producer is not None
     assert "not warmed up" in caplog.text
+
+
+def test_config_logs_through_python_logging() -> None:
+    """librdkafka's log lines of the changelog client go to the ``processor.kafka`` logger, like
+    the output client's (tests/unit/test_output_producer.py shows them arriving there)."""
+    cfg = changelog_config("b:9092", "w-changelog", single_record_batches=True)
+    assert cfg["logger"].name == "processor.kafka"

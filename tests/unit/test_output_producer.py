@@ -57,3 +57,17 @@ async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCapt
         assert await out.warm("changes", timeout=0.3) is False
     assert out._producer is not None
     assert "not warmed up" in caplog.text
+
+
+async def test_librdkafka_log_lines_go_through_python_logging(caplog: pytest.LogCaptureFixture,
+                                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """The client's own log lines (here: the connection to a closed port failing) reach the
+    ``processor.kafka`` logger, so the worker's JSON log stream carries them, and nothing is
+    written to stderr behind logging's back."""
+    out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"message.timeout.ms": 300})
+    with caplog.at_level("WARNING", logger="processor.kafka"):
+        await out.send("changes", b"s:u1", b"ADDED")
+        await out.flush()
+    assert out.failed == 1
+    assert any(r.name == "processor.kafka" and "Connect" in r.getMessage() for r in caplog.records)
+    assert "|FAIL|" not in capfd.readouterr().err
