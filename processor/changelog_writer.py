@@ -23,7 +23,8 @@ outbox calls it before releasing changes, and the commit hook before committing 
 A failed record is fatal (``error`` is set and every later ``flush`` raises): the local store
 then holds a write its changelog does not, and only a restart with a replay repairs that.
 
-No faust or Kafka import: ``send`` is injected, and the unit tests drive this with fakes.
+No faust or Kafka import (processor.changelog, for the shared error, imports librdkafka only
+when it creates its client): ``send`` is injected, and the unit tests drive this with fakes.
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ import asyncio
 from collections import deque
 from typing import Any, Awaitable, Callable
 
+from processor.changelog import ChangelogError  # one error for both changelog clients
+
 # send(partition, key, value | None) -> awaitable resolving to a future of the record's offset
 Send = Callable[[int, bytes, "bytes | None"], Awaitable["asyncio.Future[Any]"]]
-
-
-class ChangelogError(RuntimeError):
-    """A changelog record was not acknowledged; the worker must stop (see the module docstring)."""
 
 
 class ChangelogWriter:

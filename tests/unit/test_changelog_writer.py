@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from processor.changelog_writer import ChangelogError, ChangelogWriter
+from processor.changelog import ChangelogError
+from processor.changelog_writer import ChangelogWriter
 
 
 @dataclass(frozen=True)
