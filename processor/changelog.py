@@ -39,7 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from processor.output_producer import KAFKA_LOG
+from processor import librdkafka
+from processor.librdkafka import KAFKA_LOG
 
 log = logging.getLogger("processor.changelog")
 
@@ -54,7 +55,7 @@ def changelog_config(bootstrap_servers: str, client_id: str, single_record_batch
     cfg: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "client.id": client_id,
-        "logger": KAFKA_LOG,  # librdkafka's log lines through Python logging (processor/output_producer.py)
+        "logger": KAFKA_LOG,  # librdkafka's log lines through Python logging (processor/librdkafka.py)
         "acks": "all",
         "linger.ms": linger_ms,
         # Idempotent: the broker de-duplicates retries and librdkafka keeps a partition's records in
@@ -104,13 +105,8 @@ class ChangelogProducer:
         for the connection and the producer id (see the module docstring). True when the broker
         answered; a broker that does not answer yet is only logged (the client keeps trying)."""
         client = self._client()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, client.list_topics, self.topic, timeout)
-        except Exception as exc:  # noqa: BLE001 - KafkaException; a cold start is not an error
-            log.info("users changelog client not warmed up (%s); its first record will wait for the broker", exc)
-            return False
-        return True
+        return await librdkafka.warm(client, self._executor, self.topic, timeout, log,
+                                     "users changelog client")
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         """Runs in ``poll`` once per record, on the event loop's thread or the flush's helper

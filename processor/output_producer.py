@@ -29,11 +29,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from processor import librdkafka
+from processor.librdkafka import KAFKA_LOG
+
 log = logging.getLogger("processor.output_producer")
-# librdkafka's own log lines (connection failures, broker errors) of the worker's clients, through
-# Python logging instead of raw "%3|...|FAIL|" lines on stderr, which broke the worker's JSON log
-# stream (LOG_FORMAT=json). librdkafka hands them over on poll and flush.
-KAFKA_LOG = logging.getLogger("processor.kafka")
 
 
 class OutputDeliveryError(RuntimeError):
@@ -89,13 +88,7 @@ class OutputProducer:
         """Create the client and fetch ``topic``'s metadata before the first change is sent (the
         worker calls it at start). True when the broker answered; otherwise only logged."""
         client = self._client()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, client.list_topics, topic, timeout)
-        except Exception as exc:  # noqa: BLE001 - KafkaException; a cold start is not an error
-            log.info("output client not warmed up (%s); its first change will wait for the broker", exc)
-            return False
-        return True
+        return await librdkafka.warm(client, self._executor, topic, timeout, log, "output client")
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         """Runs on the flushing thread, for failed records only (``delivery.report.only.error``)."""
