@@ -1,0 +1,40 @@
+<?php
+// This file is part of Moodle - https://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
+
+/**
+ * The HTTP calls of the sender, behind an interface so the sending logic is testable.
+ *
+ * @package    local_segmentsync
+ * @copyright  2026 Segment automation contributors
+ * @license    https://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+namespace local_segmentsync\local;
+
+/**
+ * Sends one request; never throws for network or HTTP errors (they are in the response).
+ */
+interface http_client {
+
+    /**
+     * @param string $method POST, PUT or DELETE
+     * @param string $url absolute URL
+     * @param string[] $headers "Name: value" lines
+     * @param string|null $body request body, or null for none
+     * @return http_response
+     */
+    public function request(string $method, string $url, array $headers, ?string $body): http_response;
+}

@@ -1,0 +1,37 @@
+<?php
+// This file is part of Moodle - https://moodle.org/
+//
+// Moodle is free software: you can redistribute it and/or modify
+// it under the terms of the GNU General Public License as published by
+// the Free Software Foundation, either version 3 of the License, or
+// (at your option) any later version.
+//
+// Moodle is distributed in the hope that it will be useful,
+// but WITHOUT ANY WARRANTY; without even the implied warranty of
+// MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+// GNU General Public License for more details.
+//
+// You should have received a copy of the GNU General Public License
+// along with Moodle.  If not, see <https://www.gnu.org/licenses/>.
+
+/**
+ * Web service functions of local_segmentsync.
+ *
+ * @package    local_segmentsync
+ * @copyright  2026 Segment automation contributors
+ * @license    https://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
+ */
+
+defined('MOODLE_INTERNAL') || die();
+
+$functions = [
+    'local_segmentsync_get_profile_fields' => [
+        'classname' => 'local_segmentsync\external\get_profile_fields',
+        'methodname' => 'execute',
+        'description' => 'Returns the custom user profile field definitions: shortname, name, datatype, ' .
+            'the processor\'s field type and menu options.',
+        'type' => 'read',
+        'capabilities' => 'local/segmentsync:viewprofilefields',
+        'ajax' => false,
+    ],
+];
