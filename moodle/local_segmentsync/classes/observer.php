@@ -41,11 +41,15 @@ class observer {
     private static $source = null;
 
     /**
-     * The recorder with the current settings.
+     * The recorder with the current settings, or null before the plugin is installed.
      *
-     * @return recorder
+     * @return recorder|null
      */
-    public static function recorder(): recorder {
+    public static function recorder(): ?recorder {
+        // Code deployed but not yet installed (no table yet): Moodle stores a plugin's version at install.
+        if (get_config('local_segmentsync', 'version') === false) {
+            return null;
+        }
         if (self::$source === null) {
             self::$source = new moodle_source();
         }
@@ -75,7 +79,7 @@ class observer {
      * @param \core\event\user_created $event
      */
     public static function user_created(\core\event\user_created $event): void {
-        self::recorder()->user_changed((int) $event->objectid, 'USER_CREATED');
+        self::recorder()?->user_changed((int) $event->objectid, 'USER_CREATED');
     }
 
     /**
@@ -84,7 +88,7 @@ class observer {
      * @param \core\event\user_updated $event
      */
     public static function user_updated(\core\event\user_updated $event): void {
-        self::recorder()->user_changed((int) $event->objectid, 'USER_UPDATED');
+        self::recorder()?->user_changed((int) $event->objectid, 'USER_UPDATED');
     }
 
     /**
@@ -93,7 +97,7 @@ class observer {
      * @param \core\event\user_deleted $event
      */
     public static function user_deleted(\core\event\user_deleted $event): void {
-        self::recorder()->user_deleted((int) $event->objectid, (array) $event->other);
+        self::recorder()?->user_deleted((int) $event->objectid, (array) $event->other);
     }
 
     /**
@@ -104,7 +108,7 @@ class observer {
     public static function cohort_created(\core\event\cohort_created $event): void {
         $cohort = $event->get_record_snapshot('cohort', $event->objectid);
         if ($cohort) {
-            self::recorder()->cohort_changed($cohort);
+            self::recorder()?->cohort_changed($cohort);
         }
     }
 
@@ -117,7 +121,7 @@ class observer {
     public static function cohort_updated(\core\event\cohort_updated $event): void {
         $cohort = $event->get_record_snapshot('cohort', $event->objectid);
         if ($cohort) {
-            self::recorder()->cohort_changed($cohort);
+            self::recorder()?->cohort_changed($cohort);
         }
     }
 
@@ -132,7 +136,7 @@ class observer {
             // No snapshot and no row left: only the id is known.
             $cohort = (object) ['id' => $event->objectid, 'idnumber' => null, 'name' => ''];
         }
-        self::recorder()->cohort_deleted($cohort);
+        self::recorder()?->cohort_deleted($cohort);
     }
 
     /**
@@ -141,7 +145,7 @@ class observer {
      * @param \core\event\user_info_field_created $event
      */
     public static function user_info_field_created(\core\event\user_info_field_created $event): void {
-        self::recorder()->field_changed(self::field($event));
+        self::recorder()?->field_changed(self::field($event));
     }
 
     /**
@@ -150,7 +154,7 @@ class observer {
      * @param \core\event\user_info_field_updated $event
      */
     public static function user_info_field_updated(\core\event\user_info_field_updated $event): void {
-        self::recorder()->field_changed(self::field($event));
+        self::recorder()?->field_changed(self::field($event));
     }
 
     /**
@@ -159,7 +163,7 @@ class observer {
      * @param \core\event\user_info_field_deleted $event
      */
     public static function user_info_field_deleted(\core\event\user_info_field_deleted $event): void {
-        self::recorder()->field_deleted(self::field($event));
+        self::recorder()?->field_deleted(self::field($event));
     }
 
     /**

@@ -197,6 +197,12 @@ final class ObserverTest extends TestCase {
             $rows[4]->payload]);
     }
 
+    public function test_nothing_is_written_before_the_plugin_is_installed(): void {
+        unset_config('version', 'local_segmentsync');
+        user_updated::create_from_userid(42)->trigger();
+        $this->assertSame([], $this->db->writes);
+    }
+
     public function test_a_field_event_without_snapshot_uses_the_event_data(): void {
         $event = user_info_field_deleted::create(['objectid' => 99,
             'other' => ['shortname' => 'gone', 'name' => 'Gone', 'datatype' => 'text']]);

@@ -59,7 +59,8 @@ function standin_reset(): fake_database {
     global $DB;
     $DB = new fake_database();
     $DB->load_schema(__DIR__ . '/../../db/install.xml');
-    standin_config::$values = [];
+    // Moodle records an installed plugin's version in its config (upgrade_plugins()).
+    standin_config::$values = ['local_segmentsync' => ['version' => '2026120400']];
     core_tag_tag::$tags = [];
     curl::$transport = null;
     curl::$blockedhosts = [];
