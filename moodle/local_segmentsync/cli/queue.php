@@ -59,10 +59,12 @@ $table = \local_segmentsync\local\recorder::TABLE;
 $rejected = ['status' => \local_segmentsync\local\recorder::STATUS_REJECTED];
 
 if ($options['list-rejected']) {
-    foreach ($DB->get_recordset($table, $rejected, 'id ASC') as $row) {
+    $rows = $DB->get_recordset($table, $rejected, 'id ASC');
+    foreach ($rows as $row) {
         cli_writeln("{$row->id}\t{$row->kind}\t{$row->op}\t{$row->targetid}\t{$row->errorcode}\t{$row->errorpath}\t" .
             "{$row->errormessage}");
     }
+    $rows->close();
 }
 if ($options['requeue-rejected']) {
     $count = $DB->count_records($table, $rejected);
