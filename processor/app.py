@@ -122,6 +122,13 @@ class Processor:
             # After kill -9 the local RocksDB can be ahead of the changelog; the engine is
             # replay-safe (it re-emits, never skips), so keep the local state and go on.
             recovery_consistency_check=False,
+            # None of Faust's own web views (/table/ reads any table key without a token); the
+            # blueprints are also removed in _install_api, see processor/api/routes.py.
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_stats_enabled=False,
+            web_graph_enabled=False,
+            web_metrics_enabled=False,
             **({"producer_max_batch_size": 1} if "tansu" in settings.broker_quirks else {}),
         )
         wait_ms = settings.fetch_max_wait_ms
@@ -218,6 +225,7 @@ class Processor:
         auth = AuthConfig(secret=self.s.admin_jwt_secret, public_key=self.s.admin_jwt_public_key)
         self.api = Api(self, auth)
         aio = self.app.web.web_app
+        self._lock_down_web(aio)
         self.api.install(aio)
 
         async def metrics(request: aioweb.Request) -> aioweb.Response:
@@ -232,6 +240,17 @@ class Processor:
         aio.router.add_get("/metrics", metrics)
         aio.router.add_get("/openapi.json", openapi)
         self._install_console(aio)
+
+    def _lock_down_web(self, aio: Any) -> None:
+        """Serve only the routes declared in processor/api/routes.py: drop every blueprint Faust
+        would register (its table, router and stats views), and answer 404 for any route that is
+        not declared, whatever registers it later."""
+        from faust.web.base import BlueprintManager
+
+        from processor.api.routes import only_declared_routes
+
+        self.app.web.blueprints = BlueprintManager()
+        aio.middlewares.append(only_declared_routes)
 
     def _install_console(self, aio: Any) -> None:
         """The admin console: static files from the package (only the HTTP API behind them), plus
