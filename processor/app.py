@@ -222,7 +222,7 @@ class Processor:
         from processor.api.auth import AuthConfig
         from processor.web import Api
 
-        auth = AuthConfig(secret=self.s.admin_jwt_secret, public_key=self.s.admin_jwt_public_key)
+        auth = AuthConfig.from_settings(self.s)
         self.api = Api(self, auth)
         aio = self.app.web.web_app
         self._lock_down_web(aio)
