@@ -89,6 +89,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine's loopback: 127.0.0.1, localhost or [::1], with
+    an optional port (anything else, or no Host, is not)."""
+    import re
+
+    m = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?", (host or "").strip().lower())
+    return m is not None
+
+
 class Processor:
     """Holds the Faust app, its topics, table and the catalog; agents call its handlers."""
 
@@ -293,7 +302,10 @@ class Processor:
         async def dev_token(request: aioweb.Request) -> aioweb.Response:
             not_found = aioweb.json_response({"code": "NOT_FOUND", "message": "dev login is not enabled"},
                                              status=404, headers={"Cache-Control": "no-store"})
-            if not dev_login or request.remote not in ("127.0.0.1", "::1"):
+            # A loopback peer is not enough: a page on a foreign name that resolves to 127.0.0.1
+            # (DNS rebinding) reaches us from loopback with its own Host. Both must be loopback.
+            loopback = request.remote in ("127.0.0.1", "::1") and _loopback_host(request.headers.get("Host"))
+            if not dev_login or not loopback:
                 return not_found
             site = request.query.get("site", "demo")
             if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", site):

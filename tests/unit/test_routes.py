@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web as aioweb
 from aiohttp.test_utils import TestClient, TestServer
 
-from processor.api.auth import make_token
+from processor.api.auth import AuthConfig, make_token, verify_token
 from processor.api.routes import AUTHENTICATED, PUBLIC, declared
 from processor.config import Settings
 
@@ -135,3 +135,18 @@ def test_docs_list_every_route() -> None:
     listed = {(m, norm(p)) for m, p in (*PUBLIC, *AUTHENTICATED)}
     assert sorted(listed - documented) == []
     assert sorted(documented - listed) == []
+
+
+async def test_dev_token_needs_a_loopback_host_header(client: TestClient) -> None:
+    """With dev login on, a loopback caller gets a token only when Host names loopback too: a
+    page on a rebinding name (evil.example resolving to 127.0.0.1) is answered 404."""
+    for host in ("evil.example", "evil.example:6066", "127.0.0.1.evil.example", "localhost.evil.example",
+                 "10.0.0.1:6066", ""):
+        r = await client.get("/console/dev-token?site=demo", headers={"Host": host})
+        assert r.status == 404, host
+        assert "token" not in await r.json(), host
+    for host in ("127.0.0.1", "localhost:6066", "LOCALHOST", "[::1]:6066", "127.0.0.1:1234"):
+        r = await client.get("/console/dev-token?site=demo", headers={"Host": host})
+        assert r.status == 200, host
+        body = await r.json()
+        assert verify_token(body["token"], AuthConfig(secret=SECRET)).site_id == "demo"
