@@ -33,7 +33,7 @@ from processor import faust_fixes
 
 faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes.py
 
-from processor.catalog.commands import decide
+from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import CatalogRegistry
@@ -48,7 +48,7 @@ from processor.contract.codec import (
     encode_membership_change,
 )
 from processor.contract.exceptions import ContractError
-from processor.contract.models import CommandResult, DeadLetter, MembershipChange
+from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange
 from processor.changelog import ChangelogProducer, changelog_config
 from processor.changelog_writer import ChangelogWriter
 from processor.outbox import Outbox
@@ -754,7 +754,8 @@ class Processor:
                 self.count("commands.duplicate")
             await self.publish_result(cmd.site_id, rec)
             return
-        decision = decide(site, cmd, decode_key(msg.key))
+        cmd, denied = self._verified_actor(cmd)
+        decision = denied or decide(site, cmd, decode_key(msg.key))
         entry = CatalogEntry(
             cmd, decision.status, decision.code, decision.message, now_ms(),
             msg.partition, msg.offset, decision.backfill,
@@ -768,6 +769,24 @@ class Processor:
         if rec.catalog_offset == md.offset:
             await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
         await self.publish_result(cmd.site_id, rec)
+
+    def _verified_actor(self, cmd: Command) -> tuple[Command, Decision | None]:
+        """With COMMANDS_REQUIRE_TOKEN=1, the actor comes from the command's verified token, not
+        from what the record claims; a command without a valid token is REJECTED FORBIDDEN. The
+        token itself is dropped here: it never reaches the catalog log or a result."""
+        from dataclasses import replace
+
+        if not self.s.commands_require_token:
+            return replace(cmd, auth_token=None), None
+        from processor.api.auth import command_principal
+        from processor.errors import ProcessorError
+
+        try:
+            p = command_principal(cmd.site_id, cmd.auth_token, self.api.auth)
+        except ProcessorError as err:
+            self.count("commands.token_refused")
+            return replace(cmd, auth_token=None), Decision("REJECTED", err.code, err.message, err.path)
+        return replace(cmd, actor=Actor(p.sub, p.roles), auth_token=None), None
 
     async def fan_out(self, site_id: str, rec: CommandRecord, command_id: str, issued_at: int) -> None:
         plan = rec.backfill

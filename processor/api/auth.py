@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import jwt
 
 from processor.api.errors import ApiError
+from processor.errors import ProcessorError
 
 if TYPE_CHECKING:
     from processor.config import Settings
@@ -125,6 +126,25 @@ def verify_token(token: str, cfg: AuthConfig) -> Principal:
                        f"the token is valid for {int(lifetime)} s (exp - iat); at most {cfg.max_lifetime_s} s "
                        "are accepted: issue shorter-lived tokens")
     return Principal(str(sub), site, tuple(roles))
+
+
+def command_principal(site_id: str, token: str | None, cfg: AuthConfig) -> Principal:
+    """The verified issuer of a command on the bus (COMMANDS_REQUIRE_TOKEN=1): its token is
+    checked exactly as the API checks a bearer token, and must be for the command's site.
+    Otherwise :class:`ProcessorError` FORBIDDEN at ``$.auth_token`` (the command is REJECTED)."""
+    if not token:
+        raise ProcessorError("FORBIDDEN", "the command carries no auth_token, and this worker requires the "
+                             "issuing admin's JWT (COMMANDS_REQUIRE_TOKEN=1): send it through the admin API, "
+                             "or publish with ADMIN_TOKEN set", "$.auth_token")
+    try:
+        p = verify_token(token, cfg)
+    except ApiError as err:
+        raise ProcessorError("FORBIDDEN", f"the command's token is refused ({err.code}): {err.message}",
+                             "$.auth_token") from None
+    if p.site_id != site_id:
+        raise ProcessorError("FORBIDDEN", f"the command's token is for site {p.site_id!r}, not {site_id!r}",
+                             "$.auth_token")
+    return p
 
 
 def authorize(p: Principal, site_id: str, action: str) -> None:

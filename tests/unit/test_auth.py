@@ -154,3 +154,37 @@ def test_worker_refuses_to_start_with_an_unsafe_secret(tmp_path: Path, secret: s
     if secret != "change-me":  # a placeholder is named; any other value never appears
         assert secret not in out.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_command_principal_is_verified_like_an_api_token() -> None:
+    """A command's token (COMMANDS_REQUIRE_TOKEN=1) must be present, valid like an API token, and
+    for the command's site; otherwise FORBIDDEN at $.auth_token with the reason."""
+    from processor.api.auth import command_principal
+    from processor.errors import ProcessorError
+
+    assert command_principal("acme", token(roles=["system"]), CFG).roles == ("system",)
+    now = int(time.time())
+    cases = {None: "no auth_token", "": "no auth_token", token(site_id="other"): "'other'",
+             token(iat=now - 7200, exp=now - 3600): "TOKEN_EXPIRED", token(roles=None): "'roles'",
+             token(exp=now + 90000): "TOKEN_LIFETIME_TOO_LONG", token(secret="x" * 40): "INVALID_TOKEN"}
+    for tok, why in cases.items():
+        with pytest.raises(ProcessorError) as info:
+            command_principal("acme", tok, CFG)
+        assert (info.value.code, info.value.path) == ("FORBIDDEN", "$.auth_token")
+        assert why in info.value.message, (tok, info.value.message)
+
+
+def test_publish_attaches_tokens_from_the_environment() -> None:
+    """`commands publish`: ADMIN_TOKEN as given, else one minted per command from ADMIN_JWT_SECRET
+    for the command's site and actor; neither set: no token."""
+    from processor.contract.models import Actor, Command
+    from processor.publish import with_tokens
+
+    cmds = [Command("c1", "acme", 1, Actor("ops", ("site_admin",)), "DeleteRule", {"rule_id": "r"}),
+            Command("c2", "beta", 1, Actor("sync", ("system",)), "DeleteSegment", {"segment_id": "s"})]
+    assert [c.auth_token for c in with_tokens(cmds, {})] == [None, None]
+    assert [c.auth_token for c in with_tokens(cmds, {"ADMIN_TOKEN": "tok", "ADMIN_JWT_SECRET": SECRET})] == \
+        ["tok", "tok"]
+    minted = [verify_token(c.auth_token or "", CFG) for c in with_tokens(cmds, {"ADMIN_JWT_SECRET": SECRET})]
+    assert [(p.sub, p.site_id, p.roles) for p in minted] == [("ops", "acme", ("site_admin",)),
+                                                              ("sync", "beta", ("system",))]
