@@ -89,8 +89,9 @@ def test_audience_and_issuer_are_verified_when_configured() -> None:
                 token(aud="segment-api"),  # no iss
                 token(aud="segment-api", iss="https://evil.example")):
         assert refused(bad, cfg).code == "INVALID_TOKEN"
-    # not configured: a token without aud/iss is fine
+    # not configured: a token without aud/iss is fine; one with an aud nobody verifies is not
     verify_token(token(), CFG)
+    assert refused(token(aud="segment-api")).code == "INVALID_TOKEN"
 
 
 def test_settings_read_the_new_variables(monkeypatch: pytest.MonkeyPatch) -> None:
