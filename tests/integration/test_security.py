@@ -53,13 +53,14 @@ def test_faust_views_answer_404_and_no_profile_data(cluster: Cluster, site: str)
     cluster.wait(lambda: http("GET", f"{base}/sites/{site}/users/alice/segments", admin)[0] == 200,
                  30, "the user is stored")
     key = urllib.parse.quote(user_key(site, "alice").decode("latin-1"), safe="")
-    for path in ("/", "/table/", "/table/users/", f"/table/users/{key}/", "/router/", "/router/topics",
-                 f"/router/users/{key}/", "/graph/", "/stats/", "/assignment/", "/performance/",
+    served = []
+    for path in (f"/table/users/{key}/", "/table/", "/table/users/", "/router/", "/router/topics",
+                 f"/router/users/{key}/", "/", "/graph/", "/stats/", "/assignment/", "/performance/",
                  "/sites/", f"/sites/{site}/"):
         status, body = http("GET", base + path)
-        assert status == 404, (path, status, body[:200])
-        assert json.loads(body)["code"] == "NOT_FOUND", path
-        assert email not in body and "alice" not in body, path
+        if status != 404 or _code(body) != "NOT_FOUND" or email in body or "alice" in body:
+            served.append((path, status, body[:300]))
+    assert served == []
     # the same user is readable through the API with the site's token, and only with it
     assert email not in http("GET", f"{base}/sites/{site}/users/alice/segments")[1]
     assert http("GET", f"{base}/sites/{site}/users/alice/segments")[0] == 401
@@ -106,6 +107,12 @@ def test_commands_need_a_valid_token_of_their_site(strict: Cluster) -> None:
         "forged": make_token("some-other-secret-0123456789-abcdefgh", "alice", site, ["site_admin"]),
         "teacher": make_token(TEST_JWT_SECRET, "bob", site, ["teacher"]),
     }
+    # first a plain command as every producer sends it today: the record claims site_admin
+    plain = make_command(site, "UpsertSegment", roles=("site_admin",), segment_id="seg-plain", name="plain")
+    _send(c, plain)
+    c.producer.flush()
+    r = c.wait_results([plain.command_id], timeout=90)[plain.command_id]
+    assert (r.status, r.code) == ("REJECTED", "FORBIDDEN"), r
     ids = {}
     for name, tok in tokens.items():
         cmd = make_command(site, "UpsertSegment", roles=("site_admin",), segment_id=f"seg-{name}", name=name)
@@ -161,6 +168,13 @@ def test_cli_publish_attaches_a_token(strict: Cluster, tmp_path: Path) -> None:
     assert out.returncode == 0 and "ACCEPTED" in out.stdout, out.stdout + out.stderr
     out = subprocess.run([*run, "--no-token"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1 and "REJECTED" in out.stdout and "FORBIDDEN" in out.stdout, out.stdout
+
+
+def _code(body: str) -> Any:
+    try:
+        return json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _fields(cmd: Any) -> dict[str, Any]:
