@@ -51,7 +51,8 @@ def security_problems(settings: Settings) -> list[str]:
     if settings.admin_jwt_max_lifetime_s <= 0:
         out.append("ADMIN_JWT_MAX_LIFETIME_S must be a positive number of seconds")
     if settings.commands_require_token and not (settings.admin_jwt_secret or settings.admin_jwt_public_key):
-        out.append("COMMANDS_REQUIRE_TOKEN=1 needs ADMIN_JWT_SECRET or ADMIN_JWT_PUBLIC_KEY to verify command tokens")
+        out.append("COMMANDS_REQUIRE_TOKEN=1 needs ADMIN_JWT_SECRET or ADMIN_JWT_PUBLIC_KEY "
+                   "to verify command tokens")
     return out
 
 

@@ -66,8 +66,9 @@ class AuthConfig:
 
     @classmethod
     def from_settings(cls, s: "Settings") -> "AuthConfig":
-        return cls(secret=s.admin_jwt_secret, public_key=s.admin_jwt_public_key, audience=s.admin_jwt_audience,
-                   issuer=s.admin_jwt_issuer, max_lifetime_s=s.admin_jwt_max_lifetime_s)
+        return cls(secret=s.admin_jwt_secret, public_key=s.admin_jwt_public_key,
+                   audience=s.admin_jwt_audience, issuer=s.admin_jwt_issuer,
+                   max_lifetime_s=s.admin_jwt_max_lifetime_s)
 
 
 def secret_problem(secret: str) -> str | None:
@@ -119,12 +120,13 @@ def verify_token(token: str, cfg: AuthConfig) -> Principal:
         raise ApiError(401, "INVALID_TOKEN", f"the token is not valid: {exc}") from None
     roles, site, sub = claims["roles"], claims["site_id"], claims["sub"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles) or not isinstance(site, str):
-        raise ApiError(401, "INVALID_TOKEN", "the token needs claims 'site_id' (string) and 'roles' (list of strings)")
+        raise ApiError(401, "INVALID_TOKEN",
+                       "the token needs claims 'site_id' (string) and 'roles' (list of strings)")
     lifetime = claims["exp"] - claims["iat"]
     if lifetime > cfg.max_lifetime_s:
         raise ApiError(401, "TOKEN_LIFETIME_TOO_LONG",
-                       f"the token is valid for {int(lifetime)} s (exp - iat); at most {cfg.max_lifetime_s} s "
-                       "are accepted: issue shorter-lived tokens")
+                       f"the token is valid for {int(lifetime)} s (exp - iat); at most "
+                       f"{cfg.max_lifetime_s} s are accepted: issue shorter-lived tokens")
     return Principal(str(sub), site, tuple(roles))
 
 

@@ -31,7 +31,8 @@ _COMMAND_NS = "segment_automation.commands.v1"
 _COMMAND_ADDED = ("auth_token",)  # fields appended to AutomationCommand after v1 (all optional)
 
 
-def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[str, ...] = (), **kw: Any) -> Any:
+def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[str, ...] = (),
+          **kw: Any) -> Any:
     """Decode ``value``; with ``split`` (fields appended to the schema later, see
     :func:`schemas.parsed_schema_split`), a record may end before them (their defaults apply)."""
     if value is None:
@@ -264,9 +265,9 @@ def encode_command(cmd: Command) -> bytes:
         "payload": (f"{_COMMAND_NS}.{cmd.payload_type}", payload),
     }
     if cmd.auth_token is None:
+        v1, _ = schemas.parsed_schema_split(schemas.AUTOMATION_COMMAND, _COMMAND_ADDED)
         buf = io.BytesIO()
-        fastavro.schemaless_writer(buf, schemas.parsed_schema_split(schemas.AUTOMATION_COMMAND, _COMMAND_ADDED)[0],
-                                   record)
+        fastavro.schemaless_writer(buf, v1, record)
         return buf.getvalue()
     return _write(schemas.AUTOMATION_COMMAND, {**record, "auth_token": cmd.auth_token})
 
