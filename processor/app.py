@@ -33,7 +33,7 @@ from processor import faust_fixes
 
 faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes.py
 
-from processor.catalog.commands import decide
+from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import CatalogRegistry
@@ -48,7 +48,7 @@ from processor.contract.codec import (
     encode_membership_change,
 )
 from processor.contract.exceptions import ContractError
-from processor.contract.models import CommandResult, DeadLetter, MembershipChange
+from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange
 from processor.changelog import ChangelogProducer, changelog_config
 from processor.changelog_writer import ChangelogWriter
 from processor.outbox import Outbox
@@ -89,6 +89,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine's loopback: 127.0.0.1, localhost or [::1], with
+    an optional port (anything else, or no Host, is not)."""
+    import re
+
+    m = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?", (host or "").strip().lower())
+    return m is not None
+
+
 class Processor:
     """Holds the Faust app, its topics, table and the catalog; agents call its handlers."""
 
@@ -122,6 +131,13 @@ class Processor:
             # After kill -9 the local RocksDB can be ahead of the changelog; the engine is
             # replay-safe (it re-emits, never skips), so keep the local state and go on.
             recovery_consistency_check=False,
+            # None of Faust's own web views (/table/ reads any table key without a token); the
+            # blueprints are also removed in _install_api, see processor/api/routes.py.
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_stats_enabled=False,
+            web_graph_enabled=False,
+            web_metrics_enabled=False,
             **({"producer_max_batch_size": 1} if "tansu" in settings.broker_quirks else {}),
         )
         wait_ms = settings.fetch_max_wait_ms
@@ -215,9 +231,10 @@ class Processor:
         from processor.api.auth import AuthConfig
         from processor.web import Api
 
-        auth = AuthConfig(secret=self.s.admin_jwt_secret, public_key=self.s.admin_jwt_public_key)
+        auth = AuthConfig.from_settings(self.s)
         self.api = Api(self, auth)
         aio = self.app.web.web_app
+        self._lock_down_web(aio)
         self.api.install(aio)
 
         async def metrics(request: aioweb.Request) -> aioweb.Response:
@@ -232,6 +249,17 @@ class Processor:
         aio.router.add_get("/metrics", metrics)
         aio.router.add_get("/openapi.json", openapi)
         self._install_console(aio)
+
+    def _lock_down_web(self, aio: Any) -> None:
+        """Serve only the routes declared in processor/api/routes.py: drop every blueprint Faust
+        would register (its table, router and stats views), and answer 404 for any route that is
+        not declared, whatever registers it later."""
+        from faust.web.base import BlueprintManager
+
+        from processor.api.routes import only_declared_routes
+
+        self.app.web.blueprints = BlueprintManager()
+        aio.middlewares.append(only_declared_routes)
 
     def _install_console(self, aio: Any) -> None:
         """The admin console: static files from the package (only the HTTP API behind them), plus
@@ -274,7 +302,10 @@ class Processor:
         async def dev_token(request: aioweb.Request) -> aioweb.Response:
             not_found = aioweb.json_response({"code": "NOT_FOUND", "message": "dev login is not enabled"},
                                              status=404, headers={"Cache-Control": "no-store"})
-            if not dev_login or request.remote not in ("127.0.0.1", "::1"):
+            # A loopback peer is not enough: a page on a foreign name that resolves to 127.0.0.1
+            # (DNS rebinding) reaches us from loopback with its own Host. Both must be loopback.
+            loopback = request.remote in ("127.0.0.1", "::1") and _loopback_host(request.headers.get("Host"))
+            if not dev_login or not loopback:
                 return not_found
             site = request.query.get("site", "demo")
             if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", site):
@@ -723,7 +754,8 @@ class Processor:
                 self.count("commands.duplicate")
             await self.publish_result(cmd.site_id, rec)
             return
-        decision = decide(site, cmd, decode_key(msg.key))
+        cmd, denied = self._verified_actor(cmd)
+        decision = denied or decide(site, cmd, decode_key(msg.key))
         entry = CatalogEntry(
             cmd, decision.status, decision.code, decision.message, now_ms(),
             msg.partition, msg.offset, decision.backfill,
@@ -737,6 +769,24 @@ class Processor:
         if rec.catalog_offset == md.offset:
             await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
         await self.publish_result(cmd.site_id, rec)
+
+    def _verified_actor(self, cmd: Command) -> tuple[Command, Decision | None]:
+        """With COMMANDS_REQUIRE_TOKEN=1, the actor comes from the command's verified token, not
+        from what the record claims; a command without a valid token is REJECTED FORBIDDEN. The
+        token itself is dropped here: it never reaches the catalog log or a result."""
+        from dataclasses import replace
+
+        if not self.s.commands_require_token:
+            return replace(cmd, auth_token=None), None
+        from processor.api.auth import command_principal
+        from processor.errors import ProcessorError
+
+        try:
+            p = command_principal(cmd.site_id, cmd.auth_token, self.api.auth)
+        except ProcessorError as err:
+            self.count("commands.token_refused")
+            return replace(cmd, auth_token=None), Decision("REJECTED", err.code, err.message, err.path)
+        return replace(cmd, actor=Actor(p.sub, p.roles), auth_token=None), None
 
     async def fan_out(self, site_id: str, rec: CommandRecord, command_id: str, issued_at: int) -> None:
         plan = rec.backfill

@@ -68,17 +68,25 @@ def commands() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for and print the results.")
 @click.option("--timeout", default=60.0, show_default=True)
-def commands_publish(file: Path, wait: bool, timeout: float) -> None:
+@click.option("--token/--no-token", "token", default=True, show_default=True,
+              help="Attach a JWT to each command (ADMIN_TOKEN, or minted from ADMIN_JWT_SECRET), as workers "
+                   "with COMMANDS_REQUIRE_TOKEN=1 require.")
+def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> None:
     """Publish the commands in FILE (JSON or YAML) to the commands topic."""
     from processor.client import ContractProducer
     from processor.errors import ProcessorError
-    from processor.publish import load_command_file
+    from processor.publish import load_command_file, with_tokens
 
     s = Settings.from_env()
     try:
         cmds = load_command_file(file)
     except ProcessorError as err:
         raise click.ClickException(str(err)) from None
+    if token:
+        cmds = with_tokens(cmds)
+        if s.commands_require_token and any(c.auth_token is None for c in cmds):
+            raise click.ClickException("COMMANDS_REQUIRE_TOKEN=1: set ADMIN_TOKEN (a JWT for the site) or "
+                                       "ADMIN_JWT_SECRET to mint one")
     prod = ContractProducer(s.bootstrap_servers, s.topics)
     for c in cmds:
         prod.command(c)

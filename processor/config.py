@@ -50,6 +50,12 @@ class Settings:
     web_canonical_host: str = ""  # how peers reach this worker (default: web_host, or hostname if 0.0.0.0)
     admin_jwt_secret: str | None = None
     admin_jwt_public_key: str | None = None  # PEM (EdDSA or RS256); takes precedence over the secret
+    admin_jwt_audience: str | None = None  # verified when set
+    admin_jwt_issuer: str | None = None  # verified when set
+    admin_jwt_max_lifetime_s: int = 86400  # a token's exp - iat may not exceed this
+    # Commands on the bus must carry the issuing admin's JWT, verified like the API's (opt-in):
+    # without it, whoever may produce to the commands topic is trusted with any actor and role.
+    commands_require_token: bool = False
     app_id: str = "segment-automation"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 8  # user events, control, membership changes, table changelog
@@ -89,6 +95,10 @@ class Settings:
             web_canonical_host=_env("WEB_CANONICAL_HOST", ""),
             admin_jwt_secret=os.environ.get("ADMIN_JWT_SECRET") or None,
             admin_jwt_public_key=os.environ.get("ADMIN_JWT_PUBLIC_KEY") or None,
+            admin_jwt_audience=os.environ.get("ADMIN_JWT_AUDIENCE", "").strip() or None,
+            admin_jwt_issuer=os.environ.get("ADMIN_JWT_ISSUER", "").strip() or None,
+            admin_jwt_max_lifetime_s=int(_env("ADMIN_JWT_MAX_LIFETIME_S", str(d.admin_jwt_max_lifetime_s))),
+            commands_require_token=_env("COMMANDS_REQUIRE_TOKEN", "0").lower() in ("1", "true", "yes"),
             app_id=_env("APP_ID", d.app_id),
             topics=Topics.from_env(),
             partitions=int(_env("PARTITIONS", str(d.partitions))),

@@ -16,6 +16,10 @@ File format::
 
 Each command may override ``site_id``, ``actor`` and ``command_id``;
 without a ``command_id`` one is generated.
+
+For workers with ``COMMANDS_REQUIRE_TOKEN=1`` each command carries a JWT (:func:`with_tokens`):
+``ADMIN_TOKEN`` as given, or one minted per command from ``ADMIN_JWT_SECRET`` for its site and
+actor. The worker then takes the actor from the token.
 """
 
 from __future__ import annotations
@@ -113,3 +117,26 @@ def load_commands(text: str, now_ms: int | None = None, make_id: Any = None) -> 
 
 def load_command_file(path: Path) -> list[Command]:
     return load_commands(path.read_text())
+
+
+TOKEN_TTL_S = 900  # a minted command token: long enough for a worker to decide it
+
+
+def with_tokens(cmds: list[Command], env: Any = None) -> list[Command]:
+    """``cmds`` with ``auth_token`` set from ``ADMIN_TOKEN``, or minted from ``ADMIN_JWT_SECRET``
+    (subject = actor user id, site = the command's site, roles = the actor's roles); unchanged
+    when neither is set."""
+    import os
+    from dataclasses import replace
+
+    env = os.environ if env is None else env
+    given = (env.get("ADMIN_TOKEN") or "").strip()
+    secret = env.get("ADMIN_JWT_SECRET") or ""
+    if given:
+        return [replace(c, auth_token=given) for c in cmds]
+    if not secret:
+        return list(cmds)
+    from processor.api.auth import make_token
+
+    return [replace(c, auth_token=make_token(secret, c.actor.user_id, c.site_id, list(c.actor.roles),
+                                              ttl_s=TOKEN_TTL_S)) for c in cmds]

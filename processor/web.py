@@ -449,8 +449,12 @@ class Api:
     async def _submit(self, request: aioweb.Request, principal: Any, ptype: str, payload: dict[str, Any],
                       dry_run: bool = False) -> aioweb.Response:
         site = self.site(request)
+        # COMMANDS_REQUIRE_TOKEN=1: the caller's (already verified) token goes with the command,
+        # and the deciding worker verifies it again; otherwise no credential is put on the bus.
+        token = request.headers.get("Authorization", "").partition(" ")[2].strip() or None
         cmd = Command(f"api-{uuid.uuid4().hex}", site.site_id, int(time.time() * 1000),
-                      Actor(principal.sub, principal.roles), ptype, payload)
+                      Actor(principal.sub, principal.roles), ptype, payload,
+                      auth_token=token if self.proc.s.commands_require_token else None)
         if dry_run:  # the command's own validation, against this worker's (caught-up) catalog
             from processor.catalog.commands import decide
 

@@ -20,6 +20,7 @@ def run_worker(settings: Settings) -> None:
     json_logs = os.environ.get("LOG_FORMAT", "json").lower() == "json"
     if not json_logs:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    refuse_insecure_settings(settings, json_logs)
     ensure_topics(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     proc = Processor(settings)
@@ -34,3 +35,37 @@ def run_worker(settings: Settings) -> None:
     # (measured: ~7% of a worker's CPU in a backfill). A worker has no terminal to spin in.
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+def security_problems(settings: Settings) -> list[str]:
+    """What makes these settings unsafe to serve with (empty: none)."""
+    from processor.api.auth import secret_problem
+
+    out = []
+    if settings.admin_jwt_secret:
+        why = secret_problem(settings.admin_jwt_secret)
+        if why:
+            out.append(f"ADMIN_JWT_SECRET {why}: anyone who knows or guesses it can mint a site_admin token "
+                       "for any site. Set 32+ random bytes, e.g. "
+                       "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if settings.admin_jwt_max_lifetime_s <= 0:
+        out.append("ADMIN_JWT_MAX_LIFETIME_S must be a positive number of seconds")
+    if settings.commands_require_token and not (settings.admin_jwt_secret or settings.admin_jwt_public_key):
+        out.append("COMMANDS_REQUIRE_TOKEN=1 needs ADMIN_JWT_SECRET or ADMIN_JWT_PUBLIC_KEY "
+                   "to verify command tokens")
+    return out
+
+
+def refuse_insecure_settings(settings: Settings, json_logs: bool = True) -> None:
+    """Log why and exit with status 2 when :func:`security_problems` finds anything."""
+    problems = security_problems(settings)
+    if not problems:
+        return
+    log = logging.getLogger("processor")
+    if json_logs and not logging.getLogger().handlers:
+        from processor.logs import json_handler
+
+        logging.getLogger().addHandler(json_handler())
+    for p in problems:
+        log.critical("refusing to start: %s", p, extra={"error_code": "INSECURE_CONFIG"})
+    raise SystemExit(2)

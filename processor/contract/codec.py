@@ -28,9 +28,13 @@ from processor.contract.models import (
 )
 
 _COMMAND_NS = "segment_automation.commands.v1"
+_COMMAND_ADDED = ("auth_token",)  # fields appended to AutomationCommand after v1 (all optional)
 
 
-def _read(schema_name: str, value: bytes | None, limits: Limits, **kw: Any) -> Any:
+def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[str, ...] = (),
+          **kw: Any) -> Any:
+    """Decode ``value``; with ``split`` (fields appended to the schema later, see
+    :func:`schemas.parsed_schema_split`), a record may end before them (their defaults apply)."""
     if value is None:
         raise ContractError("DECODE_ERROR", "message has no value (tombstone); expected an Avro record")
     if len(value) > limits.max_message_bytes:
@@ -40,7 +44,20 @@ def _read(schema_name: str, value: bytes | None, limits: Limits, **kw: Any) -> A
         )
     buf = io.BytesIO(value)
     try:
-        record = fastavro.schemaless_reader(buf, schemas.parsed_schema(schema_name), None, **kw)
+        if split:
+            before, added = schemas.parsed_schema_split(schema_name, split)
+            record = fastavro.schemaless_reader(buf, before, None, **kw)
+            if buf.tell() < len(value):  # written with the added fields
+                # each is ["null", T]: refuse an index fastavro would read from the end (see
+                # _check_index); checked for the first one, the only one so far
+                cur = _Cursor(value)
+                cur.pos = buf.tell()
+                _check_index(cur.long(), 2, f"{split[0]} union", f"$.{split[0]}")
+                record.update(fastavro.schemaless_reader(buf, added, None))
+        else:
+            record = fastavro.schemaless_reader(buf, schemas.parsed_schema(schema_name), None, **kw)
+    except ContractError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not this schema"
         raise ContractError(
             "DECODE_ERROR",
@@ -215,7 +232,7 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
     The key/site agreement is checked by the caller, which can still publish a
     REJECTED result because the command is addressable.
     """
-    rec = _read(schemas.AUTOMATION_COMMAND, value, limits, return_record_name=True)
+    rec = _read(schemas.AUTOMATION_COMMAND, value, limits, _COMMAND_ADDED, return_record_name=True)
     _precheck_command(value)  # type: ignore[arg-type]
     _check_id(rec["command_id"], "$.command_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
@@ -230,23 +247,29 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
         actor=Actor(rec["actor"]["user_id"], tuple(rec["actor"]["roles"])),
         payload_type=short,
         payload=payload,
+        auth_token=rec.get("auth_token"),
     )
 
 
 def encode_command(cmd: Command) -> bytes:
+    """Without an ``auth_token`` the bytes are those of the schema before the field existed, so
+    consumers built on that version keep reading every command that does not carry one."""
     payload = dict(cmd.payload)
     if cmd.payload_type == "UpsertProfileField":
         payload.setdefault("options", [])
-    return _write(
-        schemas.AUTOMATION_COMMAND,
-        {
-            "command_id": cmd.command_id,
-            "site_id": cmd.site_id,
-            "issued_at": cmd.issued_at,
-            "actor": {"user_id": cmd.actor.user_id, "roles": list(cmd.actor.roles)},
-            "payload": (f"{_COMMAND_NS}.{cmd.payload_type}", payload),
-        },
-    )
+    record = {
+        "command_id": cmd.command_id,
+        "site_id": cmd.site_id,
+        "issued_at": cmd.issued_at,
+        "actor": {"user_id": cmd.actor.user_id, "roles": list(cmd.actor.roles)},
+        "payload": (f"{_COMMAND_NS}.{cmd.payload_type}", payload),
+    }
+    if cmd.auth_token is None:
+        v1, _ = schemas.parsed_schema_split(schemas.AUTOMATION_COMMAND, _COMMAND_ADDED)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, v1, record)
+        return buf.getvalue()
+    return _write(schemas.AUTOMATION_COMMAND, {**record, "auth_token": cmd.auth_token})
 
 
 # -------------------------------------------------------------------- outputs

@@ -41,7 +41,10 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An AutomationCommand; ``payload_type`` is the union branch's record name."""
+    """An AutomationCommand; ``payload_type`` is the union branch's record name.
+
+    ``auth_token`` (the issuer's JWT, checked with COMMANDS_REQUIRE_TOKEN=1) is a credential:
+    it is left out of ``repr``, equality and :meth:`to_dict` (the catalog log's form)."""
 
     command_id: str
     site_id: str
@@ -49,6 +52,7 @@ class Command:
     actor: Actor
     payload_type: str
     payload: dict[str, Any]
+    auth_token: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,19 @@ def parsed_schema(name: str) -> Any:
     return fastavro.parse_schema(_strip_logical(raw_schema(name)))
 
 
+@cache
+def parsed_schema_split(name: str, added: tuple[str, ...]) -> tuple[Any, Any]:
+    """``(before, added)``: the schema without the top-level fields ``added`` (appended later,
+    each with a default) and a record of just those fields. Schemaless Avro carries no writer
+    schema, so a record written before the fields existed is read with ``before`` alone, and
+    a newer one with ``before`` then ``added`` (its fields follow in the same byte stream)."""
+    raw = _strip_logical(raw_schema(name))
+    before = {**raw, "fields": [f for f in raw["fields"] if f["name"] not in added]}
+    tail = {"type": "record", "name": f"{raw['name']}Added", "namespace": raw.get("namespace", ""),
+            "fields": [f for f in raw["fields"] if f["name"] in added]}
+    return fastavro.parse_schema(before), fastavro.parse_schema(tail)
+
+
 USER_EVENT = "user_event"
 AUTOMATION_COMMAND = "automation_command"
 MEMBERSHIP_CHANGE = "membership_change"
