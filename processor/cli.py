@@ -54,9 +54,14 @@ def topics_create() -> None:
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait in --once mode.")
 def dev(once: bool, timeout: float) -> None:
     """Embedded broker + topics + worker + demo seed; prints membership changes live."""
+    from processor.broker import EmbeddedBrokerMissing
     from processor.dev import run_dev
 
-    sys.exit(run_dev(once=once, timeout=timeout))
+    try:
+        code = run_dev(once=once, timeout=timeout)
+    except EmbeddedBrokerMissing as err:  # the [embedded] extra is not installed
+        raise click.ClickException(str(err)) from None
+    sys.exit(code)
 
 
 @main.group()

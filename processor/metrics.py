@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import gc
+import platform
 import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 if TYPE_CHECKING:
     from processor.outbox import DrainTiming
+
+
+def build_info() -> dict[str, str]:
+    """The labels of ``segment_build_info``: this package's, faust-streaming's and Python's versions."""
+    from processor import __version__
+
+    try:
+        faust_version = version("faust-streaming")
+    except PackageNotFoundError:
+        faust_version = "unknown"
+    return {"version": __version__, "faust_version": faust_version, "python": platform.python_version()}
 
 
 class Metrics:
@@ -50,6 +63,11 @@ class Metrics:
                                   registry=r)
         self.api = Histogram("segment_api_request_seconds", "Admin API latency", ["method", "endpoint", "status"],
                              registry=r)
+        # What /readyz answers (catalog loaded, table recovery complete), for alerts without k8s.
+        self.ready = Gauge("segment_ready", "1 when the worker is ready (/readyz answers 200), else 0",
+                           registry=r)
+        # Which build runs where: segment_build_info{version,faust_version,python} 1 (rolling upgrades).
+        Info("segment_build", "Versions of the processor, faust-streaming and Python", registry=r).info(build_info())
 
     def watch_gc(self) -> Callable[[], None]:
         """Observe every collection's pause from now on (``gc.callbacks``; once per process).

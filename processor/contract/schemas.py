@@ -15,9 +15,22 @@ from typing import Any
 
 import fastavro
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
-if not SCHEMA_DIR.is_dir():  # installed as a wheel: schemas are package data
-    SCHEMA_DIR = Path(__file__).resolve().parent / "_schemas"
+
+def _schema_dir() -> Path:
+    """Installed from a wheel, the schemas are package data (``processor/contract/_schemas/``,
+    mapped from ``schemas/`` by setup.py); in a source checkout they are the repository's
+    ``schemas/``. The packaged copy wins, so a stray ``schemas`` directory next to
+    site-packages is never picked up."""
+    here = Path(__file__).resolve().parent
+    candidates = (here / "_schemas", here.parent.parent / "schemas")
+    for d in candidates:
+        if (d / "user_event.avsc").is_file():
+            return d
+    raise FileNotFoundError(f"Avro schemas not found in {' nor in '.join(map(str, candidates))}: "
+                            "reinstall the package (its wheel ships them)")
+
+
+SCHEMA_DIR = _schema_dir()
 
 
 def _strip_logical(node: Any) -> Any:

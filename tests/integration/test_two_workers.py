@@ -16,12 +16,42 @@ from .conftest import warm_up
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(Path(tmp_path_factory.mktemp("two")), app_id="sa-two")
     try:
+        # a owns (and has consumed) every partition before b joins and takes half of them:
+        # test_each_worker_reports_lag_only_for_partitions_it_owns needs that rebalance
         c.start_worker("a")
+        warm_up(c, timeout=120)
         c.start_worker("b")
         warm_up(c, timeout=120)
         yield c
     finally:
         c.close()
+
+
+def test_each_worker_reports_lag_only_for_partitions_it_owns(two: Cluster) -> None:
+    """segment_consumer_lag (summed by the alert rules) lists each user-event partition on exactly
+    one worker once the group has settled: the partitions b took from a in the rebalance leave
+    no stale series behind on a."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    topic = two.settings.topics.user_events
+
+    def owned(w) -> set[str]:  # type: ignore[no-untyped-def]
+        try:
+            text = urllib.request.urlopen(f"{w.url}/metrics", timeout=10).read().decode()
+        except OSError:  # b's web server may still be starting
+            return set()
+        return {s.labels["partition"] for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "segment_consumer_lag" and s.labels["topic"] == topic}
+
+    def settled() -> bool:
+        a, b = (owned(w) for w in two.workers[:2])
+        return a | b == {str(p) for p in range(two.settings.partitions)} and bool(a) and bool(b)
+
+    two.wait(settled, 60, "both workers report lag, together for every partition")
+    a, b = (owned(w) for w in two.workers[:2])
+    assert not a & b, (a, b)
 
 
 def test_rule_change_backfills_users_on_every_partition(two: Cluster) -> None:
