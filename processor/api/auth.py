@@ -17,10 +17,12 @@ import jwt
 from processor.api.errors import ApiError
 
 READ, WRITE_RULES, WRITE_CATALOG = "read", "write_rules", "write_catalog"
+INGEST = "ingest"  # POST /sites/{site}/ingest/users (processor/api/ingest.py)
 ROLES_FOR = {
     READ: frozenset({"site_admin"}),
     WRITE_RULES: frozenset({"site_admin"}),
     WRITE_CATALOG: frozenset({"site_admin", "system"}),
+    INGEST: frozenset({"system", "ingest"}),
 }
 
 
