@@ -232,7 +232,7 @@ class MoodleSync:
         started = time.perf_counter()
         folded: dict[tuple[str, str], tuple[Any, Any]] = {}
         failures: list[tuple[Any, str, str]] = []  # (message, code, reason)
-        ids: list[str] = []
+        ids: dict[str, None] = {}
         for m in msgs:
             try:
                 ch = decode_membership_change(m.value())
@@ -242,10 +242,10 @@ class MoodleSync:
             if ch.site_id != self.cfg.site_id:
                 self.metrics.skipped.labels("other_site").inc()
                 continue
-            if ch.change_id in self._seen:
+            if ch.change_id in self._seen or ch.change_id in ids:
                 self.metrics.skipped.labels("duplicate").inc()
                 continue
-            ids.append(ch.change_id)
+            ids[ch.change_id] = None
             key = (ch.segment_id, ch.user_id)
             if key in folded:
                 self.metrics.skipped.labels("superseded").inc()
