@@ -265,6 +265,7 @@ class MoodleDouble:
         self.lock = threading.RLock()
         self._fail: list[int] = []  # HTTP statuses for the next calls (0 = drop the connection)
         self._next_user = 2  # id 1 is the guest user
+        self._by_username: dict[str, User] = {}  # an index, as the DB's unique key (mnethostid, username)
         self._next_cohort = 1
         self.functions: dict[str, tuple[Any, Callable[..., Any]]] = {
             "core_cohort_add_cohort_members": (ADD_MEMBERS, self.core_cohort_add_cohort_members),
@@ -284,6 +285,7 @@ class MoodleDouble:
         with self.lock:
             u = User(self._next_user, username, **kw)
             self.users[u.id] = u
+            self._by_username[u.username] = u
             self._next_user += 1
             return u
 
@@ -308,6 +310,7 @@ class MoodleDouble:
         with self.lock:
             u = self.users[userid]
             u.deleted = True
+            self._by_username.pop(u.username, None)
             u.username = f"{u.email or u.username}.{int(time.time())}"
             u.idnumber = ""
             for mem in self.members.values():
@@ -345,6 +348,9 @@ class MoodleDouble:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body leave in two writes; without TCP_NODELAY every answer on a
+            # kept-alive connection waits ~40 ms for the client's delayed ACK (Nagle)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
@@ -465,10 +471,11 @@ class MoodleDouble:
             if cohort is None:
                 warnings.append({"warningcode": "2", "message": f"cohort {ct['type']}={ct['value']} not exists"})
                 continue
-            user = next((u for u in self.users.values() if not u.deleted and (
-                (ut["type"] == "id" and str(u.id) == str(ut["value"]))
-                or (ut["type"] == "username" and u.username == ut["value"]))), None)
-            if user is None:
+            if ut["type"] == "id":
+                user = self.users.get(int(ut["value"])) if str(ut["value"]).isdigit() else None
+            else:
+                user = self._by_username.get(str(ut["value"]))
+            if user is None or user.deleted:
                 warnings.append({"warningcode": "2", "message": f"user {ut['type']}={ut['value']} not exists"})
                 continue
             if user.id in self.members[cohort.id] or (cohort.id, user.id) in added:
@@ -625,7 +632,13 @@ class MoodleDouble:
             if str(cleaned) != str(v):
                 raise invalid_parameter(f"The field '{field}' value is invalid: {v}(cleaned value: {cleaned})")
             wanted.append(str(cleaned))
-        found = sorted((u for u in self.users.values() if str(getattr(u, field)) in wanted), key=lambda u: u.id)
+        if field == "id":
+            hits = (self.users.get(int(v)) for v in wanted)
+        elif field == "username":
+            hits = (self._by_username.get(v) for v in wanted)
+        else:
+            hits = (u for u in self.users.values() if str(getattr(u, field)) in wanted)
+        found = sorted({u.id: u for u in hits if u is not None}.values(), key=lambda u: u.id)
         out = []
         for u in found:
             if u.deleted:
