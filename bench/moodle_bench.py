@@ -119,7 +119,10 @@ def main() -> None:
             def cli(*a: str) -> dict:
                 out = subprocess.run([sys.executable, "-m", "processor", "moodle", *a, "--json"], env=env,
                                      capture_output=True, timeout=1800)
-                return json.loads(out.stdout.decode().strip().splitlines()[-1])
+                lines = out.stdout.decode().strip().splitlines()
+                if not lines:
+                    raise RuntimeError(f"moodle {a} exited {out.returncode}: {out.stderr.decode()[-3000:]}")
+                return json.loads(lines[-1])
 
             # wait for the worker's API
             from processor.testing import eventually

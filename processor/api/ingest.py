@@ -218,13 +218,26 @@ class Ingest:
             raise ApiError(503, "BROKER_UNAVAILABLE", f"Kafka did not acknowledge the records ({detail}); nothing "
                            f"was accepted, resend the request in {RETRY_AFTER_S}s")
 
+    @staticmethod
+    async def _read_body(request: aioweb.Request) -> bytes:
+        """The whole body, up to MAX_BODY + 1 bytes (``content.read(n)`` returns what has arrived so
+        far, which for a large body sent in several segments is only a part of it)."""
+        parts: list[bytes] = []
+        total = 0
+        while total <= MAX_BODY:
+            chunk = await request.content.read(64 * 1024)
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        return b"".join(parts)
+
     async def ingest_users(self, request: aioweb.Request) -> aioweb.Response:
         self.api.principal(request, INGEST)
         site = request.match_info["site"]
         if request.content_length and request.content_length > MAX_BODY:
             raise ApiError(413, "BODY_TOO_LARGE", f"request body is larger than {MAX_BODY // 1024} KiB")
-        raw = await request.content.read(MAX_BODY + 1)
-        records = parse_body(raw)
+        records = parse_body(await self._read_body(request))
         parsed = [parse_record(i, r, site) for i, r in enumerate(records)]
         events = [p for p in parsed if isinstance(p, UserEvent)]
         try:

@@ -96,3 +96,29 @@ def test_catalog_writes_need_a_catalog_role_and_reject_through_the_command(clust
     st, res = call(base, "DELETE", f"/sites/{site}/segments/never", token(site, "site_admin"))
     assert st == 202
     assert wait_command(base, site, res["command_id"], token(site, "site_admin"))["status"] == "REJECTED"
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(cluster: Cluster, site: str) -> None:
+    """A large request whose body reaches the worker in two parts (a pause between them) is
+    parsed whole, not as the part that had arrived (which was INVALID_JSON)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    records = [{"op": "upsert", "user_id": f"u{i}", "event_id": f"{site}-{i}", "occurred_at": 1,
+                "profile": {"username": f"u{i}", "description": "x" * 300}} for i in range(400)]
+    body = json.dumps({"records": records}).encode()
+    assert 100_000 < len(body) < 256 * 1024
+    url = urlsplit(cluster.workers[0].url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("POST", f"/sites/{site}/ingest/users")
+    conn.putheader("Authorization", f"Bearer {token(site, 'ingest')}")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    conn.send(body[: len(body) // 2])
+    time.sleep(0.5)
+    conn.send(body[len(body) // 2:])
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    assert (resp.status, answer.get("accepted")) == (200, 400), answer
