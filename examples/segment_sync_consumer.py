@@ -1,14 +1,14 @@
-"""Reference downstream consumer: the enrolment ("segment sync") side.
+"""A generic downstream consumer of membership changes: the pattern, in one small file.
 
-Reads membership changes, de-duplicates by ``change_id``, applies them to a
-local store (SQLite) in per-user order, and prints the enrolment action for
-each real change. Offsets are committed only after the store transaction that
-applied the batch, and the applied change ids are stored in the same
-transaction: a crash re-delivers, de-duplication absorbs it.
+The reference consumer is the Moodle connector, ``python -m processor moodle sync``
+(processor/connectors/moodle/, docs/moodle.md): it applies the changes to Moodle cohorts. This
+example stays for LMSs without a connector, because it shows the three rules of consuming in a
+few lines: de-duplicate by ``change_id``, apply in per-user order as assertions, and commit
+offsets only after the store that applied the batch (the applied change ids are stored in the
+same transaction: a crash re-delivers, de-duplication absorbs it). Its store is SQLite and its
+"action" a printed ``ENROL``/``UNENROL`` line; replace both with your LMS's calls.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python examples/segment_sync_consumer.py --db sync.db
-
-Map segments to courses with ``--course SEGMENT=COURSE`` (repeatable).
 """
 
 from __future__ import annotations

@@ -503,5 +503,9 @@ def changes_tail(site: str | None) -> None:
         reader.close()
 
 
+from processor.connectors.moodle.cli import moodle as _moodle  # noqa: E402 - the Moodle connector (docs/moodle.md)
+
+main.add_command(_moodle)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import aiohttp
 from aiohttp import web as aioweb
 
+from processor.api import bridges
 from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
 from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
@@ -97,11 +98,12 @@ class Api:
             ("GET", "/internal" + s + "/counts", self.local_counts),
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
+            *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}}
+             "set_automation": {"dry_run"}, **bridges.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from processor.config import Settings
 
 READ, WRITE_RULES, WRITE_CATALOG = "read", "write_rules", "write_catalog"
+INGEST = "ingest"  # POST /sites/{site}/ingest/users (processor/api/ingest.py)
 ROLES_FOR = {
     READ: frozenset({"site_admin"}),
     WRITE_RULES: frozenset({"site_admin"}),
     WRITE_CATALOG: frozenset({"site_admin", "system"}),
+    INGEST: frozenset({"system", "ingest"}),
 }
 REQUIRED_CLAIMS = ("sub", "site_id", "roles", "exp", "iat")
 DEFAULT_MAX_LIFETIME_S = 86400

@@ -93,6 +93,7 @@ def spec() -> dict[str, Any]:
                 "summary": "Why is (or isn't) this user in this segment: every rule's evaluation tree",
                 "parameters": [SITE, USER, SEGMENT],
                 "responses": {"200": _resp("Explanation", {"type": "object"}), **STD, **_errors(404, 503)}}},
+            **_bridge_paths(),
             "/healthz": {"get": {"security": [], "responses": {"200": _resp("Alive")}}},
             "/readyz": {"get": {"security": [], "responses": {"200": _resp("Ready"), "503": _resp("Not ready")}}},
             "/metrics": {"get": {"security": [], "responses": {"200": _resp("Prometheus metrics")}}},
@@ -130,6 +131,7 @@ def spec() -> dict[str, Any]:
                     "operators": {"type": "object", "additionalProperties": {
                         "type": "object", "required": ["takes_value", "description"], "properties": {
                             "takes_value": {"type": "boolean"}, "description": {"type": "string"}}}}}},
+                **_BRIDGE_SCHEMAS,
                 "MembersPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
                     "members": {"type": "array", "items": {"type": "object", "properties": {
                         "user_id": {"type": "string"}, "since": {"type": ["integer", "null"]},
@@ -137,4 +139,88 @@ def spec() -> dict[str, Any]:
                     "next_cursor": {"type": ["string", "null"]}}},
             },
         },
+    }
+
+
+# ------------------------------------------------------------------ bridge endpoints
+# processor/api/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/api/bridges.py)
+
+SHORTNAME = {"name": "shortname", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 255}
+_VALUE = {"type": ["string", "number", "boolean", "null", "array"], "items": {"type": "string"}}
+
+_BRIDGE_SCHEMAS: dict[str, Any] = {
+    "IngestRecord": {"type": "object", "required": ["op", "user_id", "event_id", "occurred_at"],
+                     "additionalProperties": False, "properties": {
+        "op": {"type": "string", "enum": ["upsert", "delete"]},
+        "user_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "event_id": {"type": "string", "minLength": 1, "maxLength": 255,
+                     "description": "unique per change (de-duplication), e.g. moodle-<siteid>-<queueid>"},
+        "occurred_at": {"type": "integer", "minimum": 0, "description": "epoch milliseconds"},
+        "event_type": {"type": "string", "enum": ["USER_CREATED", "USER_UPDATED", "USER_DELETED"],
+                       "description": "upsert: USER_CREATED or USER_UPDATED (default); delete: USER_DELETED"},
+        "profile": {"type": "object", "additionalProperties": _VALUE,
+                    "description": "upsert: the full snapshot (Moodle field names, custom fields as "
+                                   "profile_field_<shortname>, datetimes epoch seconds); delete: none"}}},
+    "IngestResult": {"type": "object", "required": ["accepted", "rejected", "results"], "properties": {
+        "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
+        "results": {"type": "array", "items": {"type": "object", "required": ["index", "status"], "properties": {
+            "index": {"type": "integer"}, "event_id": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": ["ACCEPTED", "REJECTED"]},
+            "code": {"type": "string"}, "path": {"type": "string"}, "message": {"type": "string"}}}}}},
+    "ProfilesPage": {"type": "object", "required": ["users", "next_cursor"], "properties": {
+        "users": {"type": "array", "items": {"type": "object", "required": ["user_id", "deleted", "profile"],
+                                             "properties": {"user_id": {"type": "string"},
+                                                            "deleted": {"type": "boolean"},
+                                                            "profile": {"type": "object"}}}},
+        "next_cursor": {"type": ["string", "null"]}}},
+}
+
+
+def _bridge_paths() -> dict[str, Any]:
+    catalog_errors = _errors(400, 401, 403, 413)
+    return {
+        "/sites/{site}/ingest/users": {"post": {
+            "summary": "User snapshots and deletions from an LMS bridge (role system or ingest); each record is "
+                       "ACCEPTED only once Kafka acknowledged it",
+            "parameters": [SITE],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["records"], "additionalProperties": False, "properties": {
+                    "records": {"type": "array", "maxItems": 500,
+                                "items": {"$ref": "#/components/schemas/IngestRecord"}}}}}}},
+            "responses": {"200": _resp("Per-record results (also when some are rejected)",
+                                       {"$ref": "#/components/schemas/IngestResult"}),
+                          **_errors(400, 401, 403, 413),
+                          "503": {**_resp("Kafka did not acknowledge the records: nothing was accepted, resend",
+                                          ERROR),
+                                  "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}},
+        "/sites/{site}/segments/{segment}": {
+            "put": {"summary": "Create or rename a segment (UpsertSegment; role site_admin or system)",
+                    "parameters": [SITE, SEGMENT],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["name"], "additionalProperties": False,
+                        "properties": {"name": _NAME}}}}},
+                    "responses": {"202": ACCEPTED, **catalog_errors}},
+            "delete": {"summary": "Delete a segment and its rules (DeleteSegment; role site_admin or system)",
+                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD}}},
+        "/sites/{site}/fields/{shortname}": {
+            "put": {"summary": "Declare a custom profile field (UpsertProfileField; role site_admin or system)",
+                    "parameters": [SITE, SHORTNAME],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["datatype"], "additionalProperties": False, "properties": {
+                            "name": _NAME,
+                            "datatype": {"type": "string", "enum": ["TEXT", "TEXTAREA", "MENU", "MULTISELECT",
+                                                                    "CHECKBOX", "DATETIME", "NUMBER"]},
+                            "options": {"type": "array", "maxItems": 1000,
+                                        "items": {"type": "string", "maxLength": 255}}}}}}},
+                    "responses": {"202": ACCEPTED, **catalog_errors}},
+            "delete": {"summary": "Delete a custom profile field (DeleteProfileField; role site_admin or system)",
+                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD}}},
+        "/sites/{site}/users": {"get": {
+            "summary": "Stored user profiles (what the processor holds), sorted by user id, cursor pagination",
+            "parameters": [SITE, {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 500}}],
+            "responses": {"200": _resp("A page", {"$ref": "#/components/schemas/ProfilesPage"}),
+                          **STD, **_errors(503)}}},
     }
