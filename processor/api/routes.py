@@ -49,7 +49,15 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),
+    # catalog writes and bridges (docs/api.md "Bridges"; processor/api/bridges.py)
+    ("PUT", f"{_S}/segments/{{segment}}"),
+    ("DELETE", f"{_S}/segments/{{segment}}"),
+    ("PUT", f"{_S}/fields/{{shortname}}"),
+    ("DELETE", f"{_S}/fields/{{shortname}}"),
+    ("POST", f"{_S}/ingest/users"),
+    ("GET", f"{_S}/users"),
     # worker-to-worker reads (the caller's token is forwarded)
+    ("GET", f"/internal{_S}/profiles"),
     ("GET", f"/internal{_S}/segments/{{segment}}/members"),
     ("GET", f"/internal{_S}/counts"),
     ("GET", f"/internal{_S}/users/{{user}}"),
