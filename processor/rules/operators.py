@@ -135,7 +135,7 @@ def _check_option(text: str, spec: FieldSpec, path: str) -> None:
         if norm_text(text) not in options:
             raise RuleError(
                 "INVALID_VALUE",
-                f"{text!r} is not an option of field {spec.name!r}; valid options: "
+                f"{show(text)} is not an option of field {spec.name!r}; valid options: "
                 + ", ".join(repr(o) for o in spec.options),
                 path,
             )
