@@ -9,8 +9,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from processor.errors import ProcessorError
+
+
+def seg(value: str) -> str:
+    """An id as one URL path segment: every reserved character quoted, '/' included (a user id
+    "a/zzz" must not become two segments, "r?x" must not start a query)."""
+    return quote(str(value), safe="")
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class AdminClient:
     def wait_command(self, site: str, command_id: str, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            st = self.ok("GET", f"/sites/{site}/commands/{command_id}")
+            st = self.ok("GET", f"/sites/{seg(site)}/commands/{seg(command_id)}")
             if st["status"] != "PENDING":
                 return st
             time.sleep(0.2)

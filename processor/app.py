@@ -265,12 +265,12 @@ class Processor:
         """The admin console: static files from the package (only the HTTP API behind them), plus
         a dev-only token endpoint that exists only when CONSOLE_DEV_LOGIN=1 (set by ``make run``)."""
         import os
-        import re
         from pathlib import Path
 
         from aiohttp import web as aioweb
 
         from processor.api.auth import make_token
+        from processor.contract.ids import NAME, id_problem
 
         static = Path(__file__).parent / "console" / "static"
         dev_login = (os.environ.get("CONSOLE_DEV_LOGIN", "").strip() == "1"
@@ -308,7 +308,7 @@ class Processor:
             if not dev_login or not loopback:
                 return not_found
             site = request.query.get("site", "demo")
-            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", site):
+            if id_problem(site, NAME) is not None:  # the contract's site ids (processor/contract/ids.py)
                 return aioweb.json_response({"code": "INVALID_PARAMETER", "message": "site is not a valid id",
                                              "path": "$query.site"}, status=400)
             token = make_token(self.s.admin_jwt_secret or "", "dev-console", site, ["site_admin"],
@@ -749,7 +749,52 @@ class Processor:
 
     # --------------------------------------------------------------- commands
     async def on_command(self, msg: Message) -> None:
-        cmd = decode_command(msg.value)
+        cmd = decode_command(msg.value)  # undecodable: no id to answer to, the guard dead-letters it
+        try:
+            await self._process_command(msg, cmd)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            await self._settle_failed_command(msg, cmd)
+            raise  # the guard logs it and dead-letters the original bytes
+
+    async def _settle_failed_command(self, msg: Message, cmd: Any) -> None:
+        """A command whose processing raised still gets a result (never PENDING forever).
+
+        With no decision in the catalog log yet (``decide`` raised, or the log write failed), a
+        REJECTED INTERNAL_ERROR decision is logged like any other: every worker folds the same
+        record and a re-sent command_id answers identically. Then the result of whatever the
+        log holds for the command (that one, or an earlier decision) is published. The message
+        names no server path: the exception stays in the worker's log and the dead letter.
+        """
+        try:
+            rec = self.registry.site(cmd.site_id).commands.get(cmd.command_id)
+            if rec is None:
+                message = ("the worker hit an internal error while processing this command; nothing was "
+                           f"changed. The operators have it as a dead letter of commands partition "
+                           f"{msg.partition}, offset {msg.offset}")
+                entry = CatalogEntry(cmd, "REJECTED", "INTERNAL_ERROR", message, now_ms(), msg.partition,
+                                     msg.offset, None)
+                md = await (await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode()))
+                await asyncio.wait_for(self.catalog.wait_for(md.offset), timeout=max(30.0, self.s.session_timeout_s))
+                rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+                self.count(f"commands.{rec.status}")
+                self.metrics.commands.labels(rec.status, rec.code or "").inc()
+            await self.publish_result(cmd.site_id, rec)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the broker is failing too: logged, and the message is dead-lettered
+            log.exception("no result could be published for command %s after it failed", cmd.command_id)
+
+    def _fault(self, stage: str, cmd: Any) -> None:
+        """FAULT_COMMAND_RAISE=<stage>:<command_id prefix>[,...] (failure tests only, never in
+        production): raise an unexpected error at ``stage`` (decide, fan_out) for matching commands."""
+        for spec in (self.s.fault_command_raise or "").split(","):
+            where, _, prefix = spec.partition(":")
+            if where == stage and prefix and cmd.command_id.startswith(prefix):
+                raise RuntimeError(f"injected fault at {stage} (FAULT_COMMAND_RAISE); see /srv/processor/{stage}.py")
+
+    async def _process_command(self, msg: Message, cmd: Any) -> None:
         await self.catalog.catch_up()
         site = self.registry.site(cmd.site_id)
         rec = site.commands.get(cmd.command_id)
@@ -762,6 +807,7 @@ class Processor:
             await self.publish_result(cmd.site_id, rec)
             return
         cmd, denied = self._verified_actor(cmd)
+        self._fault("decide", cmd)
         decision = denied or decide(site, cmd, decode_key(msg.key))
         entry = CatalogEntry(
             cmd, decision.status, decision.code, decision.message, now_ms(),
@@ -774,6 +820,8 @@ class Processor:
         self.count(f"commands.{rec.status}")
         self.metrics.commands.labels(rec.status, rec.code or "").inc()
         if rec.catalog_offset == md.offset:
+            if rec.status == "ACCEPTED":
+                self._fault("fan_out", cmd)
             await self.fan_out(cmd.site_id, rec, cmd.command_id, cmd.issued_at)
         await self.publish_result(cmd.site_id, rec)
 

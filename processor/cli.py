@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from processor.admin_client import seg  # every id in an API path is quoted as one segment
 from processor.config import Settings
 
 
@@ -292,7 +293,7 @@ def segments() -> None:
 @_api
 def segments_list(site: str, as_json: bool) -> None:
     """Segments with managed flag, member and rule counts."""
-    data = _client(site).ok("GET", f"/sites/{site}/segments")
+    data = _client(site).ok("GET", f"/sites/{seg(site)}/segments")
     _out(data, as_json, ["segment", "name", "managed", "members", "rules"],
          [[s["segment_id"], s["name"], s["managed"], s["member_count"], s["rule_count"]] for s in data["segments"]],
          f"site {site}: {data['users']} stored users")
@@ -300,7 +301,7 @@ def segments_list(site: str, as_json: bool) -> None:
 
 def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # type: ignore[type-arg]
     c = _client(site)
-    res = c.ok("POST", f"/sites/{site}/segments/{segment}/automation", body)
+    res = c.ok("POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body)
     final = c.wait_command(site, res["command_id"])
     _out(final, True)
     if final["status"] == "REJECTED":
@@ -345,7 +346,8 @@ def members_cmd(segment: str, site: str, limit: int, all_pages: bool, as_json: b
     with Progress(transient=True, disable=not all_pages or as_json) as progress:
         task = progress.add_task("fetching members", total=None)
         while True:
-            page = c.ok("GET", f"/sites/{site}/segments/{segment}/members?limit={min(limit, 500)}&cursor={cursor}")
+            page = c.ok("GET", f"/sites/{seg(site)}/segments/{seg(segment)}/members"
+                               f"?limit={min(limit, 500)}&cursor={seg(cursor)}")
             got += page["members"]
             progress.advance(task, len(page["members"]))
             cursor = page["next_cursor"]
@@ -364,7 +366,7 @@ def members_cmd(segment: str, site: str, limit: int, all_pages: bool, as_json: b
 @_api
 def explain_cmd(user: str, segment: str, site: str, as_json: bool) -> None:
     """Why USER is (or is not) in SEGMENT: each rule's evaluation tree."""
-    data = _client(site).ok("GET", f"/sites/{site}/users/{user}/segments/{segment}/explain")
+    data = _client(site).ok("GET", f"/sites/{seg(site)}/users/{seg(user)}/segments/{seg(segment)}/explain")
     if as_json:
         _out(data, True)
         return
@@ -401,7 +403,7 @@ def rules_list(site: str, as_json: bool) -> None:
     """Rules with status (enabled, disabled, broken + why)."""
     from processor.rules.text import to_text
 
-    data = _client(site).ok("GET", f"/sites/{site}/rules")
+    data = _client(site).ok("GET", f"/sites/{seg(site)}/rules")
 
     def text(cond: object) -> str:
         try:
@@ -426,7 +428,7 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
     import yaml
 
     c = _client(site)
-    existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{site}/rules")["rules"]}
+    existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{seg(site)}/rules")["rules"]}
     doc = yaml.safe_load(file.read_text())
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
     failed = 0
@@ -434,9 +436,9 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
     for r in items or []:
         body = {k: v for k, v in r.items() if k != "rule_id"}
         if r.get("rule_id") in existing:
-            res = c.ok("PUT", f"/sites/{site}/rules/{r['rule_id']}", body)
+            res = c.ok("PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body)
         else:
-            res = c.ok("POST", f"/sites/{site}/rules", dict(r))
+            res = c.ok("POST", f"/sites/{seg(site)}/rules", dict(r))
         final = c.wait_command(site, res["command_id"])
         failed += final["status"] != "ACCEPTED"
         results.append({"rule_id": r.get("rule_id"), **final})
@@ -453,7 +455,7 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
 def rules_delete(rule_id: str, site: str) -> None:
     """Delete RULE_ID (its members are re-evaluated)."""
     c = _client(site)
-    final = c.wait_command(site, c.ok("DELETE", f"/sites/{site}/rules/{rule_id}")["command_id"])
+    final = c.wait_command(site, c.ok("DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}")["command_id"])
     _out(final, True)
     if final["status"] != "ACCEPTED":
         sys.exit(1)
@@ -469,7 +471,7 @@ def rules_delete(rule_id: str, site: str) -> None:
 def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, as_json: bool) -> None:
     """How many users CONDITION (text or JSON) would add/remove in SEGMENT, with samples."""
     body = {"segment_id": segment, "condition": condition, **({"rule_id": rule_id} if rule_id else {})}
-    data = _client(site).ok("POST", f"/sites/{site}/rules/preview", body)
+    data = _client(site).ok("POST", f"/sites/{seg(site)}/rules/preview", body)
     if as_json:
         _out(data, True)
         return

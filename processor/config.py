@@ -83,6 +83,10 @@ class Settings:
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
     # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
+    # Fault injection for the failure tests only (never set in production): "<stage>:<prefix>"
+    # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
+    # whose command_id starts with <prefix> (processor/app.py, Processor._fault).
+    fault_command_raise: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -111,6 +115,7 @@ class Settings:
             faust_producer_linger_ms=int(_env("FAUST_PRODUCER_LINGER_MS", str(d.faust_producer_linger_ms))),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
+            fault_command_raise=os.environ.get("FAULT_COMMAND_RAISE") or None,
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -24,6 +24,7 @@ from processor.api import bridges
 from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
 from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
+from processor.api.requests import check_path_ids
 from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
@@ -115,6 +116,7 @@ class Api:
         async def run(request: aioweb.Request) -> aioweb.StreamResponse:
             started = time.perf_counter()
             try:
+                check_path_ids(request.match_info)
                 unknown = sorted(set(request.query) - allowed_query)
                 if unknown:
                     raise ApiError(400, "INVALID_PARAMETER", f"unknown query parameter {unknown[0]!r}",
@@ -183,10 +185,12 @@ class Api:
 
     async def _local(self, method: str, path: str, request: aioweb.Request, payload: Any) -> Any:
         # direct call of the local handler's logic (no HTTP round trip to ourselves)
+        from urllib.parse import unquote
+
         from yarl import URL
 
         url = URL(path)
-        parts = url.path.split("/")
+        parts = [unquote(p) for p in url.raw_path.split("/")]  # an id's %2F stays inside its segment
         site = parts[3]
         if parts[4] == "segments":
             return self._members_local(site, parts[5], url.query.get("after", ""), int(url.query.get("limit", "50")))
@@ -377,8 +381,8 @@ class Api:
         from urllib.parse import quote
 
         site_id, user = request.match_info["site"], request.match_info["user"]
-        found = [p for p in await self.gather(request, "GET", f"/internal/sites/{quote(site_id)}/users/{quote(user)}")
-                 if p.get("found")]
+        path = f"/internal/sites/{quote(site_id, safe='')}/users/{quote(user, safe='')}"  # '/' cannot change it
+        found = [p for p in await self.gather(request, "GET", path) if p.get("found")]
         if not found:
             raise ApiError(404, "UNKNOWN_USER", f"user {user!r} is not stored for this site")
         return found[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from processor.contract.ids import ID_KINDS, MAX_ID_CHARS, PATTERNS, RULES
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -21,10 +23,19 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _resp(names[c], ERROR) for c in codes}
 
 
-SITE = {"name": "site", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-SEGMENT = {"name": "segment", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-RULE = {"name": "rule", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+def _id(param: str, name: str) -> dict[str, Any]:
+    """A path parameter carrying contract id ``name``: its limits from processor/contract/ids.py."""
+    kind = ID_KINDS[name]
+    return {"name": param, "in": "path", "required": True,
+            "description": f"{name}: 1-{MAX_ID_CHARS} characters, {RULES[kind]}; otherwise 400 INVALID_ID",
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": PATTERNS[kind]}}
+
+
+SITE = _id("site", "site_id")
+SEGMENT = _id("segment", "segment_id")
+RULE = _id("rule", "rule_id")
+USER = _id("user", "user_id")
+COMMAND = _id("command", "command_id")
 DRY = {"name": "dry_run", "in": "query", "required": False, "schema": {"type": "string", "enum": ["true", "false"]}}
 ACCEPTED = _resp("Command queued", {"$ref": "#/components/schemas/Accepted"})
 DRYRUN = _resp("Validation result (dry run)", {"$ref": "#/components/schemas/Validation"})
@@ -83,8 +94,7 @@ def spec() -> dict[str, Any]:
                            "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422)}}},
             "/sites/{site}/commands/{command}": {"get": {
                 "summary": "Outcome of a command (PENDING until processed)",
-                "parameters": [SITE, {"name": "command", "in": "path", "required": True,
-                                      "schema": {"type": "string"}}],
+                "parameters": [SITE, COMMAND],
                 "responses": {"200": _resp("Status", {"type": "object"}), **STD}}},
             "/sites/{site}/users/{user}/segments": {"get": {
                 "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
@@ -109,8 +119,10 @@ def spec() -> dict[str, Any]:
                     "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "object"}}}},
                 "RuleBody": {"type": "object", "required": ["segment_id", "condition"],
                              "additionalProperties": False, "properties": {
-                    "rule_id": {"type": "string", "minLength": 1, "maxLength": 255},
-                    "segment_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "rule_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS,
+                                "pattern": PATTERNS[ID_KINDS["rule_id"]]},
+                    "segment_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS,
+                                   "pattern": PATTERNS[ID_KINDS["segment_id"]]},
                     "name": {"type": "string"},
                     "condition": {"type": ["object", "string"], "description": "JSON tree or text form"},
                     "enabled": {"type": "boolean"}}},

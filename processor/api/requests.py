@@ -6,9 +6,30 @@ import json
 from typing import Any
 
 from processor.api.errors import ApiError
+from processor.contract.exceptions import ContractError
+from processor.contract.ids import check_id
 from processor.rules.exceptions import RuleError
 
 MAX_LIMIT = 500
+# a route's path parameters and the contract id each one carries
+PATH_IDS = {"site": "site_id", "segment": "segment_id", "rule": "rule_id", "command": "command_id",
+            "user": "user_id"}
+
+
+def check_path_ids(match_info: Any) -> None:
+    """Every id in a request's path has the contract's limits (processor/contract/ids.py), else 400
+    INVALID_ID at ``$path.<param>``: a 5,000-character rule id was accepted, and ``a%2Fzzz`` (a user
+    id holding '/') reached another user's internal path."""
+    for param, name in PATH_IDS.items():
+        if param in match_info:
+            _id(match_info[param], name, f"$path.{param}")
+
+
+def _id(value: Any, name: str, path: str) -> str:
+    try:
+        return check_id(value, name, path)
+    except ContractError as err:
+        raise ApiError(400, err.code, err.message, err.path) from None
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -56,12 +77,12 @@ def rule_payload(body: Any, rule_id: str | None = None) -> dict[str, Any]:
     extra = set(b) - {"rule_id", "segment_id", "name", "condition", "enabled"}
     if extra:
         raise ApiError(400, "INVALID_FIELD", f"unknown field {sorted(extra)[0]!r}", f"$.{sorted(extra)[0]}")
-    rid = rule_id or _str(b, "rule_id")
+    rid = rule_id or _id(_str(b, "rule_id"), "rule_id", "$.rule_id")
     if rule_id and "rule_id" in b and b["rule_id"] != rule_id:
         raise ApiError(400, "INVALID_FIELD", "rule_id in the body must match the URL", "$.rule_id")
     return {
         "rule_id": rid,
-        "segment_id": _str(b, "segment_id"),
+        "segment_id": _id(_str(b, "segment_id"), "segment_id", "$.segment_id"),
         "name": _str(b, "name", required=False, default=rid) or rid,
         "condition_json": json.dumps(condition_tree(b), separators=(",", ":")),
         "enabled": _bool(b, "enabled", True),

@@ -10,11 +10,12 @@ validation rules change in a later version).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from processor.catalog.authorize import authorize
 from processor.catalog.model import ProfileField, Rule, Segment, SiteCatalog
+from processor.contract.exceptions import ContractError
+from processor.contract.ids import check_id
 from processor.contract.models import Command
 from processor.errors import ProcessorError
 from processor.rules.compiler import compile_condition
@@ -23,8 +24,6 @@ from processor.rules.fields import CUSTOM_PREFIX, FieldType
 
 RECONCILE = "RECONCILE"  # re-evaluate members against current rules
 REMOVE_ALL = "REMOVE_ALL"  # remove every automation member
-
-SHORTNAME_RE = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +64,12 @@ def _reject(err: ProcessorError) -> Decision:
     return Decision("REJECTED", err.code, err.message, err.path)
 
 
-def _need_id(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise Rejected("INVALID_ID", f"{name} must be a non-empty string", f"$.payload.{name}")
-    return value
+def _need_id(value: object, name: str, path: str | None = None) -> str:
+    """A payload id of the contract's length and character set (processor/contract/ids.py)."""
+    try:
+        return check_id(value, name, path or f"$.payload.{name}")
+    except ContractError as err:
+        raise Rejected(err.code, err.message, err.path) from None
 
 
 def _segment(cat: SiteCatalog, segment_id: str) -> Segment:
@@ -113,9 +114,6 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
     p, t = cmd.payload, cmd.payload_type
     if t == "UpsertProfileField":
         short = _need_id(p["shortname"], "shortname")
-        if not SHORTNAME_RE.match(short):
-            raise Rejected("INVALID_FIELD", "shortname may contain only letters, digits and _ (1-100)",
-                           "$.payload.shortname")
         dtype = FieldType(p["datatype"])
         options = tuple(p.get("options") or ())
         if dtype is FieldType.MENU and not options:
@@ -193,6 +191,11 @@ def decide(cat: SiteCatalog, cmd: Command, key_site: str | None = None) -> Decis
     if key_site is not None and key_site != cmd.site_id:
         return Decision("REJECTED", "KEY_MISMATCH",
                         f"message key {key_site!r} must equal site_id {cmd.site_id!r}", "$key")
+    try:  # the ids that address the result are non-empty and within 255 (decode_command checked)
+        _need_id(cmd.site_id, "site_id", "$.site_id")
+        _need_id(cmd.command_id, "command_id", "$.command_id")
+    except Rejected as err:
+        return _reject(err)
     denied = authorize(cmd)
     if denied:
         return _reject(denied)

@@ -1,7 +1,9 @@
 """Encode and decode wire records with fastavro (schemaless binary).
 
 Decoding is strict: the whole buffer must be consumed (no trailing bytes) and
-every id must be a non-empty string within limits. Any failure raises
+every id must be a non-empty string within limits (a user event's ids also of their
+character set, processor/contract/ids.py; a command's are checked by ``decide`` so that
+it still gets a REJECTED result). Any failure raises
 :class:`ContractError` with a code and the JSON path of the offending field,
 which the edge turns into a dead-letter record.
 """
@@ -15,6 +17,7 @@ import fastavro
 
 from processor.contract import schemas
 from processor.contract.exceptions import ContractError
+from processor.contract.ids import check_id
 from processor.contract.limits import DEFAULT_LIMITS, Limits
 from processor.contract.models import (
     PAYLOAD_TYPES,
@@ -186,6 +189,8 @@ def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = D
     _check_id(rec["event_id"], "$.event_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
     _check_id(rec["user_id"], "$.user_id", limits)
+    for name in ("event_id", "site_id", "user_id"):  # the character sets (processor/contract/ids.py)
+        check_id(rec[name], name, f"$.{name}")
     _check_profile(rec["profile"], limits)
     expected = f"{rec['site_id']}:{rec['user_id']}"
     got = decode_key(key)

@@ -227,7 +227,7 @@ class _Compiler:
             if len(tree) != 1:
                 self.fail(
                     "INVALID_CONDITION",
-                    f"a {groups[0]!r} node must have no other keys; found {sorted(tree)}",
+                    f"a {groups[0]!r} node must have no other keys; found {sorted(map(str, tree))}",
                     path,
                 )
                 return None
@@ -245,7 +245,7 @@ class _Compiler:
             return All(children) if key == "all" else Any_(children)  # type: ignore[arg-type]
         if "field" in tree or "op" in tree:
             return self.leaf(tree, path)
-        unknown = sorted(tree)
+        unknown = sorted(map(str, tree))
         hint = _suggest(unknown[0], [*GROUP_KEYS, "field"]) if unknown else None
         self.fail(
             "INVALID_CONDITION",
@@ -257,7 +257,7 @@ class _Compiler:
         return None
 
     def leaf(self, tree: dict[str, Any], path: str) -> Node | None:
-        extra = sorted(set(tree) - LEAF_KEYS)
+        extra = sorted(map(str, set(tree) - LEAF_KEYS))  # str(): a Python caller may use other keys
         if extra:
             self.fail(
                 "INVALID_CONDITION",

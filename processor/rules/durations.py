@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 
 from processor.rules.exceptions import RuleError
+from processor.rules.values import show
 
+# ASCII digits only (\d would take any Unicode digit); \Z, not $, which also matches before a final "\n"
 _RE = re.compile(
-    r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+    r"^P(?:(?P<w>[0-9]+)W)?(?:(?P<d>[0-9]+)D)?(?:T(?:(?P<h>[0-9]+)H)?(?:(?P<m>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?\Z"
 )
 MAX_SECONDS = 100 * 366 * 86400
+MAX_CHARS = 64  # far more than any duration up to 100 years needs
 
 
 def parse_duration(text: object, path: str = "$") -> int:
@@ -21,12 +24,15 @@ def parse_duration(text: object, path: str = "$") -> int:
     if not isinstance(text, str):
         raise RuleError("INVALID_VALUE", "duration must be an ISO-8601 string such as \"P30D\" or \"PT12H\"", path)
     t = text.strip().upper()
+    if len(t) > MAX_CHARS:  # also keeps int() below clear of its 4,300-digit limit
+        raise RuleError("INVALID_VALUE", f"duration is longer than {MAX_CHARS} characters; "
+                        "durations go up to 100 years, e.g. \"P36600D\"", path)
     m = _RE.match(t)
     if not m or t in ("P", "PT") or t.endswith("T"):
         hint = ""
         if re.match(r"^P\d+[MY]", t):
             hint = "; months and years have no fixed length: use days, e.g. \"P30D\" or \"P365D\""
-        raise RuleError("INVALID_VALUE", f"{text!r} is not a duration like \"P30D\", \"P2W\" or \"PT12H\"{hint}", path)
+        raise RuleError("INVALID_VALUE", f"{show(text)} is not a duration like \"P30D\", \"P2W\" or \"PT12H\"{hint}", path)
     secs = (
         int(m["w"] or 0) * 7 * 86400
         + int(m["d"] or 0) * 86400

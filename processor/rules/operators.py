@@ -20,6 +20,9 @@ evaluator never change.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import math
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +41,7 @@ from processor.rules.values import (
     is_truthy,
     norm_text,
     parse_epoch_value,
+    show,
 )
 
 Prepare = Callable[[Any, FieldSpec, bool, str], Any]
@@ -52,6 +56,7 @@ DT = frozenset({FieldType.DATETIME})
 ALL_TYPES = frozenset(FieldType)
 MAX_REGEX_CHARS = 512
 MAX_LIST_ITEMS = 1000
+MAX_TIMEZONE_CHARS = 64  # the longest IANA name is about 30 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,7 @@ def _check_option(text: str, spec: FieldSpec, path: str) -> None:
         if norm_text(text) not in options:
             raise RuleError(
                 "INVALID_VALUE",
-                f"{text!r} is not an option of field {spec.name!r}; valid options: "
+                f"{show(text)} is not an option of field {spec.name!r}; valid options: "
                 + ", ".join(repr(o) for o in spec.options),
                 path,
             )
@@ -154,9 +159,15 @@ def _text_list(value: Any, spec: FieldSpec, cs: bool, path: str) -> frozenset[st
 
 
 def _number_value(value: Any, spec: FieldSpec, cs: bool, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RuleError("INVALID_VALUE", f"value must be a number, got {type(value).__name__}", path)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range (about 1.8e308)
+        raise RuleError("INVALID_VALUE", "value is too large: numbers must be within +-1.8e308", path) from None
+    if not math.isfinite(number):
+        raise RuleError("INVALID_VALUE", f"value must be a finite number, got {value!r}", path)
+    return number
 
 
 def _number_range(value: Any, spec: FieldSpec, cs: bool, path: str) -> tuple[float, float]:
@@ -174,7 +185,8 @@ def _epoch_value(value: Any, spec: FieldSpec, cs: bool, path: str) -> int:
     if parsed is None:
         raise RuleError(
             "INVALID_VALUE",
-            "value must be epoch seconds (integer) or an ISO-8601 date such as \"2026-01-31\"",
+            "value must be epoch seconds (integer) or an ISO-8601 date such as \"2026-01-31\", "
+            "between 0001-01-01 and 9999-12-31",
             path,
         )
     return parsed
@@ -190,29 +202,53 @@ def _epoch_range(value: Any, spec: FieldSpec, cs: bool, path: str) -> tuple[int,
     return lo, hi
 
 
+@functools.lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    """Every IANA zone name this installation knows (system tz database and the tzdata package)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _zone(name: Any, path: str) -> ZoneInfo:
+    """An IANA timezone by name. Only names of the tz database are looked up: ZoneInfo reads a file
+    named after its argument, so "America" (a directory) or a 5,000-character name raised OS errors
+    whose messages showed the server's paths."""
+    if not isinstance(name, str):
+        raise RuleError("INVALID_VALUE", f"timezone must be an IANA name such as \"Europe/Paris\", "
+                        f"got {type(name).__name__}", path)
+    if len(name) > MAX_TIMEZONE_CHARS or name not in _zone_names():
+        raise RuleError("INVALID_VALUE", f"unknown IANA timezone {show(name)} (e.g. \"Europe/Paris\")", path)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # listed but unreadable: same answer, no path
+        raise RuleError("INVALID_VALUE", f"unknown IANA timezone {show(name)} (e.g. \"Europe/Paris\")",
+                        path) from None
+
+
 def _day_value(value: Any, spec: FieldSpec, cs: bool, path: str) -> tuple[int, int]:
     """``on``: "YYYY-MM-DD" or {"date": "YYYY-MM-DD", "timezone": "Europe/Paris"} -> [start, end)."""
-    tz_name = "UTC"
+    tz_name: Any = "UTC"
+    date_path = path
     if isinstance(value, dict):
         extra = set(value) - {"date", "timezone"}
         if extra or "date" not in value:
             raise RuleError("INVALID_VALUE", "on takes \"YYYY-MM-DD\" or {\"date\": ..., \"timezone\": ...}", path)
-        tz_name = value.get("timezone") or "UTC"
+        tz_name = value.get("timezone")
+        if tz_name is None or tz_name == "":
+            tz_name = "UTC"
         value = value["date"]
+        date_path = f"{path}.date"
     if not isinstance(value, str):
-        raise RuleError("INVALID_VALUE", "on takes a calendar date \"YYYY-MM-DD\"", path)
+        raise RuleError("INVALID_VALUE", "on takes a calendar date \"YYYY-MM-DD\"", date_path)
     try:
         day = _dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise RuleError("INVALID_VALUE", f"{value!r} is not a date like \"2026-01-31\"", path) from None
-    try:
-        tz = ZoneInfo(str(tz_name))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise RuleError("INVALID_VALUE", f"unknown IANA timezone {tz_name!r} (e.g. \"Europe/Paris\")",
-                        f"{path}.timezone") from None
-    start = _dt.datetime.combine(day, _dt.time(), tz)
-    end = _dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), tz)
-    return int(start.timestamp()), int(end.timestamp())
+        raise RuleError("INVALID_VALUE", f"{show(value)} is not a date like \"2026-01-31\"", date_path) from None
+    tz = _zone(tz_name, f"{path}.timezone")
+    start = int(_dt.datetime.combine(day, _dt.time(), tz).timestamp())
+    if day == _dt.date.max:  # no next day to start from: the last day of the calendar lasts 24 hours
+        return start, start + 86400
+    end = int(_dt.datetime.combine(day + _dt.timedelta(days=1), _dt.time(), tz).timestamp())
+    return start, end
 
 
 def _duration(value: Any, spec: FieldSpec, cs: bool, path: str) -> int:
@@ -232,6 +268,8 @@ def _regex(value: Any, spec: FieldSpec, cs: bool, path: str) -> Any:
         return re2.compile(value, opts)
     except re2.error as exc:
         raise RuleError("INVALID_VALUE", f"invalid regular expression (RE2 syntax): {exc}", path) from None
+    except (ValueError, TypeError, OverflowError):  # e.g. a lone surrogate, which has no UTF-8 form
+        raise RuleError("INVALID_VALUE", "invalid regular expression: it must be valid Unicode text", path) from None
 
 
 # ---------------------------------------------------------------------- tests

@@ -74,6 +74,7 @@ from typing import Any
 
 from processor.rules.compiler import GROUP_KEYS, LEAF_KEYS, MAX_DEPTH, MAX_NODES, parse_condition_json
 from processor.rules.exceptions import CompileError, RuleError
+from processor.rules.values import show
 
 __all__ = ["MAX_TEXT_CHARS", "MAX_VALUE_DEPTH", "condition_from_any", "parse_text", "to_text"]
 
@@ -148,7 +149,7 @@ def _value_problem(value: Any) -> str | None:
         if kind is dict:
             bad = next((k for k in item if type(k) is not str), None)
             if bad is not None:
-                return f"object keys must be strings, found {type(bad).__name__} {bad!r}"
+                return f"object keys must be strings, found {type(bad).__name__} {show(bad)}"
             stack.extend((v, depth + 1) for v in item.values())
         else:
             stack.extend((v, depth + 1) for v in item)
@@ -483,7 +484,7 @@ class _Printer:
             name = tree.get(key)
             if not isinstance(name, str) or not _IDENT.match(name) or name.lower() in _KEYWORDS:
                 raise RuleError("INVALID_CONDITION",
-                                f"{key} {name!r} cannot be written as text: expected a name of letters, "
+                                f"{key} {show(name)} cannot be written as text: expected a name of letters, "
                                 "digits and _ (not starting with a digit) other than and / or / not",
                                 f"{path}.{key}")
             parts.append(name)

@@ -465,7 +465,7 @@ def _wrong_schema(rnd: random.Random, i: int) -> bytes:
 
 
 ANY_DLQ = frozenset({"DECODE_ERROR", "TRAILING_BYTES", "EMPTY_ID", "KEY_MISMATCH", "LIMIT_EXCEEDED",
-                     "INVALID_FIELD"})
+                     "INVALID_FIELD", "INVALID_ID"})
 # (kind, weight) of malformed messages; "big_string" (900 KB values) is a fixed count
 HOSTILE_KINDS = (
     ("random_bytes", 18), ("truncated", 10), ("wrong_schema", 8), ("huge_map", 4), ("long_string", 2),

@@ -32,6 +32,7 @@ from processor.contract.codec import (
     user_event_key,
 )
 from processor.contract.exceptions import ContractError
+from processor.contract.ids import NAME, OPAQUE, id_problem
 from processor.contract.limits import DEFAULT_LIMITS, Limits
 from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
 
@@ -557,7 +558,10 @@ def test_fuzz_mutated_valid_messages_only_raise_contract_error(data):
                 pass
 
 
-_ids = st.text(min_size=1, max_size=20).filter(lambda s: s.strip())
+# valid ids of the contract (processor/contract/ids.py): names for sites, opaque ids for users and events
+_ids = st.text(min_size=1, max_size=20).filter(lambda s: id_problem(s, OPAQUE) is None)
+_names = st.text(st.characters(categories=("L", "Nd"), include_characters="_-."), min_size=1, max_size=20).filter(
+    lambda s: id_problem(s, NAME) is None)
 _profile_values = st.one_of(
     st.none(),
     st.text(max_size=20),
@@ -572,7 +576,7 @@ _profile_values = st.one_of(
 @given(
     event_id=_ids,
     event_type=st.sampled_from(["USER_CREATED", "USER_UPDATED", "USER_DELETED"]),
-    site_id=_ids,
+    site_id=_names,
     user_id=_ids,
     occurred_at=st.integers(min_value=0, max_value=2**62),
     profile=st.dictionaries(st.text(min_size=1, max_size=20), _profile_values, max_size=8),
