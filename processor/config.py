@@ -77,6 +77,13 @@ class Settings:
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
     # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
+    # Dead letters (processor/dead_letters.py): the dead-letter producer's message size limit
+    # (librdkafka message.max.bytes; keep it at or below the dead-letter topic's max.message.bytes):
+    # larger dead letters are cut to fit. How long one send may take before it counts as failed,
+    # and the longest wait between retries while an input partition is paused for one.
+    dead_letter_max_bytes: int = 1_000_000
+    dead_letter_timeout_ms: int = 10_000
+    dead_letter_retry_max_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -101,6 +108,9 @@ class Settings:
             faust_producer_linger_ms=int(_env("FAUST_PRODUCER_LINGER_MS", str(d.faust_producer_linger_ms))),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
+            dead_letter_max_bytes=int(_env("DEAD_LETTER_MAX_BYTES", str(d.dead_letter_max_bytes))),
+            dead_letter_timeout_ms=int(_env("DEAD_LETTER_TIMEOUT_MS", str(d.dead_letter_timeout_ms))),
+            dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),
         )
 
     def with_(self, **kw: object) -> "Settings":
