@@ -149,8 +149,9 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
     """The dead-letter topic does not exist (deleted; the client never creates topics): a garbage
     message cannot be dead-lettered. The worker stays up, pauses that partition only (error log,
     gauge 1, failure count), commits nothing past the garbage, holds the valid event behind it, and
-    goes on with other partitions. Once the topic exists again the dead letter arrives (at least
-    once), the held event is processed once, the gauge is 0."""
+    goes on with other partitions, for twice the session timeout without a rebalance. Once the topic
+    exists again the dead letter arrives (at least once), the held event is processed once, the
+    gauge is 0."""
     c = own_cluster
     s, t = c.settings, c.settings.topics
     worker = c.workers[0]
@@ -165,7 +166,8 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
     c.wait(lambda: {ch.user_id for ch in c.changes_for(site)} >= set(first.values()), 90, "warm-up")
     blocked = 0
     held = next(u for u in users if on[u] == blocked and u != first[blocked])
-    other = next(u for u in users if on[u] != blocked and u not in first.values())
+    other, late = [u for u in users if on[u] != blocked and u not in first.values()][:2]
+    joins = worker.log_path.read_text(errors="replace").count("(Re-)joining group")
 
     admin = AdminClient({"bootstrap.servers": s.bootstrap_servers})
     c._readers.pop("dlq").close()  # it would fail on the deleted topic: read nothing until it exists again
@@ -184,6 +186,7 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
     c.wait(lambda: other in {ch.user_id for ch in c.changes_for(site)}, 60, "the other partition's event")
     c.wait(lambda: metric(metrics(worker), "segment_dead_letter_blocked", topic=t.user_events,
                           partition=str(blocked)) == 1, 30, "blocked gauge")
+    blocked_at = time.monotonic()
     text = metrics(worker)
     assert (metric(text, "segment_dead_letter_send_failures_total", topic=t.user_events) or 0) >= 1
     assert held not in {ch.user_id for ch in c.changes_for(site)}
@@ -196,9 +199,17 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
         assert tp.offset == garbage_offset, (tp.offset, garbage_offset)
     finally:
         committed.close()
+    # Blocked for twice the session timeout: the worker still heartbeats and polls (no rebalance),
+    # and other partitions still flow.
+    time.sleep(max(0.0, 2 * s.session_timeout_s - (time.monotonic() - blocked_at)))
+    c.producer.user_event(make_event(site, late, department="Sales"))
+    c.producer.flush()
+    c.wait(lambda: late in {ch.user_id for ch in c.changes_for(site)}, 60, "an event sent late in the block")
     assert held not in {ch.user_id for ch in c.changes_for(site)}
     assert worker.alive
-    assert "DEAD_LETTER_BLOCKED" in worker.log_path.read_text(errors="replace")
+    log_text = worker.log_path.read_text(errors="replace")
+    assert "DEAD_LETTER_BLOCKED" in log_text
+    assert log_text.count("(Re-)joining group") == joins, "the block caused a rebalance"
     assert t.dead_letters not in admin.list_topics(timeout=10).topics
 
     admin.create_topics([NewTopic(t.dead_letters, s.partitions, 1)])[t.dead_letters].result(30)
