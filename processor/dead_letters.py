@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from processor.contract.codec import encode_dead_letter
-from processor.contract.dead_letter_bounds import bound_dead_letter
+from processor.contract.dead_letter_bounds import MIN_MAX_BYTES, bound_dead_letter
 from processor.contract.models import DeadLetter
 from processor.librdkafka import KAFKA_LOG
 
@@ -190,6 +190,8 @@ class DeadLetters:
 
     def __init__(self, topic: str, producer: DeadLetterProducer, partitions: Partitions, metrics: Any,
                  max_bytes: int, retry_max_s: float = 30.0) -> None:
+        if max_bytes < MIN_MAX_BYTES:  # refuse at start, not at the first dead letter
+            raise ValueError(f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
         self.topic = topic
         self.producer = producer
         self.partitions = partitions

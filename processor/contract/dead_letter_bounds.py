@@ -7,7 +7,7 @@ default). The unbounded record could not be sent at all: the send raised inside 
 handler. :func:`bound_dead_letter` keeps every field that fits and cuts the rest:
 
 * the key to :data:`MAX_KEY_BYTES` (it is also the dead letter's Kafka key, so it counts twice);
-* the error text to :data:`MAX_ERROR_CHARS`;
+* the error text to :data:`MAX_ERROR_CHARS` (characters Avro cannot write escaped as ``\\udcxx``);
 * the value to what is left of ``max_bytes`` after the rest of the record and
   :data:`HEADROOM` (record, batch and request headers).
 
@@ -40,7 +40,8 @@ def bound_dead_letter(dl: DeadLetter, max_bytes: int) -> DeadLetter:
     if max_bytes < MIN_MAX_BYTES:
         raise ValueError(f"max_bytes is {max_bytes}; a dead letter needs at least {MIN_MAX_BYTES}")
     cut: list[str] = []
-    key, value, error = dl.key, dl.value, dl.error
+    # A lone surrogate (from some exception's text) is not UTF-8: Avro could not write the string.
+    key, value, error = dl.key, dl.value, dl.error.encode("utf-8", "backslashreplace").decode("utf-8")
     if key is not None and len(key) > MAX_KEY_BYTES:
         key = key[:MAX_KEY_BYTES]
         cut.append("key")

@@ -68,3 +68,12 @@ async def test_the_consumer_internals_the_pause_reads_exist(tmp_path: Path) -> N
     with sub.fetch_context():
         pass
     assert sub._last_fetch_ended > before
+
+
+def test_a_size_limit_too_small_for_a_dead_letter_fails_the_start() -> None:
+    """Refused when the worker builds its dead-letter sender, not at the first dead letter."""
+    from processor.dead_letters import DeadLetters
+
+    producer = DeadLetterProducer("127.0.0.1:1", "t", 1000, 1000)
+    with pytest.raises(ValueError, match="DEAD_LETTER_MAX_BYTES"):
+        DeadLetters("dead-letters", producer, partitions=None, metrics=None, max_bytes=1000)  # type: ignore[arg-type]

@@ -131,6 +131,12 @@ def test_a_huge_key_and_error_are_cut() -> None:
     assert len(encode_dead_letter(out)) + len(out.key) <= MAX - HEADROOM
 
 
+def test_an_error_text_avro_cannot_write_is_escaped() -> None:
+    """A lone surrogate in an exception's text would make the dead letter unwritable."""
+    out = bound_dead_letter(DeadLetter("t", 0, 5, None, b"v", "PROCESSING_ERROR", "bad \udc80 key", 9), MAX)
+    assert decode_dead_letter(encode_dead_letter(out)).error == "bad \\udc80 key"
+
+
 def test_a_limit_too_small_for_any_dead_letter_is_refused() -> None:
     with pytest.raises(ValueError):
         bound_dead_letter(DeadLetter("t", 0, 5, None, b"v", "DECODE_ERROR", "e", 9), 1000)
