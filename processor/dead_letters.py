@@ -177,10 +177,10 @@ class _Block:
     """A partition waiting for the dead letter of its message at ``offset``."""
 
     offset: int
-    key: bytes | None
-    record: bytes
+    records: list[tuple[bytes | None, bytes]]  # (key, dead letter) not sent yet, in order
     generation: int
     seen: int  # highest offset of the partition the agent parked since
+    sealed: bool = False  # all sent, about to seek: a later dead letter needs a block of its own
     replay: bool = False  # sought back: the next message of the partition is the re-read one
     task: asyncio.Task[None] | None = None
 
@@ -227,7 +227,9 @@ class DeadLetters:
         else:
             dl = bound_dead_letter(dl, self.max_bytes)
         record = encode_dead_letter(dl)
-        if self._failing:
+        if msg.tp in self._blocks:  # a second dead letter of the same message: after the first
+            reason = "the message's first dead letter is not sent yet"
+        elif self._failing:
             reason = "the dead-letter topic did not take the previous dead letter either"
         else:
             try:
@@ -241,7 +243,11 @@ class DeadLetters:
     def _block(self, msg: Any, key: bytes | None, record: bytes, reason: str) -> None:
         self._failing = True
         msg.acked = True
-        b = _Block(msg.offset, key, record, self.partitions.generation(), msg.offset)
+        b = self._blocks.get(msg.tp)
+        if b is not None and not b.sealed:
+            b.records.append((key, record))  # its task sends it after the first
+            return
+        b = _Block(msg.offset, [(key, record)], self.partitions.generation(), msg.offset)
         self._blocks[msg.tp] = b
         self.metrics.dead_letter_blocked.labels(msg.topic, str(msg.partition)).set(1)
         log.error("dead letter of %s[%d]@%d not sent (%s); consumption of %s[%d] paused until it is",
@@ -253,17 +259,20 @@ class DeadLetters:
     async def _unblock(self, tp: Any, b: _Block) -> None:
         try:
             paused_at = await self.partitions.pause(tp)
-            attempts = await self._retry(tp, b)
-            self._failing = False
-            while not self._drained(tp, b, paused_at):
-                await asyncio.sleep(0.05)
+            attempts = 0
+            while b.records:  # more can come while waiting (a handler dead-lettering twice)
+                attempts += await self._retry(tp, b)
+                self._failing = False
+                while not self._drained(tp, b, paused_at):
+                    await asyncio.sleep(0.05)
+            b.sealed = True
             if self._blocks.get(tp) is not b or self.partitions.generation() != b.generation:
                 return  # revoked meanwhile: the next owner re-reads from the committed offset
             await self.partitions.seek(tp, b.offset)
             b.replay = True
             await self.partitions.resume(tp)
             self.metrics.dead_letter_blocked.labels(tp.topic, str(tp.partition)).set(0)
-            log.warning("dead letter of %s[%d]@%d sent after %d more attempts; %s[%d] resumed",
+            log.warning("dead letter of %s[%d]@%d sent (%d attempts in the background); %s[%d] resumed",
                         tp.topic, tp.partition, b.offset, attempts, tp.topic, tp.partition,
                         extra={"topic": tp.topic, "partition": tp.partition, "offset": b.offset})
         except asyncio.CancelledError:
@@ -281,7 +290,7 @@ class DeadLetters:
         return last is None or b.seen >= last
 
     async def _retry(self, tp: Any, b: _Block) -> int:
-        """Send the parked dead letter until the broker takes it; returns the number of attempts."""
+        """Send the block's dead letters until the broker took them all; returns the number of attempts."""
 
         def failed(state: RetryCallState) -> None:
             self.metrics.dead_letter_failures.labels(tp.topic).inc()
@@ -295,7 +304,9 @@ class DeadLetters:
                                  before_sleep=failed, reraise=True)
         async for attempt in retrying:
             with attempt:
-                await self.producer.send(self.topic, b.key, b.record)
+                while b.records:
+                    await self.producer.send(self.topic, *b.records[0])
+                    del b.records[0]
         return int(retrying.statistics.get("attempt_number", 1))
 
     def on_revoke(self) -> None:
