@@ -12,9 +12,11 @@ agent (which crashed it; Faust then acked the message, so it was lost):
    ack does nothing and no commit of that partition can pass it. Every later message of the same
    partition that still reaches the agent is parked the same way, unprocessed. Nothing is held in
    memory, so Faust's wait for unacked messages at a rebalance or shutdown is not blocked.
-2. That partition alone is paused (the aiokafka consumer's ``pause``: Faust's own
-   ``pause_partitions`` is undone by its buffer flow control); the agent goes on with every other
-   partition. Gauge ``segment_dead_letter_blocked{topic,partition}`` is 1 and an error is logged.
+2. That partition alone is paused, in the aiokafka consumer (``pause``: its fetcher returns
+   nothing more of it). Not with Faust's ``pause_partitions``: Faust's buffer flow control can
+   re-activate the partition, and records of it left in a batch being delivered are dropped and
+   later counted as a gap, i.e. committed. The agent goes on with every other partition. Gauge
+   ``segment_dead_letter_blocked{topic,partition}`` is 1 and an error is logged.
 3. A background task retries the send (tenacity, exponential backoff with jitter up to
    ``DEAD_LETTER_RETRY_MAX_S``), counting failures in ``segment_dead_letter_send_failures_total``.
 4. Once sent: when every record Faust fetched for the partition before the pause has reached the
@@ -200,10 +202,6 @@ class DeadLetters:
         self.retry_max_s = retry_max_s
         self._blocks: dict[Any, _Block] = {}
         self._failing = False  # the last send failed: later dead letters block without a first try
-
-    def blocked(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, offset) of every partition waiting for its dead letter."""
-        return [(tp.topic, tp.partition, b.offset) for tp, b in self._blocks.items()]
 
     def holds(self, msg: Any) -> bool:
         """True when ``msg`` must not be processed: its partition waits for a dead letter (``msg``
