@@ -44,13 +44,13 @@ from processor.contract.codec import (
     decode_key,
     decode_user_event,
     encode_command_result,
-    encode_dead_letter,
     encode_membership_change,
 )
 from processor.contract.exceptions import ContractError
 from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange
 from processor.changelog import ChangelogProducer, changelog_config
 from processor.changelog_writer import ChangelogWriter
+from processor.dead_letters import DeadLetterProducer, DeadLetters, FaustPartitions
 from processor.outbox import Outbox
 from processor.output_producer import OutputProducer
 from processor.membership.engine import (
@@ -197,6 +197,7 @@ class Processor:
         self.bulk_changelog.on_error = self._changelog_failed
         self._bulk = False
         self._changelog_persisted: dict[int, int] = {}
+        self._init_dead_letters()
         self._wire()
         self._install_api()
 
@@ -411,6 +412,8 @@ class Processor:
 
     async def guard(self, msg: Message, handler: Any) -> None:
         """Never let one message kill the worker: unexpected errors dead-letter it."""
+        if self.dead_letters.holds(msg):
+            return  # its partition waits for an unsent dead letter (processor/dead_letters.py)
         try:
             try:
                 await handler(msg)
@@ -431,7 +434,24 @@ class Processor:
                     extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                            "error_code": code})
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, now_ms())
-        await self.dlq_out.send(key=msg.key, value=encode_dead_letter(dl))
+        await self.dead_letters.send(msg, dl)  # bounded; a failed send pauses msg's partition, never raises
+
+    def _init_dead_letters(self) -> None:
+        """The dead-letter sender (processor/dead_letters.py); a rebalance or shutdown drops its
+        paused partitions (their next owner re-reads them from the committed offset)."""
+        s = self.s
+        producer = DeadLetterProducer(s.bootstrap_servers, f"{s.app_id}-dead-letters", s.dead_letter_max_bytes,
+                                      s.dead_letter_timeout_ms)
+        self.dead_letters = DeadLetters(s.topics.dead_letters, producer, FaustPartitions(self.app), self.metrics,
+                                        s.dead_letter_max_bytes, s.dead_letter_retry_max_s)
+
+        @self.app.on_partitions_revoked.connect
+        async def drop_dead_letter_blocks(app: Any, revoked: Any, **kwargs: Any) -> None:
+            self.dead_letters.on_revoke()
+
+        @self.app.on_before_shutdown.connect
+        async def stop_dead_letters(app: Any, **kwargs: Any) -> None:
+            self.dead_letters.stop()
 
     def emit(self, change: MembershipChange, owner: bytes) -> None:
         """Count a new change and queue it (it leaves once the state write behind it is flushed)."""

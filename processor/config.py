@@ -76,7 +76,7 @@ class Settings:
     output_linger_ms: int = 5
     # The same for Faust's producer, which writes a backfill's users changelog records
     # (processor/changelog_writer.py) and the worker's other topics (command results, control,
-    # dead letters, catalog). 0: every record leaves at once (Faust's default).
+    # catalog). 0: every record leaves at once (Faust's default).
     faust_producer_linger_ms: int = 0
     # Fault injection for the crash tests only (never set in production): the worker exits
     # (os._exit, like kill -9) right before it sends the first membership change whose
@@ -87,6 +87,13 @@ class Settings:
     # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
     # whose command_id starts with <prefix> (processor/app.py, Processor._fault).
     fault_command_raise: str | None = None
+    # Dead letters (processor/dead_letters.py): the dead-letter producer's message size limit
+    # (librdkafka message.max.bytes; keep it at or below the dead-letter topic's max.message.bytes):
+    # larger dead letters are cut to fit. How long one send may take before it counts as failed,
+    # and the longest wait between retries while an input partition is paused for one.
+    dead_letter_max_bytes: int = 1_000_000
+    dead_letter_timeout_ms: int = 10_000
+    dead_letter_retry_max_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -116,6 +123,9 @@ class Settings:
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
             fault_command_raise=os.environ.get("FAULT_COMMAND_RAISE") or None,
+            dead_letter_max_bytes=int(_env("DEAD_LETTER_MAX_BYTES", str(d.dead_letter_max_bytes))),
+            dead_letter_timeout_ms=int(_env("DEAD_LETTER_TIMEOUT_MS", str(d.dead_letter_timeout_ms))),
+            dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -34,6 +34,14 @@ class Metrics:
                                ["change", "cause_kind"], registry=r)
         self.commands = Counter("segment_commands_total", "Commands processed", ["status", "code"], registry=r)
         self.dead_letters = Counter("segment_dead_letters_total", "Messages dead-lettered", ["code"], registry=r)
+        # processor/dead_letters.py: an input partition whose dead letter could not be sent is paused
+        self.dead_letter_blocked = Gauge("segment_dead_letter_blocked",
+                                         "1 while consumption of an input partition is paused because the "
+                                         "dead letter of one of its messages could not be sent",
+                                         ["topic", "partition"], registry=r)
+        self.dead_letter_failures = Counter("segment_dead_letter_send_failures_total",
+                                            "Dead-letter sends the broker did not acknowledge (each attempt)",
+                                            ["topic"], registry=r)
         self.evaluation = Histogram("segment_event_processing_seconds", "Time to process one user event",
                                     buckets=(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5),
                                     registry=r)

@@ -11,6 +11,7 @@ which the edge turns into a dead-letter record.
 from __future__ import annotations
 
 import io
+from functools import cache
 from typing import Any
 
 import fastavro
@@ -334,9 +335,42 @@ def encode_dead_letter(dl: DeadLetter) -> bytes:
             "error_code": dl.error_code,
             "error": dl.error,
             "failed_at": dl.failed_at,
+            "key_size": dl.key_size,
+            "key_sha256": dl.key_sha256,
+            "value_size": dl.value_size,
+            "value_sha256": dl.value_sha256,
+            "truncated": None if dl.truncated is None else list(dl.truncated),
         },
     )
 
 
+# Optional fields added to dead_letter.avsc after its first version (null-union, default null).
+DEAD_LETTER_ADDED_FIELDS = ("key_size", "key_sha256", "value_size", "value_sha256", "truncated")
+
+
+@cache
+def _dead_letter_v1() -> Any:
+    """The dead-letter schema as first published (without the added fields): the writer schema
+    of dead letters already on the topic when a worker with this code starts."""
+    raw = schemas.raw_schema(schemas.DEAD_LETTER)
+    v1 = {**raw, "fields": [f for f in raw["fields"] if f["name"] not in DEAD_LETTER_ADDED_FIELDS]}
+    return fastavro.parse_schema(schemas._strip_logical(v1))
+
+
 def decode_dead_letter(value: bytes) -> DeadLetter:
-    return DeadLetter(**_read(schemas.DEAD_LETTER, value, Limits(max_message_bytes=1 << 30)))
+    """Read a dead letter of the current schema, or one written before its optional fields
+    existed (those then read as null, by Avro schema resolution)."""
+    limits = Limits(max_message_bytes=1 << 30)
+    try:
+        record = _read(schemas.DEAD_LETTER, value, limits)
+    except ContractError as err:
+        buf = io.BytesIO(value)
+        try:
+            record = fastavro.schemaless_reader(buf, _dead_letter_v1(), schemas.parsed_schema(schemas.DEAD_LETTER))
+        except Exception:  # noqa: BLE001 - not a first-version record either: report the current schema's error
+            raise err from None
+        if buf.tell() != len(value):
+            raise err from None
+    if record["truncated"] is not None:
+        record["truncated"] = tuple(record["truncated"])
+    return DeadLetter(**record)

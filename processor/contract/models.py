@@ -110,3 +110,11 @@ class DeadLetter:
     error_code: str
     error: str
     failed_at: int
+    # Added in place (optional Avro fields, null in dead letters written before them): the whole
+    # input's sizes and SHA-256 (hex), and which fields were cut to fit the producer's size limit
+    # (processor/contract/dead_letter_bounds.py).
+    key_size: int | None = None
+    key_sha256: str | None = None
+    value_size: int | None = None
+    value_sha256: str | None = None
+    truncated: tuple[str, ...] | None = None
