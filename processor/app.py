@@ -89,6 +89,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def unprocessed(highwater: int, done: int) -> int:
+    """Records of a partition this worker has not processed: its high watermark (the next offset
+    to be written) minus the next offset to process (``done``: the last one processed, or the
+    committed offset - 1 before the first). Read from what the handlers finished, not from the
+    consumer's position, so a partition whose records were fetched but never processed (assigned
+    but not consuming) shows lag, and the SegmentConsumerStalled alert fires."""
+    return max(0, highwater - (done + 1))
+
+
 def _loopback_host(host: str | None) -> bool:
     """Whether a Host header names this machine's loopback: 127.0.0.1, localhost or [::1], with
     an optional port (anything else, or no Host, is not)."""
@@ -340,9 +349,9 @@ class Processor:
             self.metrics.lag.clear()  # only the partitions assigned now: a revoked one's last value would stay
             for tp in self.app.assignor.assigned_actives():
                 hw = consumer.highwater(tp)
-                pos = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
-                if hw is not None and pos is not None:
-                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos - 1))
+                if hw is not None:
+                    lag = unprocessed(hw, self._done_offset(tp.topic, tp.partition))
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         except Exception:  # noqa: BLE001 - metrics must never fail a scrape
             pass
 
