@@ -36,7 +36,7 @@ faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes
 from processor.catalog.commands import decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
-from processor.catalog.registry import CatalogRegistry
+from processor.catalog.registry import CatalogRegistry, record_of
 from processor.catalog_log import CatalogLog
 from processor.config import Settings
 from processor.contract.codec import (
@@ -129,7 +129,7 @@ class Processor:
             wait_ms = 50
         faust_fixes.set_fetch_max_wait_ms(wait_ms)
         t = settings.topics
-        self.registry = CatalogRegistry()
+        self.registry = CatalogRegistry(settings.command_window)
         self.catalog = CatalogLog(settings.bootstrap_servers, t.catalog, self.registry)
         self.users_in = self.app.topic(t.user_events, t.control, **RAW)
         self.commands_in = self.app.topic(t.commands, **RAW)
@@ -714,7 +714,7 @@ class Processor:
         cmd = decode_command(msg.value)
         await self.catalog.catch_up()
         site = self.registry.site(cmd.site_id)
-        rec = site.commands.get(cmd.command_id)
+        rec = self.registry.command(cmd.site_id, cmd.command_id)
         if rec is not None:
             if (rec.source_partition, rec.source_offset) == (msg.partition, msg.offset):
                 # The same message again (crash before commit): finish what it started.
@@ -731,7 +731,8 @@ class Processor:
         fut = await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode())
         md = await fut
         await self.catalog.wait_for(md.offset)
-        rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+        # (the entry as kept, unless already out of the window: possible only under a flood)
+        rec = self.registry.command(cmd.site_id, cmd.command_id) or record_of(entry, md.offset)
         self.count(f"commands.{rec.status}")
         self.metrics.commands.labels(rec.status, rec.code or "").inc()
         if rec.catalog_offset == md.offset:

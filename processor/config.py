@@ -77,6 +77,12 @@ class Settings:
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
     # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
+    # Command de-duplication window (processor/catalog/window.py): a command's record is kept
+    # while it is among the last N messages decided on its commands partition.
+    command_window: int = 10_000
+    # GET /sites/{site}/commands/{id}: an API command id older than this, not in the window,
+    # answers 410 COMMAND_EXPIRED instead of PENDING (docs/api.md).
+    command_status_ttl_s: int = 3600
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -101,6 +107,8 @@ class Settings:
             faust_producer_linger_ms=int(_env("FAUST_PRODUCER_LINGER_MS", str(d.faust_producer_linger_ms))),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
+            command_window=int(_env("COMMAND_DEDUP_WINDOW", str(d.command_window))),
+            command_status_ttl_s=int(_env("COMMAND_STATUS_TTL_S", str(d.command_status_ttl_s))),
         )
 
     def with_(self, **kw: object) -> "Settings":
