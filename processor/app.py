@@ -36,7 +36,7 @@ faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes
 from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
-from processor.catalog.registry import CatalogRegistry
+from processor.catalog.registry import CatalogRegistry, record_of
 from processor.catalog_log import CatalogLog
 from processor.config import Settings
 from processor.contract.codec import (
@@ -154,7 +154,7 @@ class Processor:
             wait_ms = 50
         faust_fixes.set_fetch_max_wait_ms(wait_ms)
         t = settings.topics
-        self.registry = CatalogRegistry()
+        self.registry = CatalogRegistry(settings.command_window)
         self.catalog = CatalogLog(settings.bootstrap_servers, t.catalog, self.registry)
         self.users_in = self.app.topic(t.user_events, t.control, **RAW)
         self.commands_in = self.app.topic(t.commands, **RAW)
@@ -797,7 +797,7 @@ class Processor:
         names no server path: the exception stays in the worker's log and the dead letter.
         """
         try:
-            rec = self.registry.site(cmd.site_id).commands.get(cmd.command_id)
+            rec = self.registry.command(cmd.site_id, cmd.command_id)
             if rec is None:
                 message = ("the worker hit an internal error while processing this command; nothing was "
                            f"changed. The operators have it as a dead letter of commands partition "
@@ -806,7 +806,7 @@ class Processor:
                                      msg.offset, None)
                 md = await (await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode()))
                 await asyncio.wait_for(self.catalog.wait_for(md.offset), timeout=max(30.0, self.s.session_timeout_s))
-                rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+                rec = self.registry.command(cmd.site_id, cmd.command_id) or record_of(entry, md.offset)
                 self.count(f"commands.{rec.status}")
                 self.metrics.commands.labels(rec.status, rec.code or "").inc()
             await self.publish_result(cmd.site_id, rec)
@@ -826,7 +826,7 @@ class Processor:
     async def _process_command(self, msg: Message, cmd: Any) -> None:
         await self.catalog.catch_up()
         site = self.registry.site(cmd.site_id)
-        rec = site.commands.get(cmd.command_id)
+        rec = self.registry.command(cmd.site_id, cmd.command_id)
         if rec is not None:
             if (rec.source_partition, rec.source_offset) == (msg.partition, msg.offset):
                 # The same message again (crash before commit): finish what it started.
@@ -845,7 +845,8 @@ class Processor:
         fut = await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode())
         md = await fut
         await self.catalog.wait_for(md.offset)
-        rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+        # (the entry as kept, unless already out of the window: possible only under a flood)
+        rec = self.registry.command(cmd.site_id, cmd.command_id) or record_of(entry, md.offset)
         self.count(f"commands.{rec.status}")
         self.metrics.commands.labels(rec.status, rec.code or "").inc()
         if rec.catalog_offset == md.offset:

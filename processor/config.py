@@ -94,6 +94,12 @@ class Settings:
     dead_letter_max_bytes: int = 1_000_000
     dead_letter_timeout_ms: int = 10_000
     dead_letter_retry_max_s: float = 30.0
+    # Command de-duplication window (processor/catalog/window.py): a command's record is kept
+    # while it is among the last N messages decided on its commands partition.
+    command_window: int = 10_000
+    # GET /sites/{site}/commands/{id}: an API command id older than this, not in the window,
+    # answers 410 COMMAND_EXPIRED instead of PENDING (docs/api.md).
+    command_status_ttl_s: int = 3600
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -126,6 +132,8 @@ class Settings:
             dead_letter_max_bytes=int(_env("DEAD_LETTER_MAX_BYTES", str(d.dead_letter_max_bytes))),
             dead_letter_timeout_ms=int(_env("DEAD_LETTER_TIMEOUT_MS", str(d.dead_letter_timeout_ms))),
             dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),
+            command_window=int(_env("COMMAND_DEDUP_WINDOW", str(d.command_window))),
+            command_status_ttl_s=int(_env("COMMAND_STATUS_TTL_S", str(d.command_status_ttl_s))),
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -14,13 +14,12 @@ import asyncio
 import base64
 import json
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web as aioweb
 
-from processor.api import bridges
+from processor.api import bridges, command_ids
 from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
 from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
@@ -419,9 +418,19 @@ class Api:
 
     async def command_status(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        rec = self.site(request).commands.get(request.match_info["command"])
+        site_id, command_id = request.match_info["site"], request.match_info["command"]
+        rec = self.proc.registry.command(site_id, command_id)
         if rec is None:
-            return _json({"command_id": request.match_info["command"], "status": "PENDING"}, 200)
+            oldest = self.proc.registry.commands.oldest(site_id)
+            ttl_s = self.proc.s.command_status_ttl_s
+            if command_ids.expired(command_id, int(time.time() * 1000), ttl_s * 1000,
+                                   oldest.command_id if oldest else None):
+                raise ApiError(410, "COMMAND_EXPIRED",
+                               f"command {command_id!r} is no longer tracked: it was issued more than {ttl_s} s "
+                               "ago or before the site's oldest remembered command, and is not in the "
+                               "de-duplication window. Its result was published on the command-results topic "
+                               "when it was decided")
+            return _json({"command_id": command_id, "status": "PENDING"}, 200)
         return _json({"command_id": rec.command_id, "status": rec.status, "code": rec.code,
                       "message": rec.message, "processed_at": rec.processed_at})
 
@@ -458,7 +467,8 @@ class Api:
         # COMMANDS_REQUIRE_TOKEN=1: the caller's (already verified) token goes with the command,
         # and the deciding worker verifies it again; otherwise no credential is put on the bus.
         token = request.headers.get("Authorization", "").partition(" ")[2].strip() or None
-        cmd = Command(f"api-{uuid.uuid4().hex}", site.site_id, int(time.time() * 1000),
+        now = int(time.time() * 1000)
+        cmd = Command(command_ids.new_command_id(now), site.site_id, now,
                       Actor(principal.sub, principal.roles), ptype, payload,
                       auth_token=token if self.proc.s.commands_require_token else None)
         if dry_run:  # the command's own validation, against this worker's (caught-up) catalog

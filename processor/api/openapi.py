@@ -19,7 +19,8 @@ def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     names = {400: "Invalid request", 401: "Missing, invalid or expired token",
              403: "Wrong site or role", 404: "Not found", 413: "Body too large",
-             422: "Rule or request rejected by validation", 503: "A worker is unavailable; retry"}
+             410: "No longer tracked", 422: "Rule or request rejected by validation",
+             503: "A worker is unavailable; retry"}
     return {str(c): _resp(names[c], ERROR) for c in codes}
 
 
@@ -93,9 +94,10 @@ def spec() -> dict[str, Any]:
                 "delete": {"summary": "Delete a rule", "parameters": [SITE, RULE, DRY],
                            "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422)}}},
             "/sites/{site}/commands/{command}": {"get": {
-                "summary": "Outcome of a command (PENDING until processed)",
+                "summary": "Outcome of a command (PENDING until processed; 410 COMMAND_EXPIRED once an "
+                           "API command is past the de-duplication window and the status TTL)",
                 "parameters": [SITE, COMMAND],
-                "responses": {"200": _resp("Status", {"type": "object"}), **STD}}},
+                "responses": {"200": _resp("Status", {"type": "object"}), **STD, **_errors(410)}}},
             "/sites/{site}/users/{user}/segments": {"get": {
                 "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
                 "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(404, 503)}}},

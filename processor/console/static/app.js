@@ -302,6 +302,11 @@
         cmd.message = p.data.message;
         break;
       }
+      if (p.status === 410) {  // decided long ago and no longer tracked (COMMAND_EXPIRED)
+        cmd.status = "EXPIRED";
+        cmd.message = p.data && p.data.message;
+        break;
+      }
       await sleep(delay);
       delay = Math.min(delay * 1.5, Date.now() - started > 30000 ? 3000 : 800);
     }
@@ -310,7 +315,8 @@
       say(label + ": accepted.", "ok");
       scheduleRefresh();
     } else {
-      say(label + ": rejected — " + (cmd.message || cmd.code || ""), "bad");
+      say(label + (cmd.status === "EXPIRED" ? ": no longer tracked — " : ": rejected — ")
+        + (cmd.message || cmd.code || ""), "bad");
     }
     return { queued: true, command: cmd };
   }
