@@ -34,7 +34,9 @@ TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PART = 3
 MAX_DEFAULT_REPLICATION = 3
 
-OK, CREATED, DRIFT, ALLOWED, UNVERIFIABLE, MISSING = "ok", "created", "DRIFT", "allowed", "not verifiable", "MISSING"
+# the verdicts of a check
+OK, CREATED, ALLOWED, UNVERIFIABLE = "ok", "created", "allowed", "not verifiable"
+DRIFT, MISSING = "DRIFT", "MISSING"
 
 
 class TopicLayoutError(ProcessorError):
@@ -101,9 +103,11 @@ class TopicsReport:
         for sp in self.to_create:
             rows.append((sp.name, "create", _describe(sp, self.replication_factor), "-", "would create"))
         for c in self.checks:
-            rows.append((c.topic, c.item, c.want, c.have or "-", c.status + (f": {c.note}" if c.note else "")))
+            status = c.status + (f": {c.note}" if c.note else "")
+            rows.append((c.topic, c.item, c.want, c.have or "-", status))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  " + r[4]
+                         for r in rows)
 
 
 def _describe(sp: TopicSpec, rf: int) -> str:
@@ -146,7 +150,8 @@ def _same(item: str, want: str, have: str) -> bool:
 
 
 def compare(spec: TopicSpec, partitions: int | None, configs: Mapping[str, Any] | None,
-            replicas: int | None = None, replication: int | None = None, config_error: str = "") -> list[Check]:
+            replicas: int | None = None, replication: int | None = None,
+            config_error: str = "") -> list[Check]:
     """The checks of one existing topic against its spec.
 
     ``configs`` is what the broker's DescribeConfigs answered for the topic (confluent-kafka's
@@ -156,15 +161,18 @@ def compare(spec: TopicSpec, partitions: int | None, configs: Mapping[str, Any] 
     """
     name = spec.name
     if partitions is None:
-        return [Check(name, "partitions", str(spec.partitions), "", MISSING, fatal=True, note="the topic does not exist")]
+        return [Check(name, "partitions", str(spec.partitions), "", MISSING, fatal=True,
+                      note="the topic does not exist")]
     out = []
     if partitions == spec.partitions:
         out.append(Check(name, "partitions", str(spec.partitions), str(partitions), OK))
     elif spec.strict:
-        why = ("the catalog is read in order from one partition: recreate it with one" if spec.partitions == 1 else
+        why = ("the catalog is read in order from one partition: recreate it with one"
+               if spec.partitions == 1 else
                "user events, control and the changelog must be co-partitioned: set PARTITIONS to match "
                "or recreate the topic")
-        out.append(Check(name, "partitions", str(spec.partitions), str(partitions), DRIFT, fatal=True, note=why))
+        out.append(Check(name, "partitions", str(spec.partitions), str(partitions), DRIFT, fatal=True,
+                         note=why))
     else:
         out.append(Check(name, "partitions", str(spec.partitions), str(partitions), ALLOWED,
                          note="any count works for this topic"))
@@ -173,24 +181,27 @@ def compare(spec: TopicSpec, partitions: int | None, configs: Mapping[str, Any] 
             out.append(Check(name, "replicas", f">= {replication}", str(replicas), OK))
         else:
             out.append(Check(name, "replicas", f">= {replication}", str(replicas), DRIFT,
-                             note="fewer replicas than the replication factor: reassign partitions to add some"))
+                             note="fewer replicas than the replication factor: reassign partitions "
+                                  "to add some"))
     for item, want in spec.config:
         if configs is None:
-            out.append(Check(name, item, want, "", UNVERIFIABLE, note=f"DescribeConfigs failed: {config_error}"))
+            out.append(Check(name, item, want, "", UNVERIFIABLE,
+                             note=f"DescribeConfigs failed: {config_error}"))
         elif not configs:
             out.append(Check(name, item, want, "", UNVERIFIABLE,
                              note="the broker reports no configs for this topic (tansu does so for a topic "
                                   "created without any)"))
         elif item not in configs or configs[item].value is None:
-            out.append(Check(name, item, want, "", UNVERIFIABLE, note="the broker does not report this config"))
+            out.append(Check(name, item, want, "", UNVERIFIABLE,
+                             note="the broker does not report this config"))
         else:
             have = str(configs[item].value)
             if _same(item, want, have):
                 out.append(Check(name, item, want, have, OK))
             else:
                 out.append(Check(name, item, want, have, DRIFT,
-                                 note=f"set it: kafka-configs.sh --alter --entity-type topics --entity-name {name} "
-                                      f"--add-config {item}={want}"))
+                                 note="set it: kafka-configs.sh --alter --entity-type topics "
+                                      f"--entity-name {name} --add-config {item}={want}"))
     return out
 
 
@@ -215,7 +226,7 @@ def ensure_topics(s: Settings, timeout: float = 30.0, *, dry_run: bool = False,
         report.to_create = missing
     elif missing:
         report.created = _create(admin, missing, report.replication_factor, timeout)
-        meta = _wait_for(admin, [sp.name for sp in missing], timeout) or meta
+        meta = _wait_for(admin, [sp.name for sp in missing], timeout)
     present = [sp for sp in specs if sp.name in meta.topics]
     configs = _describe_configs(admin, [sp.name for sp in present if sp.config], timeout)
     for sp in specs:
@@ -227,8 +238,8 @@ def ensure_topics(s: Settings, timeout: float = 30.0, *, dry_run: bool = False,
         got, err = configs.get(sp.name, (None, ""))
         checks = compare(sp, parts, got, replicas, report.replication_factor, err)
         if sp.name in report.created:
-            checks = [Check(c.topic, c.item, c.want, c.have, CREATED) if c.status == OK and c.item == "partitions"
-                      else c for c in checks]
+            checks = [Check(c.topic, c.item, c.want, c.have, CREATED)
+                      if c.status == OK and c.item == "partitions" else c for c in checks]
         report.checks += checks
     if report.created:
         log.info("created topics: %s", ", ".join(sorted(report.created)))
@@ -239,7 +250,8 @@ def ensure_topics(s: Settings, timeout: float = 30.0, *, dry_run: bool = False,
 
 def _create(admin: AdminClient, specs: list[TopicSpec], rf: int, timeout: float) -> list[str]:
     futures = admin.create_topics(
-        [NewTopic(sp.name, sp.partitions, rf, config=dict(sp.config)) for sp in specs], request_timeout=timeout)
+        [NewTopic(sp.name, sp.partitions, rf, config=dict(sp.config)) for sp in specs],
+        request_timeout=timeout)
     created, failed = [], []
     for sp in specs:
         try:
@@ -251,11 +263,12 @@ def _create(admin: AdminClient, specs: list[TopicSpec], rf: int, timeout: float)
                 continue
             failed.append(f"{sp.name} ({_describe(sp, rf)}): {err.name()}: {err.str()}")
     if failed:
+        also = f" (created meanwhile: {', '.join(created)})" if created else ""
         raise TopicCreateError(
-            "the broker refused to create " + "; ".join(failed) + ". Nothing was created without its configs: "
-            "fix the cause (a config the cluster's policy forbids, REPLICATION_FACTOR above the broker count, "
-            "missing Create ACL) or create the topic yourself with these settings, then run "
-            "`python -m processor topics create` again" + (f" (created meanwhile: {', '.join(created)})" if created else ""))
+            "the broker refused to create " + "; ".join(failed) + ". Nothing was created without its "
+            "configs: fix the cause (a config the cluster's policy forbids, REPLICATION_FACTOR above the "
+            "broker count, missing Create ACL) or create the topic yourself with these settings, then run "
+            "`python -m processor topics create` again" + also)
     return created
 
 
@@ -277,7 +290,8 @@ def _describe_configs(admin: AdminClient, names: list[str], timeout: float) -> d
     while todo:
         retry = []
         try:
-            futures = admin.describe_configs([ConfigResource("topic", n) for n in todo], request_timeout=timeout)
+            futures = admin.describe_configs([ConfigResource("topic", n) for n in todo],
+                                             request_timeout=timeout)
         except KafkaException as exc:
             return {**out, **{n: (None, str(exc.args[0])) for n in todo}}
         for res, fut in futures.items():
@@ -314,4 +328,5 @@ def _enforce(report: TopicsReport, s: Settings) -> None:
 
 
 def _rows(checks: list[Check]) -> str:
-    return "\n".join(f"  {c.topic}: {c.item} is {c.have or 'absent'}, must be {c.want} ({c.note})" for c in checks)
+    return "\n".join(f"  {c.topic}: {c.item} is {c.have or 'absent'}, must be {c.want} ({c.note})"
+                     for c in checks)

@@ -62,8 +62,8 @@ def env_of(s: Settings, **extra: str) -> dict[str, str]:
 
 
 def topics_create(s: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "processor", "topics", "create", *args], env=env_of(s, **extra),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "processor", "topics", "create", *args],
+                          env=env_of(s, **extra), capture_output=True, text=True, timeout=120)
 
 
 def rows(out: str, topic: str) -> dict[str, str]:

@@ -106,7 +106,8 @@ class _Generator:
     union branches (kind ``"branch"``, key ``(union path, branch identity)``) to what another
     version knows."""
 
-    def __init__(self, schema: dict[str, Any], allow: Callable[[str, Any], bool] = lambda kind, key: True) -> None:
+    def __init__(self, schema: dict[str, Any],
+                 allow: Callable[[str, Any], bool] = lambda kind, key: True) -> None:
         self.schema, self.names, self.allow = schema, _Names(schema), allow
         self.turn: Counter[str] = Counter()  # round-robin position per enum / union / primitive
         self.need: dict[str, int] = {}  # choices still to cover once: key -> their count

@@ -65,8 +65,8 @@ def by_item(checks: list) -> dict[str, tuple[str, str]]:
 
 def test_a_right_topic_on_kafka_checks_ok() -> None:
     checks = compare(CATALOG, 1, kafka(retention_ms="-1"), replicas=3, replication=3)
-    assert by_item(checks) == {"partitions": (OK, "1"), "replicas": (OK, "3"), "cleanup.policy": (OK, "delete"),
-                               "retention.ms": (OK, "-1")}
+    assert by_item(checks) == {"partitions": (OK, "1"), "replicas": (OK, "3"),
+                               "cleanup.policy": (OK, "delete"), "retention.ms": (OK, "-1")}
     assert not any(c.fatal for c in checks)
 
 

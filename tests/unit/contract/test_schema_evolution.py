@@ -57,7 +57,8 @@ def write(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
 
 
 def read(data: bytes, writer: dict[str, Any], reader: dict[str, Any] | None = None) -> Any:
-    return fastavro.schemaless_reader(io.BytesIO(data), strip(writer), None if reader is None else strip(reader))
+    return fastavro.schemaless_reader(io.BytesIO(data), strip(writer),
+                                      None if reader is None else strip(reader))
 
 
 def fields(schema: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]]:
@@ -104,7 +105,8 @@ def test_every_current_schema_has_a_kept_released_version() -> None:
     """A schema without a kept version could change in any way unnoticed."""
     for rel in CURRENT:
         kept_dir = FROZEN[rel].rsplit("/", 1)[0] if rel in FROZEN else rel
-        assert list((HISTORY / kept_dir).glob("v*.avsc")), f"{rel}: no released version in schemas/history/{kept_dir}/"
+        assert list((HISTORY / kept_dir).glob("v*.avsc")), \
+            f"{rel}: no released version in schemas/history/{kept_dir}/"
 
 
 @pytest.mark.parametrize("kept", KEPT)
@@ -129,7 +131,8 @@ def test_a_frozen_format_is_unchanged_but_for_docs(current: str, kept: str) -> N
 def test_the_processors_outputs_are_the_released_bytes() -> None:
     """What the processor writes today is byte for byte what the released schemas write, so a
     consumer still decoding with a released schema, schemalessly, reads every field it knows."""
-    ch = MembershipChange("cid", "s", "seg", "u", "REMOVED", "REBUILD", "rebuild:r1", ("r1", "r2"), 1000, 2000)
+    ch = MembershipChange("cid", "s", "seg", "u", "REMOVED", "REBUILD", "rebuild:r1", ("r1", "r2"),
+                          1000, 2000)
     assert encode_membership_change(ch) == write(load("membership_change/v1", HISTORY), {
         "change_id": "cid", "site_id": "s", "segment_id": "seg", "user_id": "u", "change": "REMOVED",
         "cause_kind": "REBUILD", "cause_id": "rebuild:r1", "matched_rule_ids": ["r1", "r2"],
@@ -140,9 +143,9 @@ def test_the_processors_outputs_are_the_released_bytes() -> None:
         "processed_at": 99})
     dl = DeadLetter("t", 1, 2, b"k", b"v", "DECODE_ERROR", "e", 3, 1, "ab", 1, "cd", ())
     v1 = load("dead_letter/v1", HISTORY)
-    assert read(encode_dead_letter(dl), v1) == {"source_topic": "t", "source_partition": 1, "source_offset": 2,
-                                                "key": b"k", "value": b"v", "error_code": "DECODE_ERROR",
-                                                "error": "e", "failed_at": 3}
+    assert read(encode_dead_letter(dl), v1) == {
+        "source_topic": "t", "source_partition": 1, "source_offset": 2, "key": b"k", "value": b"v",
+        "error_code": "DECODE_ERROR", "error": "e", "failed_at": 3}
 
 
 # ------------------------------------------------------------------ conventions
@@ -191,15 +194,16 @@ def test_a_reader_of_this_version_survives_a_symbol_added_later() -> None:
     future = copy.deepcopy(now)
     next(f for f in future["fields"] if f["name"] == "cause_kind")["type"]["symbols"].append("NEW_CAUSE")
     rec = {"change_id": "c", "site_id": "s", "segment_id": "g", "user_id": "u", "change": "ADDED",
-           "cause_kind": "NEW_CAUSE", "cause_id": "x", "matched_rule_ids": ["r"], "occurred_at": 1, "emitted_at": 2}
+           "cause_kind": "NEW_CAUSE", "cause_id": "x", "matched_rule_ids": ["r"], "occurred_at": 1,
+           "emitted_at": 2}
     assert read(write(future, rec), future, now) == {**rec, "cause_kind": "UNKNOWN"}
 
 
 def test_a_user_event_of_unknown_type_is_a_decode_error() -> None:
     """UNKNOWN (what a newer event type resolves to) is refused, so the event is dead-lettered and
     can be replayed after an upgrade, never applied as some other type."""
-    value = write(load("user_event"), {"event_id": "e", "event_type": "UNKNOWN", "site_id": "s", "user_id": "u",
-                                       "occurred_at": 1, "profile": {}})
+    value = write(load("user_event"), {"event_id": "e", "event_type": "UNKNOWN", "site_id": "s",
+                                       "user_id": "u", "occurred_at": 1, "profile": {}})
     with pytest.raises(ContractError) as info:
         decode_user_event(b"s:u", value)
     assert (info.value.code, info.value.path) == ("DECODE_ERROR", "$.event_type")
