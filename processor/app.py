@@ -124,7 +124,7 @@ class Processor:
             canonical_url=f"http://{settings.canonical_host}:{settings.web_port}",
             processing_guarantee="at_least_once",
             topic_partitions=settings.partitions,
-            topic_replication_factor=settings.replication_factor,
+            topic_replication_factor=settings.replication_factor or 1,  # the worker passes the one topics.py chose
             topic_allow_declare=False,
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",

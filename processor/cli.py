@@ -39,15 +39,31 @@ def topics() -> None:
 
 
 @topics.command("create")
-def topics_create() -> None:
-    """Create every topic with its partition count (idempotent; verifies existing ones)."""
-    from processor.topics import ensure_topics, topic_specs
+@click.option("--dry-run", is_flag=True, help="Print the plan and the checks of existing topics; change nothing.")
+def topics_create(dry_run: bool) -> None:
+    """Create every topic with its partition count and configs (idempotent), and check existing
+    ones: partitions, replicas, cleanup.policy, retention.ms, min.insync.replicas.
+
+    Exit status 1 on any drift or when a topic cannot be created with its configs
+    (docs/deploy.md#topics-and-their-configs).
+    """
+    from processor.topics import TopicCreateError, ensure_topics
 
     s = Settings.from_env()
-    created = set(ensure_topics(s))
-    for sp in topic_specs(s):
-        state = "created" if sp.name in created else "exists"
-        click.echo(f"{state:8} {sp.name} ({sp.partitions} partitions)")
+    try:
+        report = ensure_topics(s, dry_run=dry_run, enforce=False)
+    except TopicCreateError as err:
+        raise click.ClickException(err.message) from None
+    how = "REPLICATION_FACTOR" if s.replication_factor else f"min(3, {report.brokers} broker(s))"
+    click.echo(f"{'plan' if dry_run else 'topics'}: replication factor {report.replication_factor} ({how})")
+    click.echo(report.table())
+    if report.unverifiable:
+        click.echo(f"note: {len(report.unverifiable)} config(s) not verifiable on this broker (see above); "
+                   "check them with your platform's tools")
+    if report.drift:
+        click.echo(f"error: {len(report.drift)} drift(s): the topics differ from what the processor needs "
+                   "(docs/deploy.md#topics-and-their-configs)", err=True)
+        sys.exit(1)
 
 
 @main.command()

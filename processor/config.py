@@ -17,6 +17,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _int_or_none(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     user_events: str = "lms.user-events.v1"
@@ -60,7 +65,13 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     partitions: int = 8  # user events, control, membership changes, table changelog
     command_partitions: int = 4
-    replication_factor: int = 1
+    # Replication factor of the topics `topics create` makes; None: min(3, brokers in the cluster)
+    replication_factor: int | None = None
+    # min.insync.replicas set on (and checked for) every topic; None: the cluster's default, unchecked
+    min_insync_replicas: int | None = None
+    # A topic config drift (retention, cleanup policy, ...) stops a worker's start instead of being
+    # logged as an error (a wrong partition count always stops it); processor/topics.py
+    topics_strict: bool = False
     session_timeout_s: float = 30.0
     log_level: str = "info"
     # Work-arounds for known broker bugs, e.g. "tansu": its ListOffsets(latest) is the base
@@ -120,7 +131,9 @@ class Settings:
             topics=Topics.from_env(),
             partitions=int(_env("PARTITIONS", str(d.partitions))),
             command_partitions=int(_env("COMMAND_PARTITIONS", str(d.command_partitions))),
-            replication_factor=int(_env("REPLICATION_FACTOR", str(d.replication_factor))),
+            replication_factor=_int_or_none("REPLICATION_FACTOR"),
+            min_insync_replicas=_int_or_none("MIN_INSYNC_REPLICAS"),
+            topics_strict=_env("TOPICS_STRICT", "0").lower() in ("1", "true", "yes"),
             session_timeout_s=float(_env("BROKER_SESSION_TIMEOUT", str(d.session_timeout_s))),
             log_level=_env("LOG_LEVEL", d.log_level),
             broker_quirks=frozenset(q.strip() for q in os.environ.get("BROKER_QUIRKS", "").split(",") if q.strip()),

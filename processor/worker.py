@@ -6,7 +6,7 @@ import logging
 import os
 
 from processor.config import Settings
-from processor.topics import ensure_topics
+from processor.topics import TopicCreateError, TopicLayoutError, ensure_topics
 
 LEVELS = {"critical": "crit", "warning": "warn"}
 
@@ -21,7 +21,7 @@ def run_worker(settings: Settings) -> None:
     if not json_logs:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     refuse_insecure_settings(settings, json_logs)
-    ensure_topics(settings)
+    settings = settings.with_(replication_factor=checked_topics(settings, json_logs))
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     proc = Processor(settings)
     level = LEVELS.get(settings.log_level, settings.log_level)
@@ -69,3 +69,19 @@ def refuse_insecure_settings(settings: Settings, json_logs: bool = True) -> None
     for p in problems:
         log.critical("refusing to start: %s", p, extra={"error_code": "INSECURE_CONFIG"})
     raise SystemExit(2)
+
+
+def checked_topics(settings: Settings, json_logs: bool = True) -> int:
+    """Create missing topics and check the others (processor/topics.py); exit with status 2 when a
+    topic cannot be created or its layout is wrong (or a config drifted, with TOPICS_STRICT=1).
+    Returns the replication factor in use."""
+    try:
+        return ensure_topics(settings).replication_factor
+    except (TopicLayoutError, TopicCreateError) as err:
+        log = logging.getLogger("processor")
+        if json_logs and not logging.getLogger().handlers:
+            from processor.logs import json_handler
+
+            logging.getLogger().addHandler(json_handler())
+        log.critical("refusing to start: %s", err.message, extra={"error_code": err.code})
+        raise SystemExit(2) from None

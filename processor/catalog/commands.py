@@ -103,6 +103,16 @@ def _compile(cat: SiteCatalog, condition_json: str) -> None:
         raise Rejected(err.code, err.message, "$.payload.condition_json" + err.path[1:]) from None
 
 
+def _datatype(name: str) -> FieldType:
+    """The field type, or a rejection: ``UNKNOWN`` (the schema enum's default) is what a command
+    written with a newer datatype decodes to, and must not be stored as some other type."""
+    try:
+        return FieldType(name)
+    except ValueError:
+        raise Rejected("INVALID_FIELD", f"datatype {name} is not supported by this processor; use one of "
+                       f"{', '.join(t.value for t in FieldType)}", "$.payload.datatype") from None
+
+
 def _plan(kind: str, *segments: tuple[str, str]) -> BackfillPlan:
     seen: dict[str, str] = {}
     for seg, mode in segments:
@@ -114,7 +124,7 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
     p, t = cmd.payload, cmd.payload_type
     if t == "UpsertProfileField":
         short = _need_id(p["shortname"], "shortname")
-        dtype = FieldType(p["datatype"])
+        dtype = _datatype(p["datatype"])
         options = tuple(p.get("options") or ())
         if dtype is FieldType.MENU and not options:
             raise Rejected("INVALID_FIELD", "a MENU field needs at least one option", "$.payload.options")
