@@ -77,6 +77,14 @@ class Settings:
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
     # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
+    # Admin API limits (docs/api.md "Limits"): how long a read waits for a peer worker's answer
+    # (point reads: a user, a members page) and for a full-site scan (counts, preview) on any
+    # worker, how many scans one worker runs at once, and how many writes (commands) one token
+    # subject may submit per site per minute.
+    peer_timeout_s: float = 5.0
+    scan_timeout_s: float = 60.0
+    scan_concurrency: int = 2
+    api_write_rate_per_minute: int = 120
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -101,6 +109,10 @@ class Settings:
             faust_producer_linger_ms=int(_env("FAUST_PRODUCER_LINGER_MS", str(d.faust_producer_linger_ms))),
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
+            peer_timeout_s=float(_env("PEER_TIMEOUT_S", str(d.peer_timeout_s))),
+            scan_timeout_s=float(_env("SCAN_TIMEOUT_S", str(d.scan_timeout_s))),
+            scan_concurrency=int(_env("SCAN_CONCURRENCY", str(d.scan_concurrency))),
+            api_write_rate_per_minute=int(_env("API_WRITE_RATE_PER_MINUTE", str(d.api_write_rate_per_minute))),
         )
 
     def with_(self, **kw: object) -> "Settings":
