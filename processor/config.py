@@ -77,10 +77,10 @@ class Settings:
     # cause_kind is this ("TIME_ELAPSED", or "TIME_ELAPSED@site-id" for one site's changes only),
     # i.e. after the state behind it is durable and before the output has it.
     fault_exit_before_send: str | None = None
-    # Admin API limits (docs/api.md "Limits"): how long a read waits for a peer worker's answer
-    # (point reads: a user, a members page) and for a full-site scan (counts, preview) on any
-    # worker, how many scans one worker runs at once, and how many writes (commands) one token
-    # subject may submit per site per minute.
+    # Admin API limits (docs/api.md "Limits"): how long a gathered read waits for every worker
+    # (a preview, which evaluates every stored user, waits longer), how many full-site scans
+    # (previews, member counts) one worker runs at once, and how many writes (commands) one token
+    # subject may submit per site per minute on one worker.
     peer_timeout_s: float = 5.0
     scan_timeout_s: float = 60.0
     scan_concurrency: int = 2

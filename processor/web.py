@@ -204,14 +204,20 @@ class Api:
         me = str(self.proc.app.conf.canonical_url).rstrip("/")
         return urls or [me]
 
+    def timeout_s(self, preview: bool = False) -> float:
+        """How long a gathered read waits for every worker: PEER_TIMEOUT_S, or SCAN_TIMEOUT_S
+        for a preview (it decodes and evaluates every stored user: seconds on a large site;
+        member counts only walk keys)."""
+        return self.proc.s.scan_timeout_s if preview else self.proc.s.peer_timeout_s
+
     async def gather(self, request: aioweb.Request, method: str, path: str, shape: peers.Shape,
-                     payload: Any = None, scan: bool = False) -> list[Any]:
+                     payload: Any = None, preview: bool = False) -> list[Any]:
         """Call an internal endpoint on every worker (this one directly). Any worker that fails,
-        does not answer within PEER_TIMEOUT_S (SCAN_TIMEOUT_S for a full-site scan) or answers
-        garbage makes the whole answer 503 WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy
-        scanning), never a partial one; the other calls are then cancelled."""
+        does not answer in time (``timeout_s``) or answers garbage makes the whole answer 503
+        WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
+        other calls are then cancelled."""
         me = str(self.proc.app.conf.canonical_url).rstrip("/")
-        timeout = self.proc.s.scan_timeout_s if scan else self.proc.s.peer_timeout_s
+        timeout = self.timeout_s(preview)
         headers = {"Authorization": request.headers.get("Authorization", "")}
 
         async def one(base: str) -> Any:
@@ -307,8 +313,7 @@ class Api:
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        return _json(await self._counts_local(request.match_info["site"],
-                                              time.monotonic() + self.proc.s.scan_timeout_s))
+        return _json(await self._counts_local(request.match_info["site"], time.monotonic() + self.timeout_s()))
 
     async def local_user(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
@@ -318,14 +323,13 @@ class Api:
         self.principal(request, READ)
         payload = preview_payload(await self.body(request))
         return _json(await self._preview_local(request.match_info["site"], payload,
-                                               time.monotonic() + self.proc.s.scan_timeout_s))
+                                               time.monotonic() + self.timeout_s(preview=True)))
 
     # ------------------------------------------------------------ public reads
     async def list_segments(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         site = self.site(request)
-        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts", peers.counts_shape,
-                                  scan=True)
+        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts", peers.counts_shape)
         counts: dict[str, int] = {}
         for part in parts:
             for seg, n in part["members"].items():
@@ -462,7 +466,7 @@ class Api:
                           "errors": [e.as_dict() for e in err.errors]}, 422)
         payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
         parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", peers.preview_shape,
-                                  payload, scan=True)
+                                  payload, preview=True)
         return _json({
             "evaluated": sum(p["evaluated"] for p in parts),
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),

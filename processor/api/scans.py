@@ -74,8 +74,9 @@ class Slicer:
         await asyncio.sleep(0)
         self.yields += 1
         if time.monotonic() > self.deadline:
-            raise ApiError(503, "SCAN_TIMEOUT", "the scan did not finish in time (SCAN_TIMEOUT_S); "
-                           "retry later, or raise SCAN_TIMEOUT_S for very large sites", retry_after=5)
+            raise ApiError(503, "SCAN_TIMEOUT", "the scan did not finish in time (PEER_TIMEOUT_S for member "
+                           "counts, SCAN_TIMEOUT_S for a preview); retry later, or raise it for very large sites",
+                           retry_after=5)
         for partition, db in self.dbs:
             if not self.current(partition, db):
                 raise ApiError(503, "WORKER_UNAVAILABLE", "partitions moved between workers during the scan "
