@@ -84,6 +84,8 @@ class Settings:
     peer_timeout_s: float = 5.0
     scan_timeout_s: float = 60.0
     scan_concurrency: int = 2
+    scan_slice_ms: float = 1.0  # longest stretch a scan runs before it yields to the event loop
+    scan_rest_ms: float = 1.0  # then it rests this long (a scan takes ~2x its CPU time, events do not wait)
     api_write_rate_per_minute: int = 120
 
     @classmethod
@@ -112,6 +114,8 @@ class Settings:
             peer_timeout_s=float(_env("PEER_TIMEOUT_S", str(d.peer_timeout_s))),
             scan_timeout_s=float(_env("SCAN_TIMEOUT_S", str(d.scan_timeout_s))),
             scan_concurrency=int(_env("SCAN_CONCURRENCY", str(d.scan_concurrency))),
+            scan_slice_ms=float(_env("SCAN_SLICE_MS", str(d.scan_slice_ms))),
+            scan_rest_ms=float(_env("SCAN_REST_MS", str(d.scan_rest_ms))),
             api_write_rate_per_minute=int(_env("API_WRITE_RATE_PER_MINUTE", str(d.api_write_rate_per_minute))),
         )
 

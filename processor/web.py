@@ -95,7 +95,8 @@ class Api:
         self.auth = auth
         s = proc.s
         self.peer_client = peers.PeerClient()
-        self.scanner = scans.Scanner(s.scan_concurrency, self._db_is_current)
+        self.scanner = scans.Scanner(s.scan_concurrency, self._db_is_current, s.scan_slice_ms / 1000,
+                                     s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
 
     # ----------------------------------------------------------------- plumbing

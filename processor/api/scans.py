@@ -2,9 +2,9 @@
 
 A scan reads every stored user of a site (a preview decodes and evaluates each one, ~36 us a
 user). Run in one go on the worker's event loop it would stall the agents, heartbeats and the
-outbox for seconds at 100k+ users. So a scan works in slices of ``slice_s`` (default 5 ms):
-after each it yields to the event loop (``asyncio.sleep(0)``), then checks that the partitions it
-reads are still this worker's and that its deadline has not passed, and goes on.
+outbox for seconds at 100k+ users. So a scan works in slices of ``slice_s`` (default 1 ms):
+after each it rests and lets other work go first (:meth:`Slicer.pause`), then checks that the
+partitions it reads are still this worker's and that its deadline has not passed, and goes on.
 
 Why not a thread: decoding and evaluating are Python, so a thread would hold the GIL as long as
 the loop thread lets it and the stall would only be spread differently; slicing on the loop
@@ -29,7 +29,9 @@ from processor.membership.decide import ActiveRules, desired
 from processor.state.keys import member_prefix, parse_member_key, user_prefix
 from processor.state.user_state import decode_state
 
-SLICE_S = 0.005  # longest stretch a scan runs without yielding to the event loop
+SLICE_S = 0.001  # longest stretch a scan runs without yielding to the event loop (SCAN_SLICE_MS)
+REST_S = 0.001  # then it rests this long (SCAN_REST_MS), so the worker is never a busy process
+DEFER_S = 0.010  # and after resting, lets ready callbacks go first for up to this long
 SAMPLE = 20  # user ids listed per direction in a preview
 BUSY_RETRY_AFTER_S = 2
 
@@ -61,18 +63,36 @@ class ScanGate:
 class Slicer:
     """Decides when a scan yields; counts its yields (tests and the bench read ``yields``)."""
 
-    def __init__(self, dbs: PartitionDbs, current: Current, deadline: float, slice_s: float = SLICE_S) -> None:
+    def __init__(self, dbs: PartitionDbs, current: Current, deadline: float, slice_s: float = SLICE_S,
+                 rest_s: float = REST_S) -> None:
         self.dbs = dbs
         self.current = current
         self.deadline = deadline  # time.monotonic()
         self.slice_s = slice_s
+        self.rest_s = rest_s
         self.yields = 0
+        self.deferrals = 0
         self.slice_end = time.perf_counter() + slice_s
 
     async def pause(self) -> None:
-        """Let the event loop run, then make sure the scan may go on."""
-        await asyncio.sleep(0)
+        """Let the event loop run, then make sure the scan may go on.
+
+        A scan is background work. It rests ``rest_s`` after each slice (a real timer: the loop
+        runs whatever arrives, and the process does not look CPU-bound to the OS scheduler or to
+        a container's CPU quota, either of which would otherwise preempt it while events wait).
+        Then, while other callbacks are ready to run (the next step of an event being processed,
+        a heartbeat, an HTTP request), it yields again instead of taking its next slice, for up
+        to ``DEFER_S``: without this every step of every other task could wait one slice (a
+        change crosses dozens of steps). asyncio keeps ready callbacks in ``loop._ready``; on an
+        event loop without it (uvloop) the scan only rests. Measured in bench/preview_load_bench.py."""
+        await asyncio.sleep(self.rest_s)
         self.yields += 1
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready:
+            give_up = time.perf_counter() + DEFER_S
+            while ready and time.perf_counter() < give_up:
+                await asyncio.sleep(0)
+                self.deferrals += 1
         if time.monotonic() > self.deadline:
             raise ApiError(503, "SCAN_TIMEOUT", "the scan did not finish in time (PEER_TIMEOUT_S for member "
                            "counts, SCAN_TIMEOUT_S for a preview); retry later, or raise it for very large sites",
@@ -87,14 +107,15 @@ class Slicer:
 class Scanner:
     """This worker's full-site scans: each holds a slot of the gate and runs time-sliced."""
 
-    def __init__(self, concurrency: int, current: Current, slice_s: float = SLICE_S) -> None:
+    def __init__(self, concurrency: int, current: Current, slice_s: float = SLICE_S, rest_s: float = REST_S) -> None:
         self.gate = ScanGate(concurrency)
         self.current = current
         self.slice_s = slice_s
+        self.rest_s = rest_s
         self.last: Slicer | None = None  # the latest scan's slicer (tests read its yields)
 
     def _slicer(self, dbs: PartitionDbs, deadline: float) -> Slicer:
-        self.last = Slicer(dbs, self.current, deadline, self.slice_s)
+        self.last = Slicer(dbs, self.current, deadline, self.slice_s, self.rest_s)
         return self.last
 
     async def counts(self, dbs: PartitionDbs, site_id: str, deadline: float) -> dict[str, Any]:

@@ -77,14 +77,14 @@ def far() -> float:
 
 
 async def run_with_ticker(coro: Any) -> tuple[Any, int]:
-    """Run ``coro`` while another task counts its own turns on the loop."""
+    """Run ``coro`` while another task, woken by a timer every millisecond, counts its turns."""
     turns = 0
     done = False
 
     async def ticker() -> None:
         nonlocal turns
         while not done:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
             turns += 1
 
     t = asyncio.ensure_future(ticker())
@@ -119,9 +119,28 @@ async def test_counts_give_the_exact_answer_while_other_tasks_run(store) -> None
     assert turns >= 1
 
 
+async def test_other_ready_work_goes_first_between_slices(store) -> None:
+    """While a scan runs, a task that steps through 200 ready callbacks in a row (like an event
+    crossing the consumer, agent, table and outbox) is not held for a slice at each step: the
+    scan defers to it. Without that, each step would wait one slice (one scan yield per step).
+    (No rest between slices here: the deferral alone is under test.)"""
+    scanner = scans.Scanner(2, always, rest_s=0.0)
+    scan = asyncio.ensure_future(scanner.preview(store, SITE, candidate(), "seg", 0, far()))
+    while scanner.last is None or scanner.last.yields < 3:
+        await asyncio.sleep(0)
+    before = scanner.last.yields
+    for _ in range(200):
+        await asyncio.sleep(0)  # one step, ready at once
+    during = scanner.last.yields - before
+    assert not scan.done()
+    assert during < 20, f"the scan took {during} slices while 200 ready steps ran"
+    assert scanner.last.deferrals > 0
+    assert (await scan)["evaluated"] == USERS
+
+
 async def test_a_zero_slice_yields_after_every_user(store) -> None:
     """The slicing is per item: with a zero budget the scan gives the loop back after each user."""
-    scanner = scans.Scanner(2, always, slice_s=0.0)
+    scanner = scans.Scanner(2, always, slice_s=0.0, rest_s=0.0)
     result = await scanner.preview(store[:1], SITE, candidate(), "seg", 0, far())
     assert scanner.last is not None and scanner.last.yields == result["evaluated"] == USERS // 2
 
@@ -162,7 +181,7 @@ async def test_a_scan_whose_partition_moves_stops_and_releases_the_database(tmp_
     for i in range(5000):
         db[user_key(SITE, f"u{i:05d}")] = encode_state(UserState(SITE, f"u{i:05d}", profile={"department": "HR"}))
     moved = False
-    scanner = scans.Scanner(2, lambda p, d: not moved, slice_s=0.0)
+    scanner = scans.Scanner(2, lambda p, d: not moved, slice_s=0.0, rest_s=0.0)
     task = asyncio.ensure_future(scanner.preview([(3, db)], SITE, candidate(), "seg", 0, far()))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -179,7 +198,7 @@ async def test_a_scan_whose_partition_moves_stops_and_releases_the_database(tmp_
 
 
 async def test_a_scan_past_its_deadline_stops(store) -> None:
-    scanner = scans.Scanner(2, always, slice_s=0.0)
+    scanner = scans.Scanner(2, always, slice_s=0.0, rest_s=0.0)
     with pytest.raises(ApiError) as err:
         await scanner.preview(store, SITE, candidate(), "seg", 0, time.monotonic() - 1)
     assert (err.value.status, err.value.code) == (503, "SCAN_TIMEOUT")
