@@ -172,3 +172,43 @@ def test_writes_are_rate_limited_per_token_subject_and_site(cluster: Cluster, ap
     other = make_token(TEST_JWT_SECRET, sub + "-2", api_site, ["site_admin"])
     code, answer = call(base, "DELETE", f"/sites/{api_site}/rules/none-y", other)
     assert code == 202, answer
+
+
+def test_concurrent_previews_past_the_limit_are_refused(cluster: Cluster, site: str) -> None:
+    """10,000 stored users; four previews at once on one worker: SCAN_CONCURRENCY (2) of them
+    scan, the others are refused at once with 429 SCAN_BUSY and Retry-After. Each preview that
+    ran evaluated every user. (Before: previews ran one after another, each holding the event
+    loop for its whole scan, and all four answered 200.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from processor.testing import make_event
+
+    cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
+            make_command(site, "EnableSegmentAutomation", segment_id="sales")]
+    for c in cmds:
+        cluster.producer.command(c)
+    cluster.producer.flush()
+    cluster.wait_results([c.command_id for c in cmds])
+    n = 10_000
+    for i in range(n):
+        cluster.producer.user_event(make_event(site, f"u{i:05d}", department="Sales" if i % 4 == 0 else "HR",
+                                               city="Paris"))
+    cluster.producer.flush()
+    base = cluster.workers[0].url
+    tok = admin(site)
+    body = {"segment_id": "sales", "condition": 'department == "Sales"'}
+
+    def stored() -> bool:
+        code, answer = call(base, "GET", f"/sites/{site}/segments", tok)
+        return code == 200 and answer["users"] == n
+
+    cluster.wait(stored, 120, f"{n} users stored")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: raw_request(base, "POST", f"/sites/{site}/rules/preview", body, tok),
+                                range(4)))
+    ok = [a for s, _, a in answers if s == 200]
+    busy = [(h, a) for s, h, a in answers if s == 429]
+    assert len(ok) + len(busy) == 4, [s for s, _, _ in answers]
+    assert 1 <= len(ok) <= 2 and busy, [s for s, _, _ in answers]
+    assert all(a["evaluated"] == n and a["added"] == n // 4 for a in ok), ok
+    assert all(a["code"] == "SCAN_BUSY" and h["retry-after"].isdigit() for h, a in busy), busy
