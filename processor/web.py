@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from aiohttp import http_exceptions
 from aiohttp import web as aioweb
 
 from processor.api import peers, scans
@@ -173,10 +174,13 @@ class Api:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise too_large
         raw = bytearray()
-        async for chunk in request.content.iter_any():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                raise too_large
+        try:
+            async for chunk in request.content.iter_any():
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raise too_large
+        except (ConnectionError, http_exceptions.HttpProcessingError):  # the client sent part of it and left
+            raise ApiError(400, "INVALID_BODY", "the request body ended before it was complete", "$") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

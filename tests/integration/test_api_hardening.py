@@ -130,6 +130,33 @@ def test_a_chunked_body_cannot_pass_the_size_limit(cluster: Cluster, api_site: s
     assert status == 200 and answer["valid"], answer
 
 
+def test_a_body_cut_off_midway_is_not_a_server_error(cluster: Cluster, api_site: str) -> None:
+    """A client that announces a chunked (or a 1,000-byte) body, sends part of it and hangs up
+    gets no answer, but the worker counts a 400, not a 500 (the API's latency metric by status)."""
+    import socket
+
+    base = cluster.workers[0].url
+    u = urlsplit(base)
+    path = f"/sites/{api_site}/rules?dry_run=true"
+
+    def counted(status: str) -> float:
+        _, _, text = raw_request(base, "GET", "/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("segment_api_request_seconds_count{")
+                   and 'endpoint="create_rule"' in line and f'status="{status}"' in line)
+
+    before = {s: counted(s) for s in ("400", "500")}
+    for framing in (b"Transfer-Encoding: chunked\r\n\r\n40\r\n{\"rule_id\": ", b"Content-Length: 1000\r\n\r\n{\"a\": "):
+        with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin(api_site)}\r\n"
+                         "Content-Type: application/json\r\n".encode() + framing)
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(1000)
+    cluster.wait(lambda: counted("400") + counted("500") >= before["400"] + before["500"] + 2, 30,
+                 "both cut-off requests counted")
+    assert counted("500") == before["500"]
+
+
 @pytest.mark.parametrize("body,status,code", [
     ({}, 400, "INVALID_FIELD"), ([], 400, "INVALID_BODY"), ("text", 400, "INVALID_BODY"),
     ({"segment_id": "sales"}, 400, "INVALID_FIELD"),
