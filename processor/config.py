@@ -111,6 +111,16 @@ class Settings:
     # GET /sites/{site}/commands/{id}: an API command id older than this, not in the window,
     # answers 410 COMMAND_EXPIRED instead of PENDING (docs/api.md).
     command_status_ttl_s: int = 3600
+    # Admin API limits (docs/api.md "Limits"): how long a gathered read waits for every worker
+    # (a preview, which evaluates every stored user, waits longer), how many full-site scans
+    # (previews, member counts) one worker runs at once, and how many writes (commands) one token
+    # subject may submit per site per minute on one worker.
+    peer_timeout_s: float = 5.0
+    scan_timeout_s: float = 60.0
+    scan_concurrency: int = 2
+    scan_slice_ms: float = 1.0  # longest stretch a scan runs before it yields to the event loop
+    scan_rest_ms: float = 1.0  # then it rests this long (a scan takes ~2x its CPU time, events do not wait)
+    api_write_rate_per_minute: int = 120
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -147,6 +157,12 @@ class Settings:
             dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),
             command_window=int(_env("COMMAND_DEDUP_WINDOW", str(d.command_window))),
             command_status_ttl_s=int(_env("COMMAND_STATUS_TTL_S", str(d.command_status_ttl_s))),
+            peer_timeout_s=float(_env("PEER_TIMEOUT_S", str(d.peer_timeout_s))),
+            scan_timeout_s=float(_env("SCAN_TIMEOUT_S", str(d.scan_timeout_s))),
+            scan_concurrency=int(_env("SCAN_CONCURRENCY", str(d.scan_concurrency))),
+            scan_slice_ms=float(_env("SCAN_SLICE_MS", str(d.scan_slice_ms))),
+            scan_rest_ms=float(_env("SCAN_REST_MS", str(d.scan_rest_ms))),
+            api_write_rate_per_minute=int(_env("API_WRITE_RATE_PER_MINUTE", str(d.api_write_rate_per_minute))),
         )
 
     def with_(self, **kw: object) -> "Settings":

@@ -20,8 +20,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     names = {400: "Invalid request", 401: "Missing, invalid or expired token",
              403: "Wrong site or role", 404: "Not found", 413: "Body too large",
              410: "No longer tracked", 422: "Rule or request rejected by validation",
-             503: "A worker is unavailable; retry"}
-    return {str(c): _resp(names[c], ERROR) for c in codes}
+             429: "Too many writes for this token (RATE_LIMITED) or full-site scans on a worker (SCAN_BUSY); "
+                  "see Retry-After",
+             503: "A worker is unavailable or did not answer in time; retry (see Retry-After)"}
+    out = {str(c): _resp(names[c], ERROR) for c in codes}
+    for c in {429, 503} & set(codes):
+        out[str(c)]["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                  "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    return out
 
 
 def _id(param: str, name: str) -> dict[str, Any]:
@@ -56,13 +62,13 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _resp("Fields", {"$ref": "#/components/schemas/FieldCatalog"}), **STD}}},
             "/sites/{site}/segments": {"get": {
                 "summary": "Segments with member and rule counts", "parameters": [SITE],
-                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(503)}}},
+                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(429, 503)}}},
             "/sites/{site}/segments/{segment}/automation": {"post": {
                 "summary": "Enable or disable automation of a segment", "parameters": [SITE, SEGMENT, DRY],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["enabled"], "additionalProperties": False, "properties": {
                         "enabled": {"type": "boolean"}, "remove_members": {"type": "boolean"}}}}}},
-                "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+                "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}}},
             "/sites/{site}/segments/{segment}/members": {"get": {
                 "summary": "Members of a segment (cursor pagination, sorted by user id)",
                 "parameters": [SITE, SEGMENT,
@@ -77,7 +83,7 @@ def spec() -> dict[str, Any]:
                 "post": {"summary": "Create a rule (or validate with ?dry_run=true)", "parameters": [SITE, DRY],
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
-                         "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+                         "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}}},
             "/sites/{site}/rules/preview": {"post": {
                 "summary": "Who a candidate rule would add/remove (nothing changes)", "parameters": [SITE],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -85,14 +91,14 @@ def spec() -> dict[str, Any]:
                     "properties": {
                         "segment_id": {"type": "string"}, "rule_id": {"type": "string"},
                         "condition": {"type": ["object", "string"]}}}}}},
-                "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 503)}}},
+                "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 429, 503)}}},
             "/sites/{site}/rules/{rule}": {
                 "put": {"summary": "Update a rule", "parameters": [SITE, RULE, DRY],
                         "requestBody": {"required": True, "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
-                        "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}},
+                        "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}},
                 "delete": {"summary": "Delete a rule", "parameters": [SITE, RULE, DRY],
-                           "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422)}}},
+                           "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422, 429)}}},
             "/sites/{site}/commands/{command}": {"get": {
                 "summary": "Outcome of a command (PENDING until processed; 410 COMMAND_EXPIRED once an "
                            "API command is past the de-duplication window and the status TTL)",
