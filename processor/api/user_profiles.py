@@ -46,7 +46,6 @@ def _decode_cursor(raw: str | None) -> str:
 class UserProfiles:
     def __init__(self, api: "Api") -> None:
         self.api = api
-        self._session: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[tuple[str, str, Any]]:
         return [("GET", "/sites/{site}/users", self.list_users),
