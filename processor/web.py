@@ -25,6 +25,7 @@ from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, auth
 from processor.api.errors import ApiError
 from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
 from processor.api.requests import check_path_ids
+from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
@@ -261,7 +262,7 @@ class Api:
         rule_id = payload.get("rule_id") or ""
         cond = compile_condition(payload["condition"], site)
         others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
-        candidate = {segment: [*others, (rule_id or "(new rule)", cond)]}
+        candidate = ActiveRuleSet.build({segment: [*others, (rule_id or "(new rule)", cond)]})
         now = int(time.time())
         added: list[str] = []
         removed: list[str] = []
