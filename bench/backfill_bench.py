@@ -1,15 +1,17 @@
-"""Backfill: one CreateRule re-evaluates every stored user (issue 6, bench 2). Not a test.
+"""Backfill: one CreateRule re-evaluates every stored user. Not a test.
 
     .venv/bin/python bench/backfill_bench.py [--users 1000000] [--partitions 8]
 
 Same run, same RocksDB state:
-  (a) bare scan: iterate every stored user of the worker's RocksDB partitions and decode it
-      (no evaluation, no output), in this process, with the worker stopped;
+  (a) bare scan: iterate every stored user's key and value bytes in the worker's RocksDB
+      partitions, in this process, with the worker stopped. Values are not decoded: the
+      baseline is the store alone, so a faster state codec raises the ratio instead of
+      lowering it;
   (b) the backfill: a running worker gets CreateRule (matching 20% of the users: department in
       2 of 10 equally likely values); timed from producing the command until the last ADDED of
       that command is read by a consumer.
-Reports users evaluated per second for (b), the ratio (b)/(a), the end-to-end time, the worker's
-peak RSS (VmHWM), and the per-partition backfill times the worker logged. Writes
+Reports users/s of (a) and (b), the ratio (b)/(a), the end-to-end time, the worker's peak RSS
+(VmHWM), and the per-partition backfill times the worker logged. Writes
 bench/results/backfill_bench.json.
 
 Seeding: the users are written straight into the worker's RocksDB partitions (the table's
@@ -43,7 +45,7 @@ from processor.config import Settings, Topics
 from processor.contract.codec import decode_membership_change, encode_command
 from processor.contract.models import Actor, Command
 from processor.state.keys import USER, user_key
-from processor.state.user_state import UserState, decode_state, encode_state
+from processor.state.user_state import UserState, encode_state
 from processor.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +131,8 @@ def seed_users(dbs: dict[int, Path], n: int, seed: int, partitions: int) -> int:
 
 
 def bare_scan(dbs: dict[int, Path]) -> tuple[int, float]:
-    """Iterate + decode every stored user (the floor a backfill cannot beat); (users, seconds)."""
+    """Iterate every stored user's key and value bytes, decoding nothing (the floor a backfill
+    cannot beat); (users, seconds)."""
     t = time.perf_counter()
     n = 0
     for path in dbs.values():
@@ -138,8 +141,7 @@ def bare_scan(dbs: dict[int, Path]) -> tuple[int, float]:
             for k, v in db.items(from_key=USER):
                 if not k.startswith(USER):
                     break
-                decode_state(v)
-                n += 1
+                n += len(v) > 0
         finally:
             db.close()
     return n, time.perf_counter() - t
@@ -196,9 +198,10 @@ def main() -> None:
 
         scanned, scan_s = bare_scan(dbs)
         assert scanned == args.users, (scanned, args.users)
-        res["bare_scan"] = {"seconds": round(scan_s, 2), "users_per_s": round(scanned / scan_s)}
-        print(f"seeded {args.users} users ({matching} will match); bare scan {scanned / scan_s:,.0f} users/s",
-              flush=True)
+        res["bare_scan"] = {"seconds": round(scan_s, 2), "users_per_s": round(scanned / scan_s),
+                            "decodes_values": False}
+        print(f"seeded {args.users} users ({matching} will match); bare scan (no decoding) "
+              f"{scanned / scan_s:,.0f} users/s", flush=True)
 
         # second start on the seeded state, then the rule
         w = start_worker(env, log)
@@ -248,8 +251,11 @@ def main() -> None:
             "worker_peak_rss_mb": st["peak_rss_mb"],
         }
         res["ratio_backfill_over_bare_scan"] = round(rate / (scanned / scan_s), 3)
-        res["target"] = {"end_to_end_s_at_1M": 60, "min_ratio": 0.25, "max_peak_rss_mb": 500}
+        res["target"] = {"end_to_end_s_at_1M": 60, "min_ratio": 0.25, "max_peak_rss_mb": 500,
+                         "note": "min_ratio was set against a bare scan that decoded every state"}
         print(json.dumps(res, indent=2))
+        print(f"backfill {rate:,.0f} users/s end to end ({total:.1f} s); bare scan {scanned / scan_s:,.0f} users/s; "
+              f"ratio {res['ratio_backfill_over_bare_scan']}", flush=True)
         out = ROOT / "bench" / "results" / "backfill_bench.json"
         out.write_text(json.dumps(res, indent=2) + "\n")
         c.close()

@@ -552,7 +552,7 @@ class Processor:
         st = decode_state(raw) if raw else None
         if st is not None:
             self.reconfirm(key, st, msg)
-        out = apply_user_event(st, ev, msg.offset, site.active, now_ms(), site.index)
+        out = apply_user_event(st, ev, msg.offset, site.active, now_ms())
         self.count(f"user_events.{out.status}")
         await self.commit_outcome(key, out, msg.partition)
         self.metrics.events.labels(ev.event_type, out.status).inc()

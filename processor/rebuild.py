@@ -277,7 +277,7 @@ class _Slice:
             k = user_key(st.site_id, st.user_id)
             site = self.registry.site(st.site_id)
             out = rebuild_user(st, site.active, published.get((st.site_id, st.user_id), {}), self.mode, run_id,
-                               self.now_ms, site.index)
+                               self.now_ms)
             for ch in out:
                 prod.raw(s.topics.membership_changes, f"{ch.site_id}:{ch.user_id}".encode(),
                          encode_membership_change(ch))

@@ -36,6 +36,7 @@ from processor.api.requests import (
     rule_payload,
     too_deep,
 )
+from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
@@ -309,7 +310,7 @@ class Api:
             first = err.errors[0]
             raise ApiError(422, first.code, first.message, first.path) from None
         others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
-        candidate = {segment: [*others, (rule_id or "(new rule)", cond)]}
+        candidate = ActiveRuleSet.build({segment: [*others, (rule_id or "(new rule)", cond)]})
         return await self.scanner.preview(self._owned_partition_dbs(), site_id, candidate, segment,
                                           int(time.time()), deadline)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from processor.catalog.active import ActiveRuleSet, RuleList
 from processor.rules.compiler import CompiledCondition, compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import CUSTOM_PREFIX, STANDARD_FIELDS, FieldSpec, FieldType
-from processor.rules.index import SegmentRuleIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,10 @@ class SiteCatalog:
     segments: dict[str, Segment] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
     compiled: dict[str, CompiledCondition] = field(default_factory=dict)
-    # managed segment id -> ((rule_id, compiled), ...) of its enabled, working rules
-    active: dict[str, tuple[tuple[str, CompiledCondition], ...]] = field(default_factory=dict)
-    # all active rules indexed by field value: one lookup per event instead of a loop over rules
-    index: SegmentRuleIndex = field(default_factory=SegmentRuleIndex)
+    # managed segment id -> ((rule_id, compiled), ...) of its enabled, working rules, with their index
+    active: ActiveRuleSet = field(default_factory=ActiveRuleSet)
+    # rule_id -> the managed segment whose active rules hold it (where a changed rule was before)
+    _active_in: dict[str, str] = field(default_factory=dict)
     # rule_id -> (condition_json, field specs it was compiled against): reuse unchanged compilations
     _sources: dict[str, tuple[str, tuple[FieldSpec | None, ...]]] = field(default_factory=dict)
 
@@ -92,7 +92,7 @@ class SiteCatalog:
 
     # -- derived state
     def recompile(self, rules: Iterable[str] | None = None, segments: Iterable[str] = ()) -> None:
-        """Bring compiled rules, the managed-segment map and the index in line with the catalog.
+        """Bring compiled rules and the active rule set in line with the catalog.
 
         With ``rules`` (the ids a command created, changed or removed) and ``segments`` (those
         whose managed flag changed or that were deleted), only those are reconsidered: the cost
@@ -108,7 +108,7 @@ class SiteCatalog:
         dirty = set(rules)
         touched = set(segments)
         for rid in dirty:
-            before = self.index.segment_of(rid)
+            before = self._active_in.get(rid)
             if before is not None:
                 touched.add(before)
             rule = self.rules.get(rid)
@@ -117,36 +117,33 @@ class SiteCatalog:
             if rule is None or rule.broken is not None or not self._compile(rule):
                 self.compiled.pop(rid, None)
                 self._sources.pop(rid, None)
-        active = dict(self.active)
+        changes: dict[str, RuleList | None] = {}
         for sid in touched:
             seg = self.segments.get(sid)
             old = self.active.get(sid)
             if seg is None or not seg.managed:
-                active.pop(sid, None)
-                new: tuple[tuple[str, CompiledCondition], ...] = ()
-            elif old is None:  # newly managed: gather its rules (rare: one scan per enable)
-                new = tuple((r.rule_id, self.compiled[r.rule_id])
-                            for r in sorted(self.rules.values(), key=lambda r: r.rule_id)
-                            if r.segment_id == sid and r.enabled and r.rule_id in self.compiled)
-                active[sid] = new
+                if old is not None:
+                    changes[sid] = None
+                continue
+            if old is None:  # newly managed: gather its rules (rare: one scan per enable)
+                kept = [(r.rule_id, self.compiled[r.rule_id]) for r in self.rules.values()
+                        if r.segment_id == sid and r.enabled and r.rule_id in self.compiled]
             else:
                 kept = [(rid, c) for rid, c in old if rid not in dirty]
                 kept += [(rid, self.compiled[rid]) for rid in dirty
                          if (r := self.rules.get(rid)) is not None and r.segment_id == sid and r.enabled
                          and rid in self.compiled]
-                new = tuple(sorted(kept, key=lambda e: e[0]))
-                active[sid] = new
-            wanted = dict(new)
-            for rid, _ in old or ():
-                if rid not in wanted and self.index.segment_of(rid) == sid:
-                    self.index.remove(rid)
-            for rid, cond in new:
-                if self.index.segment_of(rid) != sid or self.index.index.get(rid) is not cond:
-                    self.index.add(rid, sid, cond)
-        for rid in dirty:  # a rule that left every managed segment
-            sid = self.index.segment_of(rid)
-            if sid is not None and rid not in dict(active.get(sid, ())):
-                self.index.remove(rid)
+            changes[sid] = tuple(sorted(kept, key=lambda e: e[0]))
+        self._set_active(self.active.evolve(changes), changes)
+
+    def _set_active(self, active: ActiveRuleSet, changes: dict[str, RuleList | None]) -> None:
+        for sid in changes:  # forget the changed segments' rules first: a rule may have moved
+            for rid, _ in self.active.get(sid, ()):
+                if self._active_in.get(rid) == sid:
+                    del self._active_in[rid]
+        for sid, rule_list in changes.items():
+            for rid, _ in rule_list or ():
+                self._active_in[rid] = sid
         self.active = active
 
     def _compile(self, rule: Rule) -> bool:
@@ -180,8 +177,10 @@ class SiteCatalog:
         for rule in sorted(self.rules.values(), key=lambda r: r.rule_id):
             if rule.enabled and rule.rule_id in self.compiled and rule.segment_id in active:
                 active[rule.segment_id].append((rule.rule_id, self.compiled[rule.rule_id]))
-        self.active = {k: tuple(v) for k, v in active.items()}
-        self.index.sync(self.active)
+        wanted = {k: tuple(v) for k, v in active.items()}
+        changes: dict[str, RuleList | None] = {sid: r for sid, r in wanted.items() if self.active.get(sid) != r}
+        changes.update((sid, None) for sid in self.active if sid not in wanted)
+        self._set_active(self.active.evolve(changes), changes)
 
     def rule_status(self, rule_id: str) -> str:
         rule = self.rules[rule_id]

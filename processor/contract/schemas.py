@@ -73,5 +73,5 @@ AUTOMATION_COMMAND = "automation_command"
 MEMBERSHIP_CHANGE = "membership_change"
 COMMAND_RESULT = "command_result"
 DEAD_LETTER = "dead_letter"
-USER_STATE = "internal/user_state"
+USER_STATE = "internal/user_state"  # read-only: state format 2, written by workers before format 3
 USER_STATE_V1 = "internal/user_state_v1"  # read-only: state written by workers before format 2

@@ -25,8 +25,8 @@ from typing import Iterable, Mapping
 
 from processor.catalog.commands import RECONCILE, REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
-from processor.membership.decide import ActiveRules, desired, is_suspended, next_check, per_rule_set
-from processor.rules.index import SegmentRuleIndex
+from processor.catalog.active import ActiveRuleSet
+from processor.membership.decide import desired, is_suspended, next_check
 from processor.membership.profile import merge_profile
 from processor.state.user_state import Fact, UserState
 
@@ -83,14 +83,14 @@ def _reissue(st: UserState, cause_id: str, segments: Iterable[str] | None = None
     return out
 
 
-def every_segment(active: ActiveRules) -> tuple[tuple[str, str], ...]:
-    """``(segment, RECONCILE)`` for every managed segment, sorted (computed once per rule set)."""
-    return per_rule_set("every_segment", active, lambda a: tuple((s, RECONCILE) for s in sorted(a)))
+def every_segment(active: ActiveRuleSet) -> list[tuple[str, str]]:
+    """``(segment, RECONCILE)`` for every managed segment, sorted."""
+    return [(s, RECONCILE) for s in active.segment_ids]
 
 
 def reconcile(
     st: UserState,
-    active: ActiveRules,
+    active: ActiveRuleSet,
     segments: Iterable[tuple[str, str]] | None,
     cause: Cause,
     now_ms: int,
@@ -99,8 +99,8 @@ def reconcile(
     """Bring the user's facts for ``segments`` (id, mode) in line with the rules; mutate ``st``.
 
     ``segments=None`` means every managed segment in RECONCILE mode (the per-event case).
-    ``matches`` (segment -> matched rule ids, from a rule index over ``active``) replaces the
-    per-segment evaluation when given; both must describe the same rules.
+    ``matches`` (segment -> matched rule ids, from ``active.match_segments``) replaces the
+    per-segment evaluation when given.
     """
     changes: list[MembershipChange] = []
     excluded = st.deleted or is_suspended(st.profile)
@@ -114,7 +114,7 @@ def reconcile(
             maybe.update(matches)
         ordered = [(s, RECONCILE) for s in sorted(maybe) if s in active]
     elif segments is None:
-        ordered = list(every_segment(active))
+        ordered = every_segment(active)
     else:
         ordered = sorted(set(segments))
     for seg, mode in ordered:
@@ -145,10 +145,11 @@ def reconcile(
 
 
 def apply_user_event(
-    st: UserState | None, ev: UserEvent, offset: int, active: ActiveRules, now_ms: int,
-    index: SegmentRuleIndex | None = None,
+    st: UserState | None, ev: UserEvent, offset: int, active: ActiveRuleSet, now_ms: int, *,
+    use_index: bool = True,
 ) -> Outcome:
-    """Fold a user event at ``offset`` into the user's state."""
+    """Fold a user event at ``offset`` into the user's state; ``use_index=False`` evaluates every
+    managed segment's rules instead of matching through the set's index (same result)."""
     if st is None:
         st = UserState(ev.site_id, ev.user_id)
     if offset <= st.last_offset:
@@ -158,8 +159,8 @@ def apply_user_event(
         return Outcome(st, [], DUPLICATE, dirty=True)
     cause = Cause(ev.event_type, ev.event_id, ev.occurred_at)
     matches = None
-    if index is not None and not st.deleted:
-        matches = index.match_segments(st.profile, now_ms // 1000)
+    if use_index and not st.deleted:
+        matches = active.match_segments(st.profile, now_ms // 1000)
     changes = reconcile(st, active, None, cause, now_ms, matches)
     return Outcome(st, changes, APPLIED, dirty=True, timer=reschedule(st, active, now_ms))
 
@@ -184,7 +185,7 @@ def fold_user_event(st: UserState, ev: UserEvent, offset: int) -> str:
 
 
 def apply_backfill(
-    st: UserState, active: ActiveRules, segments: Iterable[tuple[str, str]], cause: Cause, now_ms: int,
+    st: UserState, active: ActiveRuleSet, segments: Iterable[tuple[str, str]], cause: Cause, now_ms: int,
     control_offset: int = -1,
 ) -> Outcome:
     """Re-evaluate a stored user for a command's segments (a control message at ``control_offset``).
@@ -227,7 +228,7 @@ def current_changes(st: UserState) -> list[MembershipChange]:
     return [fact_to_change(st, seg, f) for seg, f in order]
 
 
-def reschedule(st: UserState, active: ActiveRules, now_ms: int) -> tuple[int, int] | None:
+def reschedule(st: UserState, active: ActiveRuleSet, now_ms: int) -> tuple[int, int] | None:
     """Recompute when time alone may change this user's membership; (old, new) if it moved."""
     old = st.next_check_at
     st.next_check_at = next_check(active, st.profile, st.deleted, now_ms // 1000)
@@ -244,7 +245,7 @@ def reissue_tick(st: UserState, due: int) -> list[MembershipChange]:
     return _reissue(st, time_cause(due).cause_id)
 
 
-def apply_tick(st: UserState, active: ActiveRules, due: int, now_ms: int, control_offset: int = -1) -> Outcome:
+def apply_tick(st: UserState, active: ActiveRuleSet, due: int, now_ms: int, control_offset: int = -1) -> Outcome:
     """Re-evaluate a user whose timer fell due (a tick at ``control_offset``); a timer the state
     no longer expects is stale."""
     if st.next_check_at != due:

@@ -10,9 +10,9 @@ the same change ids.
 from __future__ import annotations
 
 from processor.contract.models import MembershipChange
-from processor.membership.decide import ActiveRules, desired
+from processor.catalog.active import ActiveRuleSet
+from processor.membership.decide import desired
 from processor.membership.engine import Cause, change_id, fact_to_change, reconcile, reschedule
-from processor.rules.index import SegmentRuleIndex
 from processor.state.user_state import Fact, UserState
 
 DIFF, SNAPSHOT = "diff", "snapshot"
@@ -25,27 +25,28 @@ def fact_from_change(ch: MembershipChange) -> Fact:
 
 def rebuild_user(
     st: UserState,
-    active: ActiveRules,
+    active: ActiveRuleSet,
     published: dict[str, MembershipChange],
     mode: str,
     run_id: str,
     now_ms: int,
-    index: SegmentRuleIndex | None = None,
+    *,
+    use_index: bool = True,
 ) -> list[MembershipChange]:
     """Set ``st.facts`` to the truth and return the changes to publish.
 
     ``st`` holds the folded profile (facts empty); ``published`` is the last
-    change the output topic carries per segment for this user. ``index`` (the
-    site's rule index over the same ``active`` rules) replaces evaluating every
-    rule, exactly as on the streaming path.
+    change the output topic carries per segment for this user. As on the streaming
+    path the set's index finds the matches (``use_index=False``: every rule is
+    evaluated, with the same result).
     """
     st.facts = {seg: fact_from_change(ch) for seg, ch in published.items()}
     cause = Cause("REBUILD", f"rebuild:{run_id}", now_ms)
-    matches = index.match_segments(st.profile, now_ms // 1000) if index is not None and not st.deleted else None
+    matches = active.match_segments(st.profile, now_ms // 1000) if use_index and not st.deleted else None
     changes = reconcile(st, active, None, cause, now_ms, matches)
     if mode == SNAPSHOT:
         touched = {c.segment_id for c in changes}
-        for seg in sorted(active):
+        for seg in active.segment_ids:
             f = st.facts.get(seg)
             if f is None or not f.member or seg in touched:
                 continue

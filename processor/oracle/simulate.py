@@ -121,7 +121,7 @@ def run_engine(
             for _ in range(passes):  # a second pass re-delivers the same offset
                 site = run.registry.site(ev.site_id)
                 out = apply_user_event(load(key), ev, ev_offset, site.active, ev.occurred_at,
-                                       site.index if use_index else None)
+                                       use_index=use_index)
                 run.statuses[out.status] = run.statuses.get(out.status, 0) + 1
                 if out.dirty or key not in run.states:
                     store(key, out.state)

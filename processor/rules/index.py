@@ -70,9 +70,8 @@ index answers ``(all such rules) - (rules posted under the profile's keys)``,
 and for a missing value the rules whose missing-data result is True (``not``
 flips the child's). A non-numeric or NaN value never equals a number, so it
 matches every number ``not_equals`` rule. For a scalar text value that hits complement postings,
-that difference is memoised per key (cleared when the field's complement rules change): a site's
-``department != X`` rules match nearly every profile, and building the difference per profile
-cost more than adding it to the result.
+that difference is memoised per key (cleared when the field's complement rules change), since
+such rules match nearly every profile.
 
 How the guards of one posting are evaluated: as a *plan*, a trie over their
 conjuncts (a guard ``all(k1, ..., kn)`` is its children; any other guard is one
@@ -91,7 +90,6 @@ nothing is ever rebuilt eagerly. The module is pure: no Kafka, no Faust.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from bisect import bisect_left, insort
@@ -117,31 +115,6 @@ _RNG = 5  # (lo, lo_open, hi, hi_open) -> rules
 _FREE = 6  # no posting: the guard alone (field None, key None)
 _NEG_TEXT = 7  # complement of a text key
 _NEG_NUM = 8  # complement of a number
-
-
-# ------------------------------------------------------------------ evaluation
-
-
-def _evaluate_takes_now() -> bool:
-    try:
-        params = inspect.signature(CompiledCondition.evaluate).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without signatures
-        return False
-    if "now" in params:
-        return True
-    positional = [p for p in params.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params.values())
-
-
-EVALUATE_TAKES_NOW = _evaluate_takes_now()
-
-
-def _evaluate(cond: CompiledCondition, profile: Profile, now: int | None) -> bool:
-    """``cond.evaluate(profile, now)`` when ``evaluate`` accepts ``now`` (detected once), else without."""
-    if EVALUATE_TAKES_NOW:
-        return cond.evaluate(profile, now)  # type: ignore[call-arg]
-    return cond.evaluate(profile)
 
 
 # ------------------------------------------------------------------ signatures
@@ -520,8 +493,7 @@ def _guard_plan(node: Node) -> tuple[int, Any]:
 # A plan: (entries, switches). An entry is (conjunct guard id, its direct evaluator or None, rule ids
 # decided there or None, sub-plan or None); a switch is (field, {text key: entries}) for the sibling
 # conjuncts that are text equality tests on one field, so they cost one lookup per profile key
-# instead of one call each. (Number intervals compared inline in a plan measured slower than their
-# memoised evaluators: a grade threshold is shared by many postings.)
+# instead of one call each.
 Plan = tuple
 
 
@@ -629,9 +601,7 @@ class _FieldIndex:
         self.neg_num_all: set[str] = set()
         self.neg_missing: set[str] = set()  # complement rules true on a missing value
         # posted text key -> neg_text_all minus the rules posted under it (a value with one key),
-        # built on first use and cleared when the field's complements change: a site's
-        # ``department != X`` rules match nearly every profile, and copying the complement per
-        # profile cost more than inserting it
+        # built on first use and cleared when the field's complements change
         self.neg_memo: dict[str, frozenset[str]] = {}
         self.text = False  # any text posting or text complement
         self.number = False
@@ -768,7 +738,7 @@ class RuleIndex:
         if rule_id in self._conds:
             self.remove(rule_id)
         self._conds[rule_id] = cond
-        if getattr(cond, "time_relative", False):
+        if cond.time_relative:
             self._time_relative += 1
         root = cond.root
         neg = negation(root, self.exact_shortcut)
@@ -843,7 +813,7 @@ class RuleIndex:
         cond = self._conds.pop(rule_id, None)
         if cond is None:
             return
-        if getattr(cond, "time_relative", False):
+        if cond.time_relative:
             self._time_relative -= 1
         self._residual.discard(rule_id)
         self._exact.discard(rule_id)
@@ -1132,7 +1102,7 @@ class SegmentRuleIndex:
 
     @classmethod
     def from_active(cls, active: Mapping[str, Sequence[tuple[str, CompiledCondition]]]) -> SegmentRuleIndex:
-        """Index ``SiteCatalog.active`` (managed segment -> ((rule_id, compiled), ...))."""
+        """Index a site's active rules (managed segment -> ((rule_id, compiled), ...))."""
         out = cls()
         for segment_id, rules in active.items():
             for rule_id, cond in rules:
@@ -1148,26 +1118,6 @@ class SegmentRuleIndex:
         """Forget a rule; unknown ids are ignored."""
         self.index.remove(rule_id)
         self._segment_of.pop(rule_id, None)
-
-    def sync(self, active: Mapping[str, Sequence[tuple[str, CompiledCondition]]]) -> tuple[int, int]:
-        """Bring the index in line with ``active`` touching only changed rules; (added, removed).
-
-        A rule is unchanged when it keeps its segment and the *same* compiled object, so this is
-        incremental only if the caller keeps compiled objects of unchanged rules across catalog edits.
-        """
-        wanted: dict[str, tuple[str, CompiledCondition]] = {
-            rid: (sid, cond) for sid, rules in active.items() for rid, cond in rules
-        }
-        removed = 0
-        for rid in [r for r in self._segment_of if r not in wanted]:
-            self.remove(rid)
-            removed += 1
-        added = 0
-        for rid, (sid, cond) in wanted.items():
-            if self._segment_of.get(rid) != sid or self.index.get(rid) is not cond:
-                self.add(rid, sid, cond)
-                added += 1
-        return added, removed
 
     def segment_of(self, rule_id: str) -> str | None:
         return self._segment_of.get(rule_id)

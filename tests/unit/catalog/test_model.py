@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from processor.catalog.commands import apply, decide
 from processor.catalog.model import SiteCatalog
 from processor.contract.models import Actor, Command
+from processor.rules.index import SegmentRuleIndex
 
 SITE = "s"
 ACTOR = Actor("a", ("site_admin", "system"))
@@ -69,8 +70,8 @@ PRELUDE = [
 def shape(cat: SiteCatalog):
     """Everything recompilation derives, in comparable form."""
     return ({sid: [rid for rid, _ in rules] for sid, rules in cat.active.items()},
-            dict(cat.index._segment_of), sorted(cat.compiled), cat.rules,
-            [cat.index.match_segments(p) for p in PROFILES])
+            dict(cat.active.index._segment_of), sorted(cat.compiled), cat.rules,
+            [cat.active.index.match_segments(p) for p in PROFILES])
 
 
 def full(cat: SiteCatalog) -> SiteCatalog:
@@ -132,7 +133,38 @@ def test_compiled_objects_of_untouched_rules_are_kept():
     ]):
         apply(cat, Command(f"c{i}", SITE, 1, ACTOR, kind, payload))
     before = cat.compiled["r1"]
+    index = cat.active.index  # built, as on a worker that has processed an event
     apply(cat, Command("c9", SITE, 1, ACTOR, "CreateRule", {"rule_id": "r2", "segment_id": "a", "name": "2",
                                                            "condition_json": json.dumps(CONDS[4]), "enabled": True}))
-    assert cat.compiled["r1"] is before and cat.index.index.get("r1") is before
+    assert cat.compiled["r1"] is before and cat.active.index is index and index.index.get("r1") is before
     assert [rid for rid, _ in cat.active["a"]] == ["r1", "r2"]
+
+
+def test_folding_a_log_of_n_rules_on_a_live_site_indexes_each_rule_once(monkeypatch):
+    """Folding N CreateRules into a site whose index is in use (read after every command, as
+    events arrive between commands) compiles and indexes each rule exactly once and never
+    rebuilds the index: the fold costs O(N), not O(N^2)."""
+    calls = {"add": 0, "rebuild": 0}
+    real_add, real_from = SegmentRuleIndex.add, SegmentRuleIndex.from_active.__func__
+
+    def add(self, rid, sid, cond):
+        calls["add"] += 1
+        real_add(self, rid, sid, cond)
+
+    def from_active(cls, active):
+        calls["rebuild"] += 1
+        return real_from(cls, active)
+
+    monkeypatch.setattr(SegmentRuleIndex, "add", add)
+    monkeypatch.setattr(SegmentRuleIndex, "from_active", classmethod(from_active))
+    cat = SiteCatalog(SITE)
+    prelude = [*PRELUDE, ("EnableSegmentAutomation", {"segment_id": "c"})]
+    n = 300
+    rules = [("CreateRule", {"rule_id": f"r{i:03d}", "segment_id": "abc"[i % 3], "name": "n",
+                             "condition_json": json.dumps(CONDS[i % len(CONDS)]), "enabled": True})
+             for i in range(n)]
+    for i, (kind, payload) in enumerate(prelude + rules):
+        apply(cat, Command(f"c{i}", SITE, 1, ACTOR, kind, payload))
+        cat.active.index  # noqa: B018 - in use, as on a worker processing events
+    assert len(cat.active.index) == n
+    assert calls == {"add": n, "rebuild": 1}

@@ -7,7 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.membership.decide import distinct_time_leaves, next_check
+from processor.catalog.active import ActiveRuleSet
+from processor.membership.decide import next_check
 from processor.rules.compiler import compile_condition
 from processor.rules.fields import StaticFields
 
@@ -48,9 +49,9 @@ def naive_next_check(active, profile, now) -> int:
 def test_distinct_leaves_give_the_same_instant_as_every_rule(conditions, n_segments, profile):
     """Computing the next check over a site's distinct time leaves equals the minimum over every
     rule's own next transition (duplicated rules, nesting and negation included)."""
-    active = {f"s{i}": tuple((f"r{j}", compile_condition(json.dumps(c), FIELDS))
-                             for j, c in enumerate(conditions) if j % n_segments == i)
-              for i in range(n_segments)}
+    active = ActiveRuleSet.build({f"s{i}": tuple((f"r{j}", compile_condition(json.dumps(c), FIELDS))
+                                                 for j, c in enumerate(conditions) if j % n_segments == i)
+                                  for i in range(n_segments)})
     assert next_check(active, profile, False, NOW) == naive_next_check(active, profile, NOW)
 
 
@@ -59,9 +60,10 @@ def test_shared_time_conditions_are_walked_once():
     conds = [{"all": [{"field": "department", "op": "equals", "value": f"D{i}"},
                       {"field": "lastlogin", "op": "within_last", "value": ["P30D", "P90D", "P7D"][i % 3]}]}
              for i in range(1000)]
-    active = {"s": tuple((f"r{i}", compile_condition(json.dumps(c), FIELDS)) for i, c in enumerate(conds))}
-    assert len(distinct_time_leaves(active)) == 3
-    assert distinct_time_leaves(active) is distinct_time_leaves(active)  # cached per rule set
+    active = ActiveRuleSet.build({"s": tuple((f"r{i}", compile_condition(json.dumps(c), FIELDS))
+                                             for i, c in enumerate(conds))})
+    assert len(active.time_leaves) == 3
+    assert active.time_leaves is active.time_leaves  # computed once per rule set
     profile = {"lastlogin": NOW - 10 * DAY}
     got = next_check(active, profile, False, NOW)
     assert got == naive_next_check(active, profile, NOW)
@@ -70,7 +72,7 @@ def test_shared_time_conditions_are_walked_once():
 
 def test_deleted_users_are_never_rescheduled():
     """A deleted user has no timer, whatever the rules say."""
-    active = {"s": (("r", compile_condition(json.dumps({"field": "timecreated", "op": "within_last",
-                                                         "value": "P1D"}), FIELDS)),)}
+    active = ActiveRuleSet.build({"s": (("r", compile_condition(json.dumps({"field": "timecreated", "op": "within_last",
+                                                                         "value": "P1D"}), FIELDS)),)})
     assert next_check(active, {"timecreated": NOW}, True, NOW) == 0
     assert next_check(active, {"timecreated": NOW}, False, NOW) > NOW

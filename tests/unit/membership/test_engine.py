@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processor.catalog.active import ActiveRuleSet
 from processor.catalog.commands import REMOVE_ALL, RECONCILE
 from processor.catalog.commands import apply as apply_command
 from processor.catalog.commands import decide
@@ -36,7 +37,6 @@ from processor.membership.engine import (
     reissue_tick,
 )
 from processor.rules.compiler import compile_condition
-from processor.rules.index import SegmentRuleIndex
 from processor.rules.fields import StaticFields
 from processor.state.user_state import Fact, UserState, decode_state, encode_state
 
@@ -52,7 +52,7 @@ R_SALES = ("r-sales", rule({"field": "department", "op": "equals", "value": "Sal
 R_DE = ("r-de", rule({"field": "country", "op": "in", "value": ["DE", "FR"]}))
 R_LONDON = ("r-london", rule({"field": "city", "op": "equals", "value": "London"}))
 
-ACTIVE = {"sales": (R_SALES,), "emea": (R_DE, R_LONDON)}
+ACTIVE = ActiveRuleSet.build({"sales": (R_SALES,), "emea": (R_DE, R_LONDON)})
 
 
 def ev(event_id: str, event_type: str = "USER_UPDATED", profile: dict | None = None, user: str = USER,
@@ -74,7 +74,7 @@ def members(st: UserState) -> set[str]:
 
 def stored_user(profile: dict, **kw) -> UserState:
     """A user stored while no rules existed (no facts)."""
-    out = apply_user_event(None, ev("e-seed", "USER_CREATED", profile, **kw), 0, {}, 1)
+    out = apply_user_event(None, ev("e-seed", "USER_CREATED", profile, **kw), 0, ActiveRuleSet(), 1)
     assert out.changes == []
     return out.state
 
@@ -184,7 +184,7 @@ def test_suspended_user_does_not_match():
 def test_unmanaged_segment_never_touched():
     """A segment without automation (not in active) keeps its frozen members, even on delete."""
     st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
-    frozen_active = {"emea": ACTIVE["emea"]}  # 'sales' automation disabled (frozen)
+    frozen_active = ActiveRuleSet.build({"emea": ACTIVE["emea"]})  # 'sales' automation disabled (frozen)
     before = copy.deepcopy(st.facts["sales"])
     out = apply_user_event(st, ev("e2", "USER_UPDATED", {"department": "HR"}), 1, frozen_active, 2)
     assert out.changes == []
@@ -195,7 +195,7 @@ def test_unmanaged_segment_never_touched():
 
 def test_user_event_for_unmanaged_only_site_emits_nothing():
     """With no managed segment, no event emits anything."""
-    out = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, {}, 1)
+    out = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ActiveRuleSet(), 1)
     assert out.changes == [] and out.status == APPLIED
 
 
@@ -361,7 +361,7 @@ def test_backfill_other_cause_without_change_emits_nothing():
 def test_backfill_reconcile_removes_user_no_longer_matching():
     """After a rule update, a member the rule no longer matches is REMOVED with the command as cause."""
     st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
-    updated = {**ACTIVE, "sales": (("r-sales", rule({"field": "department", "op": "equals", "value": "Ops"})),)}
+    updated = ActiveRuleSet.build({**ACTIVE, "sales": (("r-sales", rule({"field": "department", "op": "equals", "value": "Ops"})),)})
     out = apply_backfill(st, updated, [("sales", RECONCILE)], Cause("RULE_UPDATED", "cmd-9", 5), 6)
     assert [(c.segment_id, c.change, c.cause_kind, c.cause_id) for c in out.changes] == [
         ("sales", "REMOVED", "RULE_UPDATED", "cmd-9")]
@@ -371,7 +371,7 @@ def test_backfill_rule_deleted_keeps_users_another_rule_matches():
     """Deleting one rule removes only users no remaining rule of the segment matches."""
     both = apply_user_event(None, ev("e1", "USER_CREATED", {"country": "DE", "city": "London"}), 0, ACTIVE, 1).state
     only_de = apply_user_event(None, ev("e2", "USER_CREATED", {"country": "DE"}, user="u-2"), 0, ACTIVE, 1).state
-    after = {**ACTIVE, "emea": (R_LONDON,)}
+    after = ActiveRuleSet.build({**ACTIVE, "emea": (R_LONDON,)})
     cause = Cause("RULE_DELETED", "cmd-del", 9)
     assert apply_backfill(both, after, [("emea", RECONCILE)], cause, 1).changes == []
     assert summary(apply_backfill(only_de, after, [("emea", RECONCILE)], cause, 1).changes) == [("emea", "REMOVED")]
@@ -381,7 +381,7 @@ def test_backfill_only_touches_listed_segments():
     """A backfill for one segment leaves the user's other segments alone even if their rules changed."""
     st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales", "country": "DE"}), 0,
                           ACTIVE, 1).state
-    nothing_matches = {"sales": (), "emea": ()}
+    nothing_matches = ActiveRuleSet.build({"sales": (), "emea": ()})
     out = apply_backfill(st, nothing_matches, [("sales", RECONCILE)], Cause("RULE_DELETED", "c", 1), 1)
     assert summary(out.changes) == [("sales", "REMOVED")]
     assert out.state.is_member("emea")
@@ -398,7 +398,7 @@ def test_backfill_duplicate_segment_entries_emit_once():
 def test_backfill_reconcile_skips_unmanaged_segment():
     """RECONCILE of a segment that is not managed (any more) changes nothing: frozen members stay."""
     st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
-    out = apply_backfill(st, {"emea": ACTIVE["emea"]}, [("sales", RECONCILE)], Cause("RULE_DELETED", "c", 1), 1)
+    out = apply_backfill(st, ActiveRuleSet.build({"emea": ACTIVE["emea"]}), [("sales", RECONCILE)], Cause("RULE_DELETED", "c", 1), 1)
     assert out.changes == []
     assert out.state.is_member("sales")
 
@@ -406,7 +406,7 @@ def test_backfill_reconcile_skips_unmanaged_segment():
 def test_backfill_deleted_and_suspended_users_not_added():
     """Backfills never add deleted or suspended users."""
     cause = Cause("RULE_CREATED", "c", 1)
-    deleted = apply_user_event(stored_user({"department": "Sales"}), ev("e9", "USER_DELETED"), 1, {}, 1).state
+    deleted = apply_user_event(stored_user({"department": "Sales"}), ev("e9", "USER_DELETED"), 1, ActiveRuleSet(), 1).state
     assert apply_backfill(deleted, ACTIVE, [("sales", RECONCILE)], cause, 1).changes == []
     suspended = stored_user({"department": "Sales", "suspended": True})
     assert apply_backfill(suspended, ACTIVE, [("sales", RECONCILE)], cause, 1).changes == []
@@ -417,7 +417,7 @@ def test_backfill_remove_all_removes_members():
     member = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
     non_member = apply_user_event(None, ev("e2", "USER_CREATED", {"department": "HR"}, user="u-2"), 0,
                                   ACTIVE, 1).state
-    after = {"emea": ACTIVE["emea"]}  # 'sales' gone
+    after = ActiveRuleSet.build({"emea": ACTIVE["emea"]})  # 'sales' gone
     cause = Cause("SEGMENT_DELETED", "cmd-x", 50)
     out = apply_backfill(member, after, [("sales", REMOVE_ALL)], cause, 60)
     (ch,) = out.changes
@@ -432,7 +432,7 @@ def test_backfill_remove_all_removes_members():
 def test_backfill_remove_all_removes_members_even_if_rules_match():
     """REMOVE_ALL removes members regardless of profile: a disabled segment with remove_members empties."""
     member = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
-    out = apply_backfill(member, {}, [("sales", REMOVE_ALL)], Cause("SEGMENT_AUTOMATION_DISABLED", "c", 1), 1)
+    out = apply_backfill(member, ActiveRuleSet(), [("sales", REMOVE_ALL)], Cause("SEGMENT_AUTOMATION_DISABLED", "c", 1), 1)
     assert summary(out.changes) == [("sales", "REMOVED")]
 
 
@@ -447,7 +447,7 @@ def test_backfill_remove_all_skipped_if_segment_managed_again():
 def test_reenable_reconciles_frozen_members():
     """Re-enabling reconciles a frozen segment: members that no longer match are REMOVED."""
     st = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales"}), 0, ACTIVE, 1).state
-    st = apply_user_event(st, ev("e2", "USER_UPDATED", {"department": "HR"}), 1, {}, 2).state  # frozen
+    st = apply_user_event(st, ev("e2", "USER_UPDATED", {"department": "HR"}), 1, ActiveRuleSet(), 2).state  # frozen
     assert st.is_member("sales")
     out = apply_backfill(st, ACTIVE, [("sales", RECONCILE)], Cause("SEGMENT_AUTOMATION_ENABLED", "c", 1), 1)
     assert summary(out.changes) == [("sales", "REMOVED")]
@@ -458,14 +458,14 @@ def test_backfill_survives_non_finite_datetime_in_stored_profile():
     backfill for a rule on that field must evaluate it (not a member) instead of raising, since a raise
     aborts the backfill of every remaining user in the partition."""
     st = stored_user({"department": "Sales", "lastlogin": float("nan")})
-    active = {"inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 1_600_000_000})),)}
+    active = ActiveRuleSet.build({"inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 1_600_000_000})),)})
     out = apply_backfill(st, active, [("inactive", RECONCILE)], Cause("RULE_CREATED", "cmd-1", 1), 1)
     assert out.changes == []
 
 
 def test_user_event_with_non_finite_datetime_is_processed():
     """A user event carrying lastlogin = Infinity is applied (stored, evaluated) without raising."""
-    active = {**ACTIVE, "inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 10})),)}
+    active = ActiveRuleSet.build({**ACTIVE, "inactive": (("r-old", rule({"field": "lastlogin", "op": "before", "value": 10})),)})
     out = apply_user_event(None, ev("e1", "USER_CREATED", {"department": "Sales", "lastlogin": float("inf")}),
                            0, active, 1)
     assert summary(out.changes) == [("sales", "ADDED")]
@@ -516,7 +516,6 @@ def test_property_membership_follows_rules(indexed, steps):
     """After any sequence of events (with replays and duplicates), membership equals what the rules say,
     every emitted change is a real transition, and new change ids are never reused; with the site's
     rule index (which only visits matched and member segments) exactly as when evaluating every rule."""
-    index = SegmentRuleIndex.from_active(ACTIVE) if indexed else None
     state = None
     profile, deleted = {}, False
     model_in: set[str] = set()
@@ -526,19 +525,19 @@ def test_property_membership_follows_rules(indexed, steps):
     for i, (etype, patch, mode) in enumerate(steps):
         if mode == "replay" and last:
             e, off, changes = last
-            out = apply_user_event(state, e, off, ACTIVE, 10_000 + i, index)
+            out = apply_user_event(state, e, off, ACTIVE, 10_000 + i, use_index=indexed)
             assert out.status == REPLAYED
             assert wire(out.changes) == wire(changes)
             continue
         if mode == "duplicate" and last:
             offset += 1
-            out = apply_user_event(state, last[0], offset, ACTIVE, 10_000 + i, index)
+            out = apply_user_event(state, last[0], offset, ACTIVE, 10_000 + i, use_index=indexed)
             assert out.status == DUPLICATE and out.changes == []
             state = out.state
             continue
         offset += 1
         e = ev(f"e{i}", etype, patch, at=i)
-        out = apply_user_event(state, e, offset, ACTIVE, i, index)
+        out = apply_user_event(state, e, offset, ACTIVE, i, use_index=indexed)
         state = out.state
         profile, deleted = _model_merge(profile, deleted, etype, patch)
         want = _model_members(profile, deleted)
@@ -694,7 +693,7 @@ def test_current_changes_reissue_every_recorded_fact_byte_identical_oldest_first
 
 DAY = 86_400
 R_NEW = ("r-new", rule({"field": "timecreated", "op": "within_last", "value": "P30D"}))
-TIMED = {"new": (R_NEW,), "sales": (R_SALES,)}
+TIMED = ActiveRuleSet.build({"new": (R_NEW,), "sales": (R_SALES,)})
 T0 = 1_700_000_000
 
 
@@ -752,12 +751,11 @@ def test_reissue_tick_skips_changes_a_later_event_superseded():
 def test_index_path_emits_byte_identical_changes_and_states(steps):
     """The same events through the rule index and through every rule: identical change bytes and
     identical stored states after every step (change ids, emission times, matched rules)."""
-    index = SegmentRuleIndex.from_active(ACTIVE)
     a = b = None
     for i, (etype, patch, _) in enumerate(steps):
         e = ev(f"e{i}", etype, patch, at=i)
-        oa = apply_user_event(a, e, i + 1, ACTIVE, 1_000 + i)
-        ob = apply_user_event(b, e, i + 1, ACTIVE, 1_000 + i, index)
+        oa = apply_user_event(a, e, i + 1, ACTIVE, 1_000 + i, use_index=False)
+        ob = apply_user_event(b, e, i + 1, ACTIVE, 1_000 + i, use_index=True)
         assert wire(oa.changes) == wire(ob.changes)
         assert encode_state(oa.state) == encode_state(ob.state)
         a, b = oa.state, ob.state
@@ -771,7 +769,7 @@ def test_backfill_rerun_reissues_its_recorded_change_before_superseding_it():
     cause = Cause("RULE_CREATED", "cmd-7", 5)
     first = apply_backfill(st, ACTIVE, [("sales", RECONCILE)], cause, 100, 40)
     assert summary(first.changes) == [("sales", "ADDED")]
-    moved_on = {"sales": (("r-other", rule({"field": "department", "op": "equals", "value": "HR"})),)}
+    moved_on = ActiveRuleSet.build({"sales": (("r-other", rule({"field": "department", "op": "equals", "value": "HR"})),)})
     rerun = apply_backfill(decode_state(encode_state(first.state)), moved_on, [("sales", RECONCILE)], cause, 200, 40)
     assert [c.change for c in rerun.changes] == ["ADDED", "REMOVED"]
     assert wire(rerun.changes[:1]) == wire(first.changes)

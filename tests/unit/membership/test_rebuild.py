@@ -8,11 +8,11 @@ import random
 
 import pytest
 
+from processor.catalog.active import ActiveRuleSet
 from processor.contract.codec import encode_membership_change
 from processor.membership.rebuild import DIFF, SNAPSHOT, rebuild_user
 from processor.rules.compiler import compile_condition
 from processor.rules.fields import StaticFields
-from processor.rules.index import SegmentRuleIndex
 from processor.state.user_state import UserState
 
 FIELDS = StaticFields()
@@ -24,8 +24,8 @@ CONDS = {
     "ext": [{"field": "email", "op": "ends_with", "value": "@partner.org"}],
     "nohr": [{"not": {"field": "department", "op": "equals", "value": "HR"}}],
 }
-ACTIVE = {seg: tuple((f"{seg}-{i}", compile_condition(json.dumps(c), FIELDS)) for i, c in enumerate(cs))
-          for seg, cs in CONDS.items()}
+ACTIVE = ActiveRuleSet.build({seg: tuple((f"{seg}-{i}", compile_condition(json.dumps(c), FIELDS))
+                                          for i, c in enumerate(cs)) for seg, cs in CONDS.items()})
 
 
 def profiles() -> list[dict]:
@@ -49,11 +49,10 @@ def test_rebuild_with_the_index_equals_rebuild_evaluating_every_rule(mode: str) 
     """For varied profiles (missing fields, case, suspended, deleted), rebuilding a user with the
     site's rule index yields the same changes, byte for byte, and the same facts as evaluating
     every rule."""
-    index = SegmentRuleIndex.from_active(ACTIVE)
     for i, profile in enumerate(profiles()):
         st = UserState("s", f"u{i}", deleted=i % 17 == 0, profile=profile)
         a, b = copy.deepcopy(st), copy.deepcopy(st)
-        plain = rebuild_user(a, ACTIVE, {}, mode, "run-1", 1_750_000_000_000)
-        indexed = rebuild_user(b, ACTIVE, {}, mode, "run-1", 1_750_000_000_000, index)
+        plain = rebuild_user(a, ACTIVE, {}, mode, "run-1", 1_750_000_000_000, use_index=False)
+        indexed = rebuild_user(b, ACTIVE, {}, mode, "run-1", 1_750_000_000_000, use_index=True)
         assert [encode_membership_change(c) for c in indexed] == [encode_membership_change(c) for c in plain]
         assert b.facts == a.facts

@@ -96,8 +96,8 @@ def test_mutant_with_unstable_replays_is_caught(monkeypatch):
     """A replayed event whose re-emitted change differs (new emitted_at) is a CONFLICT."""
     real = simulate.apply_user_event
 
-    def mutant(st, ev, offset, active, now_ms, index=None):
-        out = real(st, ev, offset, active, now_ms, index)
+    def mutant(st, ev, offset, active, now_ms, use_index=True):
+        out = real(st, ev, offset, active, now_ms, use_index=use_index)
         if out.status == "REPLAYED":
             out.changes = [dataclasses.replace(c, emitted_at=c.emitted_at + 1) for c in out.changes]
         return out

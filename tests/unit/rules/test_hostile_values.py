@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import tzdata
 
+from processor.catalog.active import ActiveRuleSet
 from processor.catalog.commands import decide
 from processor.catalog.model import Segment, SiteCatalog
 from processor.contract.models import Actor, Command, UserEvent
@@ -228,7 +229,7 @@ def test_profile_datetime_outside_the_calendar_is_unset(op, value):
     cond = compile_condition(leaf, FIELDS)
     assert cond.evaluate({"lastlogin": value}) is False
     ev = UserEvent("e1", "USER_CREATED", "site-a", "u1", 1, {"lastlogin": value})
-    out = apply_user_event(None, ev, 0, {"seg": (("r", cond),)}, 1_700_000_000_000)
+    out = apply_user_event(None, ev, 0, ActiveRuleSet.build({"seg": (("r", cond),)}), 1_700_000_000_000)
     assert decode_state(encode_state(out.state)).profile["lastlogin"] == value
     if out.timer and out.timer[1]:
         timer_key(out.timer[1], b"k")

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
+import fastavro
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import io
-
-import fastavro
-
 from processor.contract import schemas
 from processor.state.user_state import (
     FORMAT_V1,
-    FORMAT_V2,
+    FORMAT_V3,
     RECENT_EVENT_IDS,
     Fact,
     UserState,
@@ -65,7 +67,7 @@ def test_round_trip_deleted_state():
 
 def test_encoding_has_version_byte():
     """The stored value starts with the current format version byte."""
-    assert encode_state(UserState("s", "u")).startswith(FORMAT_V2)
+    assert encode_state(UserState("s", "u")).startswith(FORMAT_V3)
 
 
 def test_format_1_written_by_an_older_worker_still_decodes() -> None:
@@ -89,10 +91,65 @@ def test_format_1_written_by_an_older_worker_still_decodes() -> None:
     assert got == old
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x03" + encode_state(UserState("s", "u"))[1:], b"\x00abc"])
+@pytest.mark.parametrize("raw", [b"", b"\x04" + encode_state(UserState("s", "u"))[1:], b"\x00abc"])
 def test_unknown_format_rejected(raw):
     """A value without the known version byte raises ValueError instead of being misread."""
     with pytest.raises(ValueError):
+        decode_state(raw)
+
+
+OLD_STATES = json.loads((Path(__file__).parent / "fixtures" / "old_user_states.json").read_text())
+
+
+def fixture_states() -> dict[str, UserState]:
+    """The states whose bytes tests/unit/state/fixtures/old_user_states.json holds (formats 1 and 2,
+    written by the code of commit 7c2fa80, the last to write format 2)."""
+    full = full_state()
+    full.profile.update({"city": None, "big": -(2**63), "neg": -0.5, "text": "日本語 ✓"})
+    full.next_check_at = 1_750_000_123
+    return {
+        "full": full,
+        "deleted": UserState("s", "u", deleted=True,
+                             facts={"x": Fact(False, "c", "REMOVED", "USER_DELETED", "e", (), 1, 2)}),
+        "fresh": UserState("s", "u"),
+    }
+
+
+@pytest.mark.parametrize("name", ["full", "deleted", "fresh"])
+def test_format_2_bytes_written_by_the_avro_codec_still_decode(name):
+    """State bytes an older worker stored in format 2 (Avro) decode to the same state, value types
+    included, and are rewritten in the current format."""
+    want = fixture_states()[name]
+    raw = bytes.fromhex(OLD_STATES["format_2"][name])
+    assert raw[:1] == b"\x02"
+    got = decode_state(raw)
+    assert got == want
+    assert {k: type(v) for k, v in got.profile.items()} == {k: type(v) for k, v in want.profile.items()}
+    assert decode_state(encode_state(got)) == want and encode_state(got)[:1] == FORMAT_V3
+
+
+@pytest.mark.parametrize("name", ["full", "deleted", "fresh"])
+def test_format_1_bytes_still_decode(name):
+    """Stored format 1 bytes (no last_control_offset) decode with last_control_offset -1."""
+    want = fixture_states()[name]
+    raw = bytes.fromhex(OLD_STATES["format_1"][name])
+    assert raw[:1] == FORMAT_V1
+    got = decode_state(raw)
+    assert got.last_control_offset == -1
+    got.last_control_offset = want.last_control_offset
+    assert got == want
+
+
+@pytest.mark.parametrize("raw", [
+    encode_state(full_state())[:-3],  # truncated
+    FORMAT_V3 + msgspec.msgpack.encode(["s", "u", False, {}, -1, 0, []]),  # fields missing
+    FORMAT_V3 + msgspec.msgpack.encode(["s", "u", "no", {}, -1, 0, [], {}, -1]),  # a string for a bool
+    FORMAT_V3 + msgspec.msgpack.encode(["s", "u", False, {"k": {"x": 1}}, -1, 0, [], {}, -1]),  # a map value
+    FORMAT_V3 + msgspec.msgpack.encode(["s", "u", False, {}, -1, 0, [], {"seg": [True, "c"]}, -1]),  # short fact
+])
+def test_corrupt_current_format_is_rejected(raw):
+    """Format 3 bytes of the wrong shape or types raise ValueError instead of yielding a bad state."""
+    with pytest.raises(ValueError, match="format 3"):
         decode_state(raw)
 
 
