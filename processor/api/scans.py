@@ -25,7 +25,8 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from processor.api.errors import ApiError
-from processor.membership.decide import ActiveRules, desired
+from processor.catalog.active import ActiveRuleSet
+from processor.membership.decide import desired
 from processor.state.keys import member_prefix, parse_member_key, user_prefix
 from processor.state.user_state import decode_state
 
@@ -122,7 +123,7 @@ class Scanner:
         with self.gate.slot():
             return await count_members(dbs, site_id, self._slicer(dbs, deadline))
 
-    async def preview(self, dbs: PartitionDbs, site_id: str, candidate: ActiveRules, segment: str, now: int,
+    async def preview(self, dbs: PartitionDbs, site_id: str, candidate: ActiveRuleSet, segment: str, now: int,
                       deadline: float) -> dict[str, Any]:
         with self.gate.slot():
             return await preview(dbs, site_id, candidate, segment, now, self._slicer(dbs, deadline))
@@ -151,7 +152,7 @@ async def count_members(dbs: PartitionDbs, site_id: str, slicer: Slicer) -> dict
     return {"members": counts, "users": users}
 
 
-async def preview(dbs: PartitionDbs, site_id: str, candidate: ActiveRules, segment: str, now: int,
+async def preview(dbs: PartitionDbs, site_id: str, candidate: ActiveRuleSet, segment: str, now: int,
                   slicer: Slicer) -> dict[str, Any]:
     """Who ``candidate`` (the segment's rules with the one under preview) would add and remove."""
     added: list[str] = []

@@ -18,6 +18,7 @@ import rocksdict
 
 from processor.api import scans
 from processor.api.errors import ApiError
+from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.rules.compiler import compile_condition
 from processor.state.keys import member_key, user_key
@@ -63,9 +64,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[int, 
         db.close()
 
 
-def candidate() -> dict[str, Any]:
+def candidate() -> ActiveRuleSet:
     cond = compile_condition({"field": "department", "op": "equals", "value": "Sales"}, SiteCatalog(SITE))
-    return {"seg": [("r1", cond)]}
+    return ActiveRuleSet.build({"seg": [("r1", cond)]})
 
 
 def always(partition: int, db: Any) -> bool:
