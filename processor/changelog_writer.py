@@ -33,7 +33,7 @@ import asyncio
 from collections import deque
 from typing import Any, Awaitable, Callable
 
-from processor.changelog import ChangelogError  # one error for both changelog clients
+from processor.runtime.exceptions import ChangelogError  # one error for both changelog clients
 
 # send(partition, key, value | None) -> awaitable resolving to a future of the record's offset
 Send = Callable[[int, bytes, "bytes | None"], Awaitable["asyncio.Future[Any]"]]

@@ -179,7 +179,7 @@ def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> N
         with Progress(*cols, transient=as_json) as progress:
             report = run_rebuild(s, mode, run_id, progress=progress, jobs=jobs)
     except RebuildError as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(f"{err.code}: {err.message}") from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:

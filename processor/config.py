@@ -74,13 +74,12 @@ class Settings:
     topics_strict: bool = False
     session_timeout_s: float = 30.0
     log_level: str = "info"
-    # Work-arounds for known broker bugs, e.g. "tansu": its ListOffsets(latest) is the base
-    # offset of the last batch + 1, so table recovery would stop before the end of a
-    # multi-record batch; with this quirk every produced batch holds one record.
+    # BROKER_QUIRKS: the broker profile to run with (processor/runtime/broker_profile.py names
+    # each profile and its work-arounds); unset for Kafka.
     broker_quirks: frozenset[str] = frozenset()
-    # How long a consumer fetch may wait for data (None: Faust's 1,500 ms). Kafka answers a
-    # waiting fetch as soon as data arrives, so this adds no latency there; tansu answers only
-    # when the wait ends, so on tansu it *is* the input latency (the "tansu" quirk sets 50 ms).
+    # How long a consumer fetch may wait for data (None: the broker profile's default, else
+    # Faust's 1,500 ms). Kafka answers a waiting fetch as soon as data arrives, so this adds no
+    # latency there; a broker that answers only when the wait ends makes it the input latency.
     fetch_max_wait_ms: int | None = None
     # How long the membership-changes producer waits to fill a batch (ms): a few ms of latency
     # buys many records per request (processor/output_producer.py).

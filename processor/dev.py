@@ -83,7 +83,7 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
         Path(".state").mkdir(exist_ok=True)
         broker = EmbeddedBroker(port, log_path=Path(".state/broker.log")).start()
         bootstrap = broker.bootstrap
-        print(f"embedded broker (tansu, in-memory) on {bootstrap}", flush=True)
+        print(f"embedded broker ({EmbeddedBroker.PRODUCT}, in-memory) on {bootstrap}", flush=True)
     else:
         bootstrap = external
         print(f"using Kafka at {bootstrap}", flush=True)
@@ -100,7 +100,7 @@ def run_dev(once: bool = False, timeout: float = 120.0) -> int:
     jwt_secret = os.environ.get("ADMIN_JWT_SECRET") or secrets.token_urlsafe(32)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, STATE_DIR=str(state_dir),
                WEB_PORT=str(settings.web_port), ADMIN_JWT_SECRET=jwt_secret, CONSOLE_DEV_LOGIN="1",
-               **({"BROKER_QUIRKS": "tansu"} if broker is not None else {}),
+               **({"BROKER_QUIRKS": EmbeddedBroker.QUIRKS} if broker is not None else {}),
                BROKER_SESSION_TIMEOUT=os.environ.get("BROKER_SESSION_TIMEOUT", "6"))
     wlog = open(Path(".state") / "worker.log", "ab") if Path(".state").is_dir() else subprocess.DEVNULL
     worker = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=env,

@@ -45,11 +45,9 @@ from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
-from processor.state.keys import member_prefix, parse_member_key, user_key
-from processor.state.user_state import decode_state
 
 if TYPE_CHECKING:
-    from processor.app import Processor
+    from processor.runtime.read_model import WorkerReadModel
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 PREVIEW_SAMPLE = scans.SAMPLE
@@ -92,13 +90,12 @@ def _dry_run(request: aioweb.Request) -> bool:
 
 
 class Api:
-    def __init__(self, proc: "Processor", auth: AuthConfig) -> None:
-        self.proc = proc
+    def __init__(self, model: "WorkerReadModel", auth: AuthConfig) -> None:
+        self.model = model
         self.auth = auth
-        s = proc.s
+        s = self.settings = model.settings
         self.peer_client = peers.PeerClient()
-        self.scanner = scans.Scanner(s.scan_concurrency, self._db_is_current, s.scan_slice_ms / 1000,
-                                     s.scan_rest_ms / 1000)
+        self.scanner = scans.Scanner(s.scan_concurrency, s.scan_slice_ms / 1000, s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
 
     # ----------------------------------------------------------------- plumbing
@@ -155,9 +152,9 @@ class Api:
             except aioweb.HTTPException:
                 raise
             except Exception as exc:  # noqa: BLE001 - never a bare 500 page
-                self.proc.log.exception("api error on %s %s", request.method, request.path)
+                self.model.log.exception("api error on %s %s", request.method, request.path)
                 resp = _json({"code": "INTERNAL", "message": f"{type(exc).__name__}"}, 500)
-            self.proc.metrics.observe_api(request.method, handler.__name__, resp.status,
+            self.model.metrics.observe_api(request.method, handler.__name__, resp.status,
                                           time.perf_counter() - started)
             return resp
 
@@ -200,23 +197,17 @@ class Api:
         return parse_json_text(text)
 
     def site(self, request: aioweb.Request) -> SiteCatalog:
-        return self.proc.registry.site(request.match_info["site"])
+        return self.model.registry.site(request.match_info["site"])
 
     async def peers(self) -> list[str]:
         """Base URLs of every worker owning user-table partitions (this one included)."""
-        try:
-            meta = self.proc.app.router.table_metadata(self.proc.users.name)
-            urls = sorted({str(u).rstrip("/") for u in meta})
-        except Exception:  # noqa: BLE001 - not assigned yet
-            urls = []
-        me = str(self.proc.app.conf.canonical_url).rstrip("/")
-        return urls or [me]
+        return self.model.peer_urls()
 
     def timeout_s(self, preview: bool = False) -> float:
         """How long a gathered read waits for every worker: PEER_TIMEOUT_S, or SCAN_TIMEOUT_S
         for a preview (it decodes and evaluates every stored user: seconds on a large site;
         member counts only walk keys)."""
-        return self.proc.s.scan_timeout_s if preview else self.proc.s.peer_timeout_s
+        return self.settings.scan_timeout_s if preview else self.settings.peer_timeout_s
 
     async def gather(self, request: aioweb.Request, method: str, path: str, shape: peers.Shape,
                      payload: Any = None, preview: bool = False) -> list[Any]:
@@ -224,7 +215,7 @@ class Api:
         does not answer in time (``timeout_s``) or answers garbage makes the whole answer 503
         WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
         other calls are then cancelled."""
-        me = str(self.proc.app.conf.canonical_url).rstrip("/")
+        me = self.model.self_url()
         timeout = self.timeout_s(preview)
         headers = {"Authorization": request.headers.get("Authorization", "")}
 
@@ -253,55 +244,24 @@ class Api:
         return await self._preview_local(site, payload, deadline)
 
     # -------------------------------------------------------------- local reads
-    def _owned_dbs(self) -> list[Any]:
-        return [db for _, db in self._owned_partition_dbs()]
-
-    def _owned_partition_dbs(self) -> list[tuple[int, Any]]:
-        store = self.proc.users.data
-        try:
-            parts = sorted(tp.partition for tp in self.proc.app.assignor.assigned_actives()
-                           if tp.topic == self.proc.s.topics.user_events)
-        except Exception:  # noqa: BLE001
-            parts = []
-        return [(p, store._db_for_partition(p)) for p in parts]
-
-    def _db_is_current(self, partition: int, db: Any) -> bool:
-        """Is ``db`` still the open handle of ``partition`` (not revoked or re-opened since)?"""
-        return self.proc.users.data._dbs.get(partition) is db
-
     def _members_local(self, site: str, segment: str, after: str, limit: int) -> dict[str, Any]:
-        prefix = member_prefix(site, segment)
-        start = prefix + after.encode() + (b"\x00" if after else b"")
-        out = []
-        for db in self._owned_dbs():
-            n = 0
-            for k, v in db.items(from_key=start):
-                if not k.startswith(prefix) or n >= limit:
-                    break
-                meta = json.loads(v) if v else {}
-                out.append({"user_id": parse_member_key(k)[2], "since": meta.get("since"),
-                            "matched_rule_ids": meta.get("rules", []), "cause": meta.get("cause")})
-                n += 1
-        return {"members": out}
+        return {"members": [m.as_dict() for m in self.model.store.members(site, segment, after, limit)]}
 
     async def _counts_local(self, site: str, deadline: float) -> dict[str, Any]:
-        return await self.scanner.counts(self._owned_partition_dbs(), site, deadline)
+        return await self.scanner.counts(self.model.store.scan(site), deadline)
 
     def _user_local(self, site: str, user: str) -> dict[str, Any]:
-        key = user_key(site, user)
-        for db in self._owned_dbs():
-            raw = db.get(key)
-            if raw:
-                st = decode_state(raw)
-                return {"found": True, "deleted": st.deleted, "profile": st.profile,
-                        "facts": {s: {"member": f.member, "change": f.change, "cause_kind": f.cause_kind,
-                                      "cause_id": f.cause_id, "since": f.emitted_at,
-                                      "matched_rule_ids": list(f.matched_rule_ids)}
-                                  for s, f in st.facts.items()}}
-        return {"found": False}
+        st = self.model.store.user(site, user)
+        if st is None:
+            return {"found": False}
+        return {"found": True, "deleted": st.deleted, "profile": st.profile,
+                "facts": {s: {"member": f.member, "change": f.change, "cause_kind": f.cause_kind,
+                              "cause_id": f.cause_id, "since": f.emitted_at,
+                              "matched_rule_ids": list(f.matched_rule_ids)}
+                          for s, f in st.facts.items()}}
 
     async def _preview_local(self, site_id: str, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
-        site = self.proc.registry.site(site_id)
+        site = self.model.registry.site(site_id)
         segment = payload["segment_id"]
         rule_id = payload.get("rule_id") or ""
         try:
@@ -311,8 +271,8 @@ class Api:
             raise ApiError(422, first.code, first.message, first.path) from None
         others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
         candidate = ActiveRuleSet.build({segment: [*others, (rule_id or "(new rule)", cond)]})
-        return await self.scanner.preview(self._owned_partition_dbs(), site_id, candidate, segment,
-                                          int(time.time()), deadline)
+        return await self.scanner.preview(self.model.store.scan(site_id), candidate, segment, int(time.time()),
+                                          deadline)
 
     # ------------------------------------------------------- internal endpoints
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
@@ -451,10 +411,10 @@ class Api:
     async def command_status(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         site_id, command_id = request.match_info["site"], request.match_info["command"]
-        rec = self.proc.registry.command(site_id, command_id)
+        rec = self.model.registry.command(site_id, command_id)
         if rec is None:
-            oldest = self.proc.registry.commands.oldest(site_id)
-            ttl_s = self.proc.s.command_status_ttl_s
+            oldest = self.model.registry.commands.oldest(site_id)
+            ttl_s = self.settings.command_status_ttl_s
             if command_ids.expired(command_id, int(time.time() * 1000), ttl_s * 1000,
                                    oldest.command_id if oldest else None):
                 raise ApiError(410, "COMMAND_EXPIRED",
@@ -503,7 +463,7 @@ class Api:
         now = int(time.time() * 1000)
         cmd = Command(command_ids.new_command_id(now), site.site_id, now,
                       Actor(principal.sub, principal.roles), ptype, payload,
-                      auth_token=token if self.proc.s.commands_require_token else None)
+                      auth_token=token if self.settings.commands_require_token else None)
         if dry_run:  # the command's own validation, against this worker's (caught-up) catalog
             from processor.catalog.commands import decide
 
@@ -514,7 +474,7 @@ class Api:
             return _json({"valid": False, "code": d.code, "message": d.message, "path": d.path,
                           "errors": [{"code": d.code, "path": d.path, "message": d.message}]}, 422)
         self.write_limiter.hit(site.site_id, principal.sub)
-        await self.proc.commands_out.send(key=site.site_id.encode(), value=encode_command(cmd))
+        await self.model.send_command(site.site_id, encode_command(cmd))
         return _json({"command_id": cmd.command_id, "status": "PENDING",
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
 

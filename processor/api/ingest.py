@@ -172,18 +172,7 @@ class Ingest:
 
     def _client(self) -> Any:
         if self._producer is None:
-            from confluent_kafka import Producer
-
-            from processor.librdkafka import KAFKA_LOG
-
-            s = self.api.proc.s
-            self._producer = Producer({
-                "bootstrap.servers": s.bootstrap_servers, "client.id": f"{s.app_id}-ingest", "acks": "all",
-                "linger.ms": 5, "partitioner": "murmur2_random",  # the workers' (Java client's) partitioner
-                "max.in.flight.requests.per.connection": 1,  # a user's records stay in request order
-                "message.timeout.ms": int(self.delivery_timeout_s * 1000), "log.connection.close": False,
-                "logger": KAFKA_LOG,
-            })
+            self._producer = self.api.model.ingest_producer(self.delivery_timeout_s)
         return self._producer
 
     def _wait(self, client: Any, report: _Delivery, n: int) -> None:
@@ -199,7 +188,7 @@ class Ingest:
         if not events:
             return
         client = self._client()
-        topic = self.api.proc.s.topics.user_events
+        topic = self.api.settings.topics.user_events
         report = _Delivery(len(events))
         loop = asyncio.get_running_loop()
         for ev in events:

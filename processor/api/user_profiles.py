@@ -20,8 +20,6 @@ from processor.api import peers
 from processor.api.auth import READ
 from processor.api.errors import ApiError
 from processor.api.requests import page_limit
-from processor.state.keys import user_prefix
-from processor.state.user_state import decode_state
 
 if TYPE_CHECKING:
     from processor.web import Api
@@ -52,18 +50,8 @@ class UserProfiles:
                 ("GET", "/internal/sites/{site}/profiles", self.local_profiles)]
 
     def _local(self, site: str, after: str, limit: int) -> list[dict[str, Any]]:
-        prefix = user_prefix(site)
-        start = prefix + after.encode() + (b"\x00" if after else b"")
-        per_db = []
-        for db in self.api._owned_dbs():
-            rows = []
-            for k, v in db.items(from_key=start):
-                if not k.startswith(prefix) or len(rows) >= limit:
-                    break
-                st = decode_state(v)
-                rows.append({"user_id": st.user_id, "deleted": st.deleted, "profile": st.profile})
-            per_db.append(rows)
-        return list(heapq.merge(*per_db, key=lambda r: r["user_id"]))[:limit]
+        return [{"user_id": st.user_id, "deleted": st.deleted, "profile": st.profile}
+                for st in self.api.model.store.users(site, after, limit)]
 
     async def local_profiles(self, request: aioweb.Request) -> aioweb.Response:
         self.api.principal(request, READ)
@@ -76,7 +64,7 @@ class UserProfiles:
         site = request.match_info["site"]
         limit = page_limit(request.query.get("limit"))
         after = _decode_cursor(request.query.get("cursor"))
-        me = str(self.api.proc.app.conf.canonical_url).rstrip("/")
+        me = self.api.model.self_url()
         path = f"/internal/sites/{quote(site, safe='')}/profiles?after={quote(after, safe='')}&limit={limit}"
         headers = {"Authorization": request.headers.get("Authorization", "")}
         timeout = self.api.timeout_s(False)

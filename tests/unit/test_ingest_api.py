@@ -83,7 +83,10 @@ async def test_an_unreachable_broker_is_503_and_nothing_is_accepted() -> None:
     from processor.broker import free_port
 
     settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    ingest = Ingest(SimpleNamespace(proc=SimpleNamespace(s=settings)))  # type: ignore[arg-type]
+    from processor.runtime import clients
+
+    model = SimpleNamespace(ingest_producer=lambda timeout_s: clients.ingest_producer(settings, timeout_s))
+    ingest = Ingest(SimpleNamespace(model=model, settings=settings))  # type: ignore[arg-type]
     ingest.delivery_timeout_s = 1.0
     ev = parse_record(0, rec(), "demo")
     assert isinstance(ev, UserEvent)

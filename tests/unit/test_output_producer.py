@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from processor.outbox import Outbox, OutboxSendError
-from processor.output_producer import OutputProducer, producer_config
+from processor.runtime.clients import output_config as producer_config
+from processor.runtime.output_producer import OutputProducer
 
 
 def closed_port() -> int:

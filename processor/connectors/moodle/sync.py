@@ -151,21 +151,12 @@ class MoodleSync:
 
     # -------------------------------------------------------------------- kafka
     def _clients(self) -> None:
-        from confluent_kafka import Consumer, Producer
-
-        from processor.librdkafka import KAFKA_LOG
+        from processor.runtime import clients
 
         c = self.cfg
-        self._consumer = Consumer({
-            "bootstrap.servers": c.bootstrap, "group.id": c.group_id, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": int(c.session_timeout_s * 1000),
-            "heartbeat.interval.ms": max(1000, int(c.session_timeout_s * 1000 / 6)),
-            "max.poll.interval.ms": 900_000, "log.connection.close": False, "logger": KAFKA_LOG,
-        })
-        self._producer = Producer({
-            "bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5, "partitioner": "murmur2_random",
-            "log.connection.close": False, "logger": KAFKA_LOG,
-        })
+        self._consumer = clients.new_consumer(
+            clients.moodle_sync_consumer_config(c.bootstrap, c.group_id, c.session_timeout_s))
+        self._producer = clients.new_producer(clients.moodle_sync_producer_config(c.bootstrap))
 
         def on_assign(consumer: Any, parts: list[Any]) -> None:
             self._assigned = True

@@ -44,30 +44,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from processor.contract.codec import encode_dead_letter
 from processor.contract.dead_letter_bounds import MIN_MAX_BYTES, bound_dead_letter
 from processor.contract.models import DeadLetter
-from processor.librdkafka import KAFKA_LOG
+from processor.runtime import clients
+from processor.runtime.exceptions import DeadLetterSendError, InvalidSetting
 
 log = logging.getLogger("processor.dead_letters")
 BOUND_IN_THREAD_BYTES = 1 << 20  # hash inputs above this off the event loop (256 MiB: ~0.5 s of SHA-256)
-
-
-class DeadLetterSendError(RuntimeError):
-    """The broker did not acknowledge a dead letter within the client's delivery timeout."""
-
-
-def producer_config(bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "client.id": client_id,
-        "acks": "all",
-        "linger.ms": 0,
-        "message.max.bytes": max_bytes,
-        # librdkafka retries within this time, then reports the record as failed
-        "message.timeout.ms": timeout_ms,
-        "allow.auto.create.topics": False,
-        "partitioner": "murmur2_random",  # like the workers' other clients
-        "log.connection.close": False,
-        "logger": KAFKA_LOG,
-    }
 
 
 class DeadLetterProducer:
@@ -75,15 +56,13 @@ class DeadLetterProducer:
     raises :class:`DeadLetterSendError` if it did not (after at most ``timeout_ms``)."""
 
     def __init__(self, bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int) -> None:
-        self._config = producer_config(bootstrap_servers, client_id, max_bytes, timeout_ms)
+        self._config = clients.dead_letter_config(bootstrap_servers, client_id, max_bytes, timeout_ms)
         self._producer: Any = None
         self._executor: ThreadPoolExecutor | None = None
 
     def _client(self) -> Any:
         if self._producer is None:
-            from confluent_kafka import Producer
-
-            self._producer = Producer(self._config)
+            self._producer = clients.new_producer(self._config)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-letters")
         return self._producer
 
@@ -104,16 +83,17 @@ class DeadLetterProducer:
             except BufferError:  # the local queue is full: serve the client, then retry
                 await loop.run_in_executor(self._executor, client.poll, 0.1)
             except KafkaException as exc:  # refused locally (e.g. too large): the broker never sees it
-                raise DeadLetterSendError(f"{topic}: {exc}") from None
+                raise DeadLetterSendError(f"{topic}: {exc}", topic) from None
         while not report.done():
             await loop.run_in_executor(self._executor, client.poll, 0.05)
         err = report.result()
         if err is not None:
-            raise DeadLetterSendError(f"{topic}: {err}")
+            raise DeadLetterSendError(f"{topic}: {err}", topic)
 
 
 class Partitions(Protocol):
-    """What :class:`DeadLetters` needs from the consumer (:class:`FaustPartitions` in the worker)."""
+    """What :class:`DeadLetters` needs from the consumer (the worker's:
+    :class:`processor.runtime.faust_compat.ConsumerPartitions`)."""
 
     def generation(self) -> int: ...
     async def pause(self, tp: Any) -> float: ...
@@ -121,57 +101,6 @@ class Partitions(Protocol):
     def read_offset(self, tp: Any) -> int | None: ...
     async def seek(self, tp: Any, offset: int) -> None: ...
     async def resume(self, tp: Any) -> None: ...
-
-
-class FaustPartitions:
-    """Pause, seek and resume one partition of a Faust app's aiokafka consumer.
-
-    Faust runs the aiokafka client on its own thread and loop, so pause and resume run there
-    (``call_thread``); the seek is Faust's ``seek_wait``, which also moves Faust's read position.
-    The private attributes read here (Faust's ``_read_offset``, aiokafka's ``_last_fetch_ended``)
-    are pinned by tests/unit/test_dead_letters.py for the installed versions."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def _thread(self) -> Any:
-        return self.app.consumer._thread
-
-    def _client(self) -> Any:
-        return self._thread()._ensure_consumer()
-
-    def generation(self) -> int:
-        return int(self.app.consumer_generation_id)
-
-    async def pause(self, tp: Any) -> float:
-        """Stop fetching ``tp``; returns the consumer thread's monotonic clock right after."""
-        from aiokafka.structs import TopicPartition
-
-        client = self._client()
-
-        def pause() -> float:
-            client.pause(TopicPartition(tp.topic, tp.partition))
-            return time.monotonic()
-
-        return float(await self._thread().call_thread(pause))
-
-    def fetched_since(self, paused_at: float) -> bool:
-        """True once a fetch *ended* after the pause: such a fetch returned nothing of the paused
-        partition, and Faust starts a fetch only after it delivered the previous one's records."""
-        return bool(self._client()._subscription._last_fetch_ended > paused_at)
-
-    def read_offset(self, tp: Any) -> int | None:
-        """The offset of the last record of ``tp`` Faust handed to the streams (None: none yet)."""
-        return self.app.consumer._read_offset.get(tp)
-
-    async def seek(self, tp: Any, offset: int) -> None:
-        await self.app.consumer.seek_wait({tp: offset})
-
-    async def resume(self, tp: Any) -> None:
-        from aiokafka.structs import TopicPartition
-
-        client = self._client()
-        await self._thread().call_thread(client.resume, TopicPartition(tp.topic, tp.partition))
 
 
 @dataclass
@@ -193,7 +122,8 @@ class DeadLetters:
     def __init__(self, topic: str, producer: DeadLetterProducer, partitions: Partitions, metrics: Any,
                  max_bytes: int, retry_max_s: float = 30.0) -> None:
         if max_bytes < MIN_MAX_BYTES:  # refuse at start, not at the first dead letter
-            raise ValueError(f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
+            raise InvalidSetting("DEAD_LETTER_MAX_BYTES",
+                                 f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
         self.topic = topic
         self.producer = producer
         self.partitions = partitions
