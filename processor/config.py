@@ -84,9 +84,8 @@ class Settings:
     # How long the membership-changes producer waits to fill a batch (ms): a few ms of latency
     # buys many records per request (processor/output_producer.py).
     output_linger_ms: int = 5
-    # The same for Faust's producer, which writes a backfill's users changelog records
-    # (processor/changelog_writer.py) and the worker's other topics (command results, control,
-    # catalog). 0: every record leaves at once (Faust's default).
+    # The same for Faust's producer, which writes the worker's other topics (command results,
+    # control, catalog). 0: every record leaves at once (Faust's default).
     faust_producer_linger_ms: int = 0
     # Fault injection for the crash tests only (never set in production): the worker exits
     # (os._exit, like kill -9) right before it sends the first membership change whose
