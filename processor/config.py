@@ -82,7 +82,7 @@ class Settings:
     # latency there; a broker that answers only when the wait ends makes it the input latency.
     fetch_max_wait_ms: int | None = None
     # How long the membership-changes producer waits to fill a batch (ms): a few ms of latency
-    # buys many records per request (processor/output_producer.py).
+    # buys many records per request (processor/runtime/output_producer.py).
     output_linger_ms: int = 5
     # The same for Faust's producer, which writes the worker's other topics (command results,
     # control, catalog). 0: every record leaves at once (Faust's default).
@@ -94,9 +94,9 @@ class Settings:
     fault_exit_before_send: str | None = None
     # Fault injection for the failure tests only (never set in production): "<stage>:<prefix>"
     # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
-    # whose command_id starts with <prefix> (processor/app.py, Processor._fault).
+    # whose command_id starts with <prefix> (processor/runtime/app.py, Runtime._command_fault).
     fault_command_raise: str | None = None
-    # Dead letters (processor/dead_letters.py): the dead-letter producer's message size limit
+    # Dead letters (processor/runtime/dead_letters.py): the dead-letter producer's message size limit
     # (librdkafka message.max.bytes; keep it at or below the dead-letter topic's max.message.bytes):
     # larger dead letters are cut to fit. How long one send may take before it counts as failed,
     # and the longest wait between retries while an input partition is paused for one.

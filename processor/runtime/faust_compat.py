@@ -224,13 +224,13 @@ def set_fetch_max_wait_ms(ms: int | None) -> None:
     """Override the fetch wait Faust hard-codes (1,500 ms) for the consumers it creates from now on."""
     import faust.transport.drivers.aiokafka as driver
 
-    base = getattr(driver.aiokafka.AIOKafkaConsumer, "_faust_fixes_base", driver.aiokafka.AIOKafkaConsumer)
+    base = getattr(driver.aiokafka.AIOKafkaConsumer, "_faust_compat_base", driver.aiokafka.AIOKafkaConsumer)
     if ms is None:
         driver.aiokafka.AIOKafkaConsumer = base
         return
 
     class Consumer(base):  # type: ignore[misc, valid-type]
-        _faust_fixes_base = base
+        _faust_compat_base = base
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["fetch_max_wait_ms"] = ms
