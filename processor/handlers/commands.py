@@ -24,7 +24,7 @@ from processor.catalog.registry import record_of
 from processor.contract.codec import decode_command, decode_key, encode_command_result
 from processor.contract.models import Actor, Command, CommandResult
 from processor.errors import ProcessorError
-from processor.handlers import control
+import processor.handlers.control as control
 from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, now_ms
 
 log = logging.getLogger("processor")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from processor.handlers import control
+import processor.handlers.control as control
 from processor.handlers.ports import Bus, CatalogView, Changes, Clock, InputRecord, Partition, Stats, Table, now_ms
 from processor.handlers.replay import Replay
 from processor.handlers.writes import write_outcome

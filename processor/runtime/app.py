@@ -27,7 +27,7 @@ faust_compat.apply()  # refuses an untested faust-streaming; patches listed in f
 from processor.catalog.registry import CatalogRegistry  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.contract.models import MembershipChange  # noqa: E402
-from processor.handlers import UsersPartition  # noqa: E402
+from processor.handlers.users import UsersPartition  # noqa: E402
 from processor.handlers.backfill import Backfill  # noqa: E402
 from processor.handlers.commands import Commands  # noqa: E402
 from processor.handlers.guard import Guard  # noqa: E402

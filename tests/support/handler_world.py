@@ -23,7 +23,7 @@ from processor.catalog.registry import CatalogRegistry
 from processor.catalog.entry import CatalogEntry
 from processor.contract.codec import decode_command_result, encode_command, encode_user_event, user_event_key
 from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
-from processor.handlers import UsersPartition
+from processor.handlers.users import UsersPartition
 from processor.handlers.backfill import Backfill
 from processor.handlers.commands import Commands
 from processor.handlers.guard import Guard
