@@ -116,7 +116,7 @@ class Runtime:
         table = app.Table("users", partitions=s.partitions, key_type=bytes, value_type=bytes)
         self.table = table
         self.changelog = ChangelogProducer(s.changelog_topic, clients.changelog_config(
-            s.bootstrap_servers, f"{s.app_id}-changelog", profile.records_per_batch, profile.changelog_linger_ms))
+            s.bootstrap_servers, f"{s.app_id}-changelog", profile.records_per_batch))
         self.changelog.on_error = self._changelog_failed
         self.store = RocksTableStore(table.data, self.changelog, s.changelog_topic, self._owned_partitions)
 

@@ -23,10 +23,6 @@ class BrokerProfile:
     # (ListOffsets latest) is the base offset of the last batch + 1, so Faust's table recovery
     # would stop before the last records of a multi-record batch.
     records_per_batch: int | None = None
-    # How long the changelog client lets records wait for others (ms). With one record per batch a
-    # request can still carry one batch per partition: a few ms let a backfill's writes share
-    # requests (docs/performance.md, "Backfill"); a lone record is sent at once (its batch is full).
-    changelog_linger_ms: int = 0
     # The high watermark may under-report the log end: tools read to each partition's EOF
     # instead of trusting ListOffsets (they do so on every broker; this flag documents why).
     high_watermark_underreports: bool = False
@@ -38,8 +34,7 @@ class BrokerProfile:
 
 KAFKA = BrokerProfile()
 # The embedded development/test broker (processor/broker.py); its limits are in docs/operations.md.
-TANSU = BrokerProfile("tansu", records_per_batch=1, changelog_linger_ms=5, high_watermark_underreports=True,
-                      fetch_max_wait_ms=50)
+TANSU = BrokerProfile("tansu", records_per_batch=1, high_watermark_underreports=True, fetch_max_wait_ms=50)
 PROFILES = {p.name: p for p in (KAFKA, TANSU)}
 
 

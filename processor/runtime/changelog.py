@@ -132,7 +132,7 @@ class ChangelogProducer:
         workers on two cores)."""
         client = self._producer
         if client is not None and self.delivered < self.put_count:
-            client.poll(0)
+            client.flush(0)  # send what lingers now (librdkafka ignores linger.ms while flushing)
             if self.delivered < self.put_count:
                 loop = asyncio.get_running_loop()
                 done = await loop.run_in_executor(self._executor, self._wait_delivered, self.put_count, timeout)

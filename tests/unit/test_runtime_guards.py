@@ -52,7 +52,6 @@ def test_broker_profiles() -> None:
     assert kafka == broker_profile.KAFKA and kafka.records_per_batch is None
     tansu = broker_profile.profile_for(Settings(broker_quirks=frozenset({"tansu"})))
     assert tansu.records_per_batch == 1 and tansu.fetch_max_wait_ms == 50 and tansu.high_watermark_underreports
-    assert tansu.changelog_linger_ms == 5 and kafka.changelog_linger_ms == 0
     assert broker_profile.fetch_max_wait_ms(Settings(), tansu) == 50
     assert broker_profile.fetch_max_wait_ms(Settings(fetch_max_wait_ms=10), tansu) == 10
     assert broker_profile.fetch_max_wait_ms(Settings(), kafka) is None
