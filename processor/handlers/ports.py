@@ -40,6 +40,9 @@ class Partition(Protocol):
 
     def keys(self, start: bytes, stop: bytes, limit: int | None = None) -> Iterator[bytes]: ...
 
+    async def write(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        """(key, value; None deletes) in one batch: atomically in the store, then the changelog."""
+
     async def put(self, key: bytes, value: bytes) -> None: ...
 
     async def delete(self, key: bytes) -> None: ...

@@ -265,19 +265,6 @@ def around_changelog_restore(store: Any, before: Callable[[list[Any]], Callable[
     store.apply_changelog_batch = apply_changelog_batch
 
 
-def write_batch(db: Any, ops: Iterable[tuple[bytes, bytes | None]]) -> None:
-    """Write (key, value | None to delete) to one rocksdict handle in one batch."""
-    import rocksdict
-
-    batch = rocksdict.WriteBatch(raw_mode=True)
-    for key, value in ops:
-        if value is None:
-            batch.delete(key)
-        else:
-            batch.put(key, value)
-    db.write(batch)
-
-
 # ------------------------------------------------------------------- consumer
 def committed_offset(app: Any, topic: str, partition: int) -> int | None:
     """The offset Faust's consumer last committed for a partition (None: none or not started)."""

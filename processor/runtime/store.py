@@ -48,6 +48,19 @@ from processor.state.members import restored_writes
 from processor.state.user_state import UserState, decode_state
 
 
+def write_batch(db: Any, ops: list[tuple[bytes, bytes | None]]) -> None:
+    """Write (key, value | None to delete) to one rocksdict handle in one atomic batch."""
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, value in ops:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)
+
+
 class Durability(Enum):
     CHANGELOGGED = "changelogged"  # RocksDB and the changelog topic: restored by Faust
     LOCAL = "local"  # RocksDB only: derived again when the partition is restored
@@ -120,12 +133,15 @@ class PartitionStore(ABC):
     def keys(self, start: bytes, stop: bytes, limit: int | None = None) -> Iterator[bytes]: ...
 
     @abstractmethod
-    async def put(self, key: bytes, value: bytes) -> None:
-        """Write ``key`` (and its changelog record if its key space is changelogged)."""
+    async def write(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        """Write (key, value; None deletes) in one batch: the store atomically, then a changelog
+        record (a tombstone for a delete) per changelogged key, in order."""
 
-    @abstractmethod
+    async def put(self, key: bytes, value: bytes) -> None:
+        await self.write([(key, value)])
+
     async def delete(self, key: bytes) -> None:
-        """Delete ``key`` (with a tombstone in the changelog if its key space is changelogged)."""
+        await self.write([(key, None)])
 
     async def pop(self, key: bytes) -> None:
         """Delete ``key`` if it is there (no tombstone for a key never written)."""
@@ -160,15 +176,18 @@ class RocksPartition(PartitionStore):
             n += 1
             yield k
 
-    async def put(self, key: bytes, value: bytes) -> None:
-        self.db[key] = value
-        if changelogged(key):
-            await self.changelog.put(self.partition, key, value)
-
-    async def delete(self, key: bytes) -> None:
-        self.db.delete(key)
-        if changelogged(key):
-            await self.changelog.put(self.partition, key, None)
+    async def write(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        if len(ops) == 1:
+            key, value = ops[0]
+            if value is None:
+                self.db.delete(key)
+            else:
+                self.db[key] = value
+        else:
+            write_batch(self.db, ops)
+        for key, value in ops:
+            if changelogged(key):
+                await self.changelog.put(self.partition, key, value)
 
 
 class _MemoryPartition(PartitionStore):
@@ -196,15 +215,15 @@ class _MemoryPartition(PartitionStore):
     def keys(self, start: bytes, stop: bytes, limit: int | None = None) -> Iterator[bytes]:
         yield from self._range(start, stop, limit)
 
-    async def put(self, key: bytes, value: bytes) -> None:
-        self.data[key] = value
-        if changelogged(key):
-            await self.changelog.put(self.partition, key, value)
-
-    async def delete(self, key: bytes) -> None:
-        self.data.pop(key, None)
-        if changelogged(key):
-            await self.changelog.put(self.partition, key, None)
+    async def write(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        for key, value in ops:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+        for key, value in ops:
+            if changelogged(key):
+                await self.changelog.put(self.partition, key, value)
 
 
 # --------------------------------------------------------------- full-site scans
@@ -372,7 +391,7 @@ class RocksTableStore(TableStore):
 
         def after() -> None:
             for partition, ops in writes.items():
-                self._compat.write_batch(db(self._faust, partition), ops)
+                write_batch(db(self._faust, partition), ops)
 
         return after
 
