@@ -27,8 +27,7 @@ from typing import Any, Iterator
 from processor.api.errors import ApiError
 from processor.catalog.active import ActiveRuleSet
 from processor.membership.decide import desired
-from processor.runtime.faust_compat import loop_has_ready_callbacks
-from processor.runtime.store import SiteScan
+from processor.state.reads import HandleScan as SiteScan
 
 SLICE_S = 0.001  # longest stretch a scan runs without yielding to the event loop (SCAN_SLICE_MS)
 REST_S = 0.001  # then it rests this long (SCAN_REST_MS), so the worker is never a busy process
@@ -83,9 +82,10 @@ class Slicer:
         event loop without it (uvloop) the scan only rests. Measured in bench/preview_load_bench.py."""
         await asyncio.sleep(self.rest_s)
         self.yields += 1
-        if loop_has_ready_callbacks():
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready:
             give_up = time.perf_counter() + DEFER_S
-            while loop_has_ready_callbacks() and time.perf_counter() < give_up:
+            while ready and time.perf_counter() < give_up:
                 await asyncio.sleep(0)
                 self.deferrals += 1
         if time.monotonic() > self.deadline:

@@ -22,14 +22,14 @@ def _loopback_host(host: str | None) -> bool:
     return m is not None
 
 
-def install(aio: aioweb.Application, model: Any) -> None:
+def install(aio: aioweb.Application, model: Any, settings: Any) -> None:
     """Every route a worker serves (processor/api/routes.py), on ``aio``, reading ``model``."""
     from processor.api.auth import AuthConfig
     from processor.api.routes import only_declared_routes
     from processor.web import Api
 
     aio.middlewares.append(only_declared_routes)
-    api = Api(model, AuthConfig.from_settings(model.settings))
+    api = Api(model, AuthConfig.from_settings(settings))
     api.install(aio)
 
     async def metrics(request: aioweb.Request) -> aioweb.Response:
@@ -56,7 +56,7 @@ def install(aio: aioweb.Application, model: Any) -> None:
     aio.router.add_get("/openapi.json", openapi)
     aio.router.add_get("/healthz", healthz)
     aio.router.add_get("/readyz", readyz)
-    _install_console(aio, model.settings)
+    _install_console(aio, settings)
 
 
 def _install_console(aio: aioweb.Application, settings: Any) -> None:

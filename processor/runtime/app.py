@@ -209,7 +209,7 @@ class Runtime:
         from processor import http
 
         faust_compat.drop_faust_views(self.app)
-        http.install(self.app.web.web_app, self.read_model)
+        http.install(self.app.web.web_app, self.read_model, self.settings)
 
     # ------------------------------------------------------------ the pieces
     def _owned_partitions(self) -> list[int]:

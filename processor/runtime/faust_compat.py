@@ -1,4 +1,4 @@
-"""The only module that touches Faust's, mode's, aiokafka's (and asyncio's) private names.
+"""The only module that touches Faust's, mode's and aiokafka's private names.
 
 faust-streaming is the host for consumer groups, agents, tables and recovery; the worker needs a
 few things it does not offer, and it has bugs that lose input. Everything that depends on its
@@ -30,7 +30,7 @@ Patches (:data:`PATCHES`, installed by :func:`apply`; docs/architecture.md lists
 Private reads (no behaviour change): a table partition's RocksDB handle and its open handles
 (``Store._db_for_partition`` / ``_dbs``), a consumer's committed offsets (``_committed_offset``),
 the aiokafka client and fetch clock behind a dead letter's partition pause
-(:class:`ConsumerPartitions`), and asyncio's ready queue (:func:`loop_has_ready_callbacks`).
+(:class:`ConsumerPartitions`).
 """
 
 from __future__ import annotations
@@ -341,10 +341,3 @@ def drop_faust_views(app: Any) -> None:
     from faust.web.base import BlueprintManager
 
     app.web.blueprints = BlueprintManager()
-
-
-def loop_has_ready_callbacks(loop: asyncio.AbstractEventLoop | None = None) -> bool | None:
-    """Whether other callbacks wait to run on ``loop`` (asyncio keeps them in ``loop._ready``);
-    None when the loop does not expose that (e.g. uvloop)."""
-    ready = getattr(loop or asyncio.get_running_loop(), "_ready", None)
-    return None if ready is None else bool(ready)

@@ -26,26 +26,15 @@ Two implementations: :class:`RocksTableStore` (the worker: Faust's rocksdict sto
 from __future__ import annotations
 
 import bisect
-import heapq
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from processor.state.keys import (
-    FIRED,
-    MEMBER,
-    TIMER,
-    USER,
-    member_prefix,
-    parse_member_key,
-    prefix_end,
-    user_key,
-    user_prefix,
-)
+from processor.state import reads
+from processor.state.keys import FIRED, MEMBER, TIMER, USER
 from processor.state.members import restored_writes
-from processor.state.user_state import UserState, decode_state
+from processor.state.user_state import UserState
 
 
 def write_batch(db: Any, ops: list[tuple[bytes, bytes | None]]) -> None:
@@ -92,25 +81,6 @@ class Changelog(Protocol):
 
     async def put(self, partition: int, key: bytes, value: bytes | None) -> None: ...
     async def flush(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One entry of a segment's members tab."""
-
-    user_id: str
-    since: int | None
-    matched_rule_ids: list[str]
-    cause: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "since": self.since, "matched_rule_ids": self.matched_rule_ids,
-                "cause": self.cause}
-
-
-def _member(key: bytes, value: bytes | None) -> Member:
-    meta = json.loads(value) if value else {}
-    return Member(parse_member_key(key)[2], meta.get("since"), meta.get("rules", []), meta.get("cause"))
 
 
 # ----------------------------------------------------------------- a partition
@@ -226,41 +196,22 @@ class _MemoryPartition(PartitionStore):
                 await self.changelog.put(self.partition, key, value)
 
 
-# --------------------------------------------------------------- full-site scans
-class SiteScan:
-    """One site's stored users and member entries over a worker's partitions, for a scan that
-    yields to the event loop between slices; :meth:`current` says whether every partition it
-    reads is still open with the same handle (not revoked or re-opened since)."""
+class _SortedHandle:
+    """A dict read like a rocksdict handle: ``get``, ``keys(from_key=)``, ``items(from_key=)``."""
 
-    def __init__(self, site_id: str, parts: list[tuple[int, PartitionStore]],
-                 current: Callable[[], bool] = lambda: True) -> None:
-        self.site_id = site_id
-        self._parts = parts
-        self._current = current
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
 
-    def current(self) -> bool:
-        return self._current()
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
 
-    def users(self) -> Iterator[UserState]:
-        prefix = user_prefix(self.site_id)
-        stop = prefix_end(prefix)
-        for _, part in self._parts:
-            for _k, v in part.items(prefix, stop):
-                yield decode_state(v)
+    def keys(self, from_key: bytes = b"") -> Iterator[bytes]:
+        keys = sorted(self.data)
+        yield from keys[bisect.bisect_left(keys, from_key):]
 
-    def user_count_keys(self) -> Iterator[None]:
-        prefix = user_prefix(self.site_id)
-        stop = prefix_end(prefix)
-        for _, part in self._parts:
-            for _k in part.keys(prefix, stop):
-                yield None
-
-    def member_segments(self) -> Iterator[str]:
-        prefix = member_prefix(self.site_id)
-        stop = prefix_end(prefix)
-        for _, part in self._parts:
-            for k in part.keys(prefix, stop):
-                yield parse_member_key(k)[1]
+    def items(self, from_key: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        for k in self.keys(from_key):
+            yield k, self.data[k]
 
 
 # --------------------------------------------------------------- the whole table
@@ -284,40 +235,31 @@ class TableStore(ABC):
         """Record, in each open partition's store, the highest changelog offset acknowledged so
         far: Faust's recovery resumes after it. Checkpoint step."""
 
-    def _owned(self) -> list[tuple[int, PartitionStore]]:
-        return [(p, self.partition(p)) for p in self.owned_partitions()]
+    @abstractmethod
+    def _handles(self) -> list[tuple[int, Any]]:
+        """(partition, handle) of the owned partitions; a handle has ``get``, ``keys(from_key=)``
+        and ``items(from_key=)`` (processor/state/reads.py)."""
 
-    def _scan_current(self, parts: list[tuple[int, PartitionStore]]) -> Callable[[], bool]:
+    def _current(self, handles: list[tuple[int, Any]]) -> Callable[[], bool]:
         return lambda: True
 
-    # -- reads for the HTTP layer (docs: /work RT_SEAM.md, processor/http)
+    # -- reads for the HTTP layer (processor/runtime/read_model.py), over the owned partitions
     def user(self, site_id: str, user_id: str) -> UserState | None:
-        key = user_key(site_id, user_id)
-        for _, part in self._owned():
-            raw = part.get(key)
-            if raw:
-                return decode_state(raw)
-        return None
+        return reads.user([h for _, h in self._handles()], site_id, user_id)
 
-    def members(self, site_id: str, segment_id: str, after: str = "", limit: int = 50) -> list[Member]:
+    def members(self, site_id: str, segment_id: str, after: str = "", limit: int = 50) -> list[reads.Member]:
         """Members of a segment with ``user_id > after``, sorted by user id, at most ``limit``."""
-        prefix = member_prefix(site_id, segment_id)
-        start = prefix + after.encode() + (b"\x00" if after else b"")
-        stop = prefix_end(prefix)
-        per = [[_member(k, v) for k, v in part.items(start, stop, limit)] for _, part in self._owned()]
-        return list(heapq.merge(*per, key=lambda m: m.user_id))[:limit]
+        return reads.members([h for _, h in self._handles()], site_id, segment_id, after, limit)
 
     def users(self, site_id: str, after: str = "", limit: int = 50) -> list[UserState]:
         """Stored users of a site with ``user_id > after``, sorted by user id, at most ``limit``."""
-        prefix = user_prefix(site_id)
-        start = prefix + after.encode() + (b"\x00" if after else b"")
-        stop = prefix_end(prefix)
-        per = [[decode_state(v) for _, v in part.items(start, stop, limit)] for _, part in self._owned()]
-        return list(heapq.merge(*per, key=lambda st: st.user_id))[:limit]
+        return reads.users([h for _, h in self._handles()], site_id, after, limit)
 
-    def scan(self, site_id: str) -> SiteScan:
-        parts = self._owned()
-        return SiteScan(site_id, parts, self._scan_current(parts))
+    def scan(self, site_id: str) -> reads.HandleScan:
+        """A full-site scan the time-sliced scanner drives (previews, member counts); it reports
+        itself not ``current`` once a partition it reads was revoked or re-opened."""
+        handles = self._handles()
+        return reads.HandleScan([h for _, h in handles], site_id, self._current(handles))
 
 
 def derived_member_writes(records: Iterable[tuple[int, bytes | None, bytes | None]],
@@ -374,8 +316,10 @@ class RocksTableStore(TableStore):
                 self._faust.set_persisted_offset(TP(self._topic, partition), offset)
                 self._persisted[partition] = offset
 
-    def _scan_current(self, parts: list[tuple[int, PartitionStore]]) -> Callable[[], bool]:
-        handles = [(p, part.db) for p, part in parts]  # type: ignore[attr-defined]
+    def _handles(self) -> list[tuple[int, Any]]:
+        return [(p, self._compat.partition_db(self._faust, p)) for p in self.owned_partitions()]
+
+    def _current(self, handles: list[tuple[int, Any]]) -> Callable[[], bool]:
         open_db = self._compat.open_db
 
         def current() -> bool:
@@ -424,6 +368,9 @@ class MemoryTableStore(TableStore):
 
     def owned_partitions(self) -> list[int]:
         return sorted(self._parts)
+
+    def _handles(self) -> list[tuple[int, Any]]:
+        return [(p, _SortedHandle(self._parts[p].data)) for p in self.owned_partitions()]
 
     async def flush(self) -> None:
         await self.changelog.flush()

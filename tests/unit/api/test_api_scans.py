@@ -21,7 +21,7 @@ from processor.api.errors import ApiError
 from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.rules.compiler import compile_condition
-from processor.runtime.store import RocksPartition, SiteScan
+from processor.state.reads import HandleScan
 from processor.state.keys import member_key, user_key
 from processor.state.user_state import Fact, UserState, encode_state
 
@@ -70,9 +70,9 @@ def candidate() -> ActiveRuleSet:
     return ActiveRuleSet.build({"seg": [("r1", cond)]})
 
 
-def scan_of(dbs: list[tuple[int, Any]], current: Any = lambda: True) -> SiteScan:
+def scan_of(dbs: list[tuple[int, Any]], current: Any = lambda: True) -> HandleScan:
     """The site's scan over these rocksdict partitions, as the worker's store builds it."""
-    return SiteScan(SITE, [(p, RocksPartition(p, db, None)) for p, db in dbs], current)  # type: ignore[arg-type]
+    return HandleScan([db for _, db in dbs], SITE, current)
 
 
 def far() -> float:
