@@ -171,7 +171,7 @@ class Runtime:
         @app.task
         async def warm_clients() -> None:
             # librdkafka's clients connect lazily; the idempotent changelog client's first record
-            # waited ~500 ms for its producer id, holding the first events' changes
+            # would wait for its producer id, holding the first events' changes
             await asyncio.gather(self.changelog.warm(), self.outputs.warm(self.settings.topics.membership_changes))
 
         @app.on_before_shutdown.connect

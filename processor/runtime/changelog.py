@@ -102,7 +102,7 @@ class ChangelogProducer:
         self.put_count += 1
         if not self.put_count & 63:
             # Serve the reports that arrived, on this thread: fewer GIL hand-offs than leaving them
-            # all to the flush's helper thread. Not after every record: that cost 10-15%.
+            # all to the flush's helper thread; not after every record (docs/performance.md).
             client.poll(0)
 
     async def _wait_for_room(self, client: Any) -> None:
