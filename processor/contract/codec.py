@@ -250,6 +250,12 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
     short = name.rsplit(".", 1)[-1]
     if short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
         raise ContractError("DECODE_ERROR", f"unknown payload type {name}", "$.payload")
+    if short == "UpsertProfileField" and payload.get("datatype") == "UNKNOWN":
+        # The enum's default: what a symbol this version does not know reads as. Like an unknown
+        # event_type it is undecodable here (dead letter with the original bytes, replayable after
+        # an upgrade), never stored as some other type.
+        raise ContractError("DECODE_ERROR", "datatype UNKNOWN is not one this processor handles (the "
+                            "producer may use a newer schema)", "$.payload.datatype")
     return Command(
         command_id=rec["command_id"],
         site_id=rec["site_id"],
