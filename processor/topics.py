@@ -15,6 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor.config import Settings
+from processor.librdkafka import kafka_config
 
 log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
@@ -48,7 +49,7 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient(kafka_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000}))
 
 
 def ensure_topics(s: Settings, timeout: float = 30.0) -> list[str]:
