@@ -34,7 +34,7 @@ from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
 from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
-from processor.state.user_state import decode_state
+from processor.state.user_state import decode_state, is_deleted
 
 if TYPE_CHECKING:
     from processor.app import Processor
@@ -228,7 +228,7 @@ class Api:
     def _counts_local(self, site: str) -> dict[str, Any]:
         prefix = member_prefix(site)
         counts: dict[str, int] = {}
-        users = 0
+        users = deleted = 0
         uprefix = user_prefix(site)
         for db in self._owned_dbs():
             for k in db.keys(from_key=prefix):
@@ -236,11 +236,14 @@ class Api:
                     break
                 seg = parse_member_key(k)[1]
                 counts[seg] = counts.get(seg, 0) + 1
-            for k in db.keys(from_key=uprefix):
+            for k, v in db.items(from_key=uprefix):
                 if not k.startswith(uprefix):
                     break
-                users += 1
-        return {"members": counts, "users": users}
+                if is_deleted(v):  # kept as a tombstone (de-duplication); not a user any more
+                    deleted += 1
+                else:
+                    users += 1
+        return {"members": counts, "users": users, "deleted_users": deleted}
 
     def _user_local(self, site: str, user: str) -> dict[str, Any]:
         key = user_key(site, user)
@@ -321,7 +324,7 @@ class Api:
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
              "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
-        ], "users": sum(p["users"] for p in parts)})
+        ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
     async def list_fields(self, request: aioweb.Request) -> aioweb.Response:
         """The field catalog a rule can use: standard fields, the site's custom fields, and the
@@ -445,6 +448,9 @@ class Api:
         payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
         parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", payload)
         return _json({
+            # false: automation is off for the segment, so saving the rule changes nobody until it is
+            # enabled; the counts say what enabling it (with this rule) would do
+            "managed": site.segments[seg].managed,
             "evaluated": sum(p["evaluated"] for p in parts),
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],
