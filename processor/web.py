@@ -275,8 +275,10 @@ class Api:
                 if not k.startswith(prefix):
                     break
                 st = decode_state(v)
-                evaluated += 1
                 now_member = st.is_member(segment)
+                if st.deleted and not now_member:  # a deleted user's tombstone: not a user to evaluate
+                    continue
+                evaluated += 1
                 would = bool(desired(candidate, segment, st.profile, st.deleted, now))
                 if would and not now_member:
                     n_add += 1
