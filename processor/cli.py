@@ -551,6 +551,9 @@ def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, 
     if as_json:
         _out(data, True)
         return
+    if data.get("managed") is False:
+        click.echo(f"automation is off for {segment}: saving this rule changes nobody until it is turned on "
+                   f"(segments manage {segment}); with automation on:")
     click.echo(f"evaluated {data['evaluated']} users: +{data['added']} added, -{data['removed']} removed")
     click.echo(f"  added e.g.:   {', '.join(data['sample_added']) or '-'}")
     click.echo(f"  removed e.g.: {', '.join(data['sample_removed']) or '-'}")
