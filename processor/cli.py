@@ -25,7 +25,8 @@ def main(ctx: click.Context) -> None:
     Exit codes: 0 ok, 1 error, 2 usage, 3 Kafka or the API unreachable, 4 a command was
     rejected, 5 timed out waiting for a result (README "Exit codes").
     """
-    if ctx.invoked_subcommand != "worker":  # a worker logs librdkafka's lines as JSON instead
+    # services (a worker, the Moodle sync) log librdkafka's lines with their own (JSON) logging
+    if ctx.invoked_subcommand not in ("worker", "moodle"):
         from processor.librdkafka import cli_kafka_log
 
         cli_kafka_log()
