@@ -134,6 +134,13 @@ def _own_group() -> dict[str, object]:
     return {"start_new_session": True}
 
 
+def _python() -> str:
+    """How to run this interpreter from here: ``.venv/bin/python`` after ``make``, else ``python``
+    (the processor is then installed in whatever ``python`` is)."""
+    rel = os.path.relpath(sys.executable)
+    return rel if not rel.startswith("..") and os.sep in rel else "python"
+
+
 def write_run_file(api_url: str, bootstrap: str, path: Path = RUN_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"api_url": api_url, "bootstrap": bootstrap, "pid": os.getpid(), "site": SITE}))
@@ -280,8 +287,9 @@ def _run(run: _DevRun, once: bool, timeout: float, signals: _Signals) -> int:
     max_ttl = settings.admin_jwt_max_lifetime_s
     token = make_token(jwt_secret, "dev-cli", SITE, ["site_admin"], ttl_s=max(60, min(TOKEN_TTL_S, max_ttl)))
     write_run_file(api_url, bootstrap)
-    print("CLI against this run, in another terminal of this directory (or: eval \"$(python -m processor "
-          "dev token --export)\"):", flush=True)
+    cli = f"{_python()} -m processor"
+    print(f"CLI against this run, in another terminal of this directory (or: eval \"$({cli} dev token --export)\"):",
+          flush=True)
     for line in export_lines(api_url, token, bootstrap):
         print(f"  {line}", flush=True)
     reader = TopicReader(bootstrap, settings.topics.membership_changes)
@@ -350,8 +358,7 @@ def _run(run: _DevRun, once: bool, timeout: float, signals: _Signals) -> int:
                 return 0
         print(f"unexpected membership: {members}", flush=True)
         return 1
-    print("watching for changes (try: python -m processor users upsert dave department=Sales; "
-          "Ctrl-C to stop)", flush=True)
+    print(f"watching for changes (try: {cli} users upsert dave department=Sales; Ctrl-C to stop)", flush=True)
     while worker.poll() is None:
         drain(1.0)
     print(f"worker exited with code {worker.returncode}; see .state/worker.log", flush=True)

@@ -144,10 +144,8 @@ def _readme_block() -> list[str]:
 
 
 def _pattern(line: str) -> re.Pattern[str]:
-    """A README line as a pattern: the numbers, the token and make's interpreter path vary per run."""
-    if line.startswith(".venv/bin/python "):
-        return re.compile(r"^\S*python\S* " + re.escape(line.split(" ", 1)[1]) + "$")
-    rx = re.escape(line)
+    """A README line as a pattern: the numbers, the token and the interpreter's path vary per run."""
+    rx = re.escape(line).replace(re.escape(".venv/bin/python"), r"(?:\S*/)?python")
     rx = re.sub(r"eyJ[\w\\.-]+", r"eyJ[\\w.-]+", rx)
     rx = re.sub(r"\d+", r"\\d+", rx)
     rx = re.sub(r"cause=[A-Z_]+:", "cause=[A-Z_]+:", rx)  # the seed's backfill: RULE_CREATED or AUTOMATION_ENABLED
@@ -242,12 +240,14 @@ def test_ctrl_c_stops_worker_then_broker(dev_run: DevRun) -> None:
     started = time.monotonic()
     os.killpg(dev_run.proc.pid, signal.SIGINT)
     while time.monotonic() - started < 10 and (len(gone) < len(procs) or dev_run.proc.poll() is None):
+        now = time.monotonic() - started  # one time per pass: processes gone in the same pass tie
         for pid in procs:
             if pid not in gone and not _alive(pid):
-                gone[pid] = time.monotonic() - started
-        time.sleep(0.02)
+                gone[pid] = now
+        time.sleep(0.005)
     left = {pid: procs[pid] for pid in procs if pid not in gone}
     assert not left and dev_run.proc.poll() is not None, f"still running after 10 s: {left}"
+    # the broker is never seen gone before the worker (they may vanish within one 5 ms pass)
     assert gone[worker[0]] <= gone[broker[0]], f"the broker stopped before the worker: {gone}"
     assert dev_run.proc.returncode in (0, -signal.SIGINT), dev_run.proc.returncode
     time.sleep(0.2)  # the pumps read the last lines
