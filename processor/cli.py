@@ -221,6 +221,7 @@ def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> N
             return Text(f"{task.speed or 0:,.0f}/s")
 
     s = Settings.from_env()
+    require_kafka(s.bootstrap_servers)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             RateColumn(), TimeRemainingColumn()]
     try:
@@ -242,7 +243,9 @@ def export_cmd() -> None:
     """Print every stored user (profile + managed memberships) as sorted JSON lines."""
     from processor.rebuild import export_state
 
-    for line in export_state(Settings.from_env()):
+    s = Settings.from_env()
+    require_kafka(s.bootstrap_servers)
+    for line in export_state(s):
         click.echo(line)
 
 

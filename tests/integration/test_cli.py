@@ -204,7 +204,7 @@ def test_exit_codes_tell_rejected_timed_out_and_unreachable_apart(cluster: Clust
     assert time.monotonic() - started < 60
     assert f"KAFKA_UNREACHABLE: Kafka at {closed} did not answer" in down.stderr
     assert not RAW_LIBRDKAFKA.search(down.stderr) and "Traceback" not in down.stderr, down.stderr
-    for args in (["topics", "create"], ["users", "upsert", "--site", site, "x", "a=b", "--no-catalog"]):
+    for args in (["topics", "create"], ["users", "upsert", "--site", site, "x", "a=b", "--no-catalog"], ["export"]):
         out = _cli(*args, env={**env, "KAFKA_BOOTSTRAP_SERVERS": closed})
         assert out.returncode == 3 and "KAFKA_UNREACHABLE" in out.stderr, (args, out.stderr)
         assert not RAW_LIBRDKAFKA.search(out.stderr) and "Traceback" not in out.stderr, out.stderr
