@@ -1,4 +1,4 @@
-"""``make run``: the whole product on one machine, seeded with the product-doc example.
+"""``make run``: the whole product on one machine, seeded with a small demo site.
 
 Starts the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), creates
 the topics, starts a worker process, seeds site ``demo`` (managed segment
