@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from processor.config import Settings
 from processor.errors import ProcessorError
+from processor.librdkafka import kafka_config
 
 log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
@@ -132,7 +133,7 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient(kafka_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000}))
 
 
 def replication_factor(s: Settings, brokers: int) -> int:

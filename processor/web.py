@@ -350,7 +350,7 @@ class Api:
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
              "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
-        ], "users": sum(p["users"] for p in parts)})
+        ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
     async def list_fields(self, request: aioweb.Request) -> aioweb.Response:
         """The field catalog a rule can use: standard fields, the site's custom fields, and the
@@ -486,6 +486,9 @@ class Api:
         parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", peers.preview_shape,
                                   payload, preview=True)
         return _json({
+            # false: automation is off for the segment, so saving the rule changes nobody until it is
+            # enabled; the counts say what enabling it (with this rule) would do
+            "managed": site.segments[seg].managed,
             "evaluated": sum(p["evaluated"] for p in parts),
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],

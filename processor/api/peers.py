@@ -104,7 +104,8 @@ def _strs(v: Any) -> bool:
 
 def counts_shape(p: dict[str, Any]) -> bool:
     m = p.get("members")
-    return isinstance(m, dict) and all(_int(n) for n in m.values()) and _int(p.get("users"))
+    return (isinstance(m, dict) and all(_int(n) for n in m.values()) and _int(p.get("users"))
+            and _int(p.get("deleted_users", 0)))
 
 
 def members_shape(p: dict[str, Any]) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 from processor.api.errors import ApiError
 from processor.membership.decide import ActiveRules, desired
 from processor.state.keys import member_prefix, parse_member_key, user_prefix
-from processor.state.user_state import decode_state
+from processor.state.user_state import decode_state, is_deleted
 
 SLICE_S = 0.001  # longest stretch a scan runs without yielding to the event loop (SCAN_SLICE_MS)
 REST_S = 0.001  # then it rests this long (SCAN_REST_MS), so the worker is never a busy process
@@ -133,7 +133,7 @@ async def count_members(dbs: PartitionDbs, site_id: str, slicer: Slicer) -> dict
     prefix = member_prefix(site_id)
     uprefix = user_prefix(site_id)
     counts: dict[str, int] = {}
-    users = 0
+    users = deleted = 0
     for _, db in dbs:
         for k in db.keys(from_key=prefix):
             if not k.startswith(prefix):
@@ -142,13 +142,16 @@ async def count_members(dbs: PartitionDbs, site_id: str, slicer: Slicer) -> dict
             counts[seg] = counts.get(seg, 0) + 1
             if time.perf_counter() >= slicer.slice_end:
                 await slicer.pause()
-        for k in db.keys(from_key=uprefix):
+        for k, v in db.items(from_key=uprefix):
             if not k.startswith(uprefix):
                 break
-            users += 1
+            if is_deleted(v):  # kept as a tombstone (de-duplication); not a user any more
+                deleted += 1
+            else:
+                users += 1
             if time.perf_counter() >= slicer.slice_end:
                 await slicer.pause()
-    return {"members": counts, "users": users}
+    return {"members": counts, "users": users, "deleted_users": deleted}
 
 
 async def preview(dbs: PartitionDbs, site_id: str, candidate: ActiveRules, segment: str, now: int,
@@ -163,8 +166,10 @@ async def preview(dbs: PartitionDbs, site_id: str, candidate: ActiveRules, segme
             if not k.startswith(prefix):
                 break
             st = decode_state(v)
-            evaluated += 1
             now_member = st.is_member(segment)
+            if st.deleted and not now_member:  # a deleted user's tombstone: not a user to evaluate
+                continue
+            evaluated += 1
             would = bool(desired(candidate, segment, st.profile, st.deleted, now))
             if would and not now_member:
                 n_add += 1

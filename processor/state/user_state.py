@@ -83,6 +83,27 @@ def encode_state(st: UserState) -> bytes:
     return buf.getvalue()
 
 
+def _skip_string(raw: bytes, i: int) -> int:
+    """Index after the Avro string at ``raw[i]`` (zigzag varint length, then the bytes)."""
+    n = shift = 0
+    while True:
+        b = raw[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    return i + ((n >> 1) ^ -(n & 1))
+
+
+def is_deleted(raw: bytes) -> bool:
+    """The ``deleted`` flag of an encoded state without decoding the rest: both formats start
+    with site_id, user_id, deleted. Counting a site's live users reads only this."""
+    if raw[:1] not in (FORMAT_V1, FORMAT_V2):
+        raise ValueError(f"unknown user state format {raw[:1]!r}")
+    return raw[_skip_string(raw, _skip_string(raw, 1))] == 1
+
+
 def decode_state(raw: bytes) -> UserState:
     fmt = raw[:1]
     if fmt == FORMAT_V2:
