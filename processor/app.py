@@ -36,7 +36,7 @@ faust_fixes.apply()  # seek-before-resume on recovery: see processor/faust_fixes
 from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
-from processor.catalog.registry import CatalogRegistry
+from processor.catalog.registry import CatalogRegistry, record_of
 from processor.catalog_log import CatalogLog
 from processor.config import Settings
 from processor.contract.codec import (
@@ -89,6 +89,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def unprocessed(highwater: int, done: int) -> int:
+    """Records of a partition this worker has not processed: its high watermark (the next offset
+    to be written) minus the next offset to process (``done``: the last one processed, or the
+    committed offset - 1 before the first). Read from what the handlers finished, not from the
+    consumer's position, so a partition whose records were fetched but never processed (assigned
+    but not consuming) shows lag, and the SegmentConsumerStalled alert fires."""
+    return max(0, highwater - (done + 1))
+
+
 def _loopback_host(host: str | None) -> bool:
     """Whether a Host header names this machine's loopback: 127.0.0.1, localhost or [::1], with
     an optional port (anything else, or no Host, is not)."""
@@ -115,7 +124,7 @@ class Processor:
             canonical_url=f"http://{settings.canonical_host}:{settings.web_port}",
             processing_guarantee="at_least_once",
             topic_partitions=settings.partitions,
-            topic_replication_factor=settings.replication_factor,
+            topic_replication_factor=settings.replication_factor or 1,  # the worker passes the one topics.py chose
             topic_allow_declare=False,
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
@@ -145,7 +154,7 @@ class Processor:
             wait_ms = 50
         faust_fixes.set_fetch_max_wait_ms(wait_ms)
         t = settings.topics
-        self.registry = CatalogRegistry()
+        self.registry = CatalogRegistry(settings.command_window)
         self.catalog = CatalogLog(settings.bootstrap_servers, t.catalog, self.registry)
         self.users_in = self.app.topic(t.user_events, t.control, **RAW)
         self.commands_in = self.app.topic(t.commands, **RAW)
@@ -340,9 +349,9 @@ class Processor:
             self.metrics.lag.clear()  # only the partitions assigned now: a revoked one's last value would stay
             for tp in self.app.assignor.assigned_actives():
                 hw = consumer.highwater(tp)
-                pos = consumer._committed_offset.get(tp) if hasattr(consumer, "_committed_offset") else None
-                if hw is not None and pos is not None:
-                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, hw - pos - 1))
+                if hw is not None:
+                    lag = unprocessed(hw, self._done_offset(tp.topic, tp.partition))
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         except Exception:  # noqa: BLE001 - metrics must never fail a scrape
             pass
 
@@ -788,7 +797,7 @@ class Processor:
         names no server path: the exception stays in the worker's log and the dead letter.
         """
         try:
-            rec = self.registry.site(cmd.site_id).commands.get(cmd.command_id)
+            rec = self.registry.command(cmd.site_id, cmd.command_id)
             if rec is None:
                 message = ("the worker hit an internal error while processing this command; nothing was "
                            f"changed. The operators have it as a dead letter of commands partition "
@@ -797,7 +806,7 @@ class Processor:
                                      msg.offset, None)
                 md = await (await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode()))
                 await asyncio.wait_for(self.catalog.wait_for(md.offset), timeout=max(30.0, self.s.session_timeout_s))
-                rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+                rec = self.registry.command(cmd.site_id, cmd.command_id) or record_of(entry, md.offset)
                 self.count(f"commands.{rec.status}")
                 self.metrics.commands.labels(rec.status, rec.code or "").inc()
             await self.publish_result(cmd.site_id, rec)
@@ -817,7 +826,7 @@ class Processor:
     async def _process_command(self, msg: Message, cmd: Any) -> None:
         await self.catalog.catch_up()
         site = self.registry.site(cmd.site_id)
-        rec = site.commands.get(cmd.command_id)
+        rec = self.registry.command(cmd.site_id, cmd.command_id)
         if rec is not None:
             if (rec.source_partition, rec.source_offset) == (msg.partition, msg.offset):
                 # The same message again (crash before commit): finish what it started.
@@ -836,7 +845,8 @@ class Processor:
         fut = await self.catalog_out.send(key=cmd.site_id.encode(), value=entry.encode())
         md = await fut
         await self.catalog.wait_for(md.offset)
-        rec = self.registry.site(cmd.site_id).commands[cmd.command_id]
+        # (the entry as kept, unless already out of the window: possible only under a flood)
+        rec = self.registry.command(cmd.site_id, cmd.command_id) or record_of(entry, md.offset)
         self.count(f"commands.{rec.status}")
         self.metrics.commands.labels(rec.status, rec.code or "").inc()
         if rec.catalog_offset == md.offset:

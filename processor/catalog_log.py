@@ -46,7 +46,9 @@ class CatalogLog:
         self._task = asyncio.create_task(self._run(), name="catalog-log")
         await self.catch_up()
         self.ready.set()
-        log.info("catalog loaded: %d sites, offset %d", len(self.registry.sites), self.registry.applied_offset)
+        log.info("catalog loaded: %d sites, %d commands remembered (%d forgotten), offset %d",
+                 len(self.registry.sites), len(self.registry.commands), self.registry.commands.forgotten,
+                 self.registry.applied_offset)
 
     async def stop(self) -> None:
         if self._task:

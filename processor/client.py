@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from processor.config import Topics
 from processor.contract.codec import encode_command, encode_user_event, user_event_key
 from processor.contract.models import Command, UserEvent
+from processor.librdkafka import kafka_config
 
 T = TypeVar("T")
 
@@ -27,14 +28,14 @@ class ContractProducer:
         (the rebuild) wants more: at 16k records/s, 5 ms makes batches of a few records and the
         broker spends ~5x more CPU per record than with 200 ms (measured on tansu)."""
         self.topics = topics or Topics()
-        self.p = Producer({
-            "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "log.connection.close": False,
+        self.p = Producer(kafka_config({
+            "bootstrap.servers": bootstrap, "linger.ms": linger_ms,
             # The Java client's partitioner, which the workers (aiokafka) use too. librdkafka's
             # default (CRC32) would put a user's records on another partition than the workers'
             # (a rebuild's changes behind the live ones on another partition, or a published
             # event in a partition whose worker does not hold the user's state).
             "partitioner": "murmur2_random",
-        })
+        }))
         self._unpolled = 0
         self.queue_full_waits = 0  # times a produce waited for room in the local queue
 
@@ -65,6 +66,13 @@ class ContractProducer:
         if left:
             raise RuntimeError(f"{left} messages not delivered within {timeout}s")
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is still queued (for at most ``timeout`` seconds; the rest is dropped), then
+        close the client's connections (a broker stopping next would wait for them)."""
+        if self.p.flush(timeout):
+            self.p.purge()
+        self.p.close()
+
 
 def new_id(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex[:16]}"
@@ -74,16 +82,13 @@ class TopicReader:
     """Read a topic from the beginning, across all partitions, without a consumer group."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.c = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "log.connection.close": False,
-            }
-        )
+        self.c = Consumer(kafka_config({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }))
         meta = self.c.list_topics(topic, timeout=10)
         parts = meta.topics[topic].partitions
         self.c.assign([TopicPartition(topic, p, 0) for p in parts])

@@ -17,6 +17,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _int_or_none(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     user_events: str = "lms.user-events.v1"
@@ -60,7 +65,13 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     partitions: int = 8  # user events, control, membership changes, table changelog
     command_partitions: int = 4
-    replication_factor: int = 1
+    # Replication factor of the topics `topics create` makes; None: min(3, brokers in the cluster)
+    replication_factor: int | None = None
+    # min.insync.replicas set on (and checked for) every topic; None: the cluster's default, unchecked
+    min_insync_replicas: int | None = None
+    # A topic config drift (retention, cleanup policy, ...) stops a worker's start instead of being
+    # logged as an error (a wrong partition count always stops it); processor/topics.py
+    topics_strict: bool = False
     session_timeout_s: float = 30.0
     log_level: str = "info"
     # Work-arounds for known broker bugs, e.g. "tansu": its ListOffsets(latest) is the base
@@ -94,6 +105,22 @@ class Settings:
     dead_letter_max_bytes: int = 1_000_000
     dead_letter_timeout_ms: int = 10_000
     dead_letter_retry_max_s: float = 30.0
+    # Command de-duplication window (processor/catalog/window.py): a command's record is kept
+    # while it is among the last N messages decided on its commands partition.
+    command_window: int = 10_000
+    # GET /sites/{site}/commands/{id}: an API command id older than this, not in the window,
+    # answers 410 COMMAND_EXPIRED instead of PENDING (docs/api.md).
+    command_status_ttl_s: int = 3600
+    # Admin API limits (docs/api.md "Limits"): how long a gathered read waits for every worker
+    # (a preview, which evaluates every stored user, waits longer), how many full-site scans
+    # (previews, member counts) one worker runs at once, and how many writes (commands) one token
+    # subject may submit per site per minute on one worker.
+    peer_timeout_s: float = 5.0
+    scan_timeout_s: float = 60.0
+    scan_concurrency: int = 2
+    scan_slice_ms: float = 1.0  # longest stretch a scan runs before it yields to the event loop
+    scan_rest_ms: float = 1.0  # then it rests this long (a scan takes ~2x its CPU time, events do not wait)
+    api_write_rate_per_minute: int = 120
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -114,7 +141,9 @@ class Settings:
             topics=Topics.from_env(),
             partitions=int(_env("PARTITIONS", str(d.partitions))),
             command_partitions=int(_env("COMMAND_PARTITIONS", str(d.command_partitions))),
-            replication_factor=int(_env("REPLICATION_FACTOR", str(d.replication_factor))),
+            replication_factor=_int_or_none("REPLICATION_FACTOR"),
+            min_insync_replicas=_int_or_none("MIN_INSYNC_REPLICAS"),
+            topics_strict=_env("TOPICS_STRICT", "0").lower() in ("1", "true", "yes"),
             session_timeout_s=float(_env("BROKER_SESSION_TIMEOUT", str(d.session_timeout_s))),
             log_level=_env("LOG_LEVEL", d.log_level),
             broker_quirks=frozenset(q.strip() for q in os.environ.get("BROKER_QUIRKS", "").split(",") if q.strip()),
@@ -126,6 +155,14 @@ class Settings:
             dead_letter_max_bytes=int(_env("DEAD_LETTER_MAX_BYTES", str(d.dead_letter_max_bytes))),
             dead_letter_timeout_ms=int(_env("DEAD_LETTER_TIMEOUT_MS", str(d.dead_letter_timeout_ms))),
             dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),
+            command_window=int(_env("COMMAND_DEDUP_WINDOW", str(d.command_window))),
+            command_status_ttl_s=int(_env("COMMAND_STATUS_TTL_S", str(d.command_status_ttl_s))),
+            peer_timeout_s=float(_env("PEER_TIMEOUT_S", str(d.peer_timeout_s))),
+            scan_timeout_s=float(_env("SCAN_TIMEOUT_S", str(d.scan_timeout_s))),
+            scan_concurrency=int(_env("SCAN_CONCURRENCY", str(d.scan_concurrency))),
+            scan_slice_ms=float(_env("SCAN_SLICE_MS", str(d.scan_slice_ms))),
+            scan_rest_ms=float(_env("SCAN_REST_MS", str(d.scan_rest_ms))),
+            api_write_rate_per_minute=int(_env("API_WRITE_RATE_PER_MINUTE", str(d.api_write_rate_per_minute))),
         )
 
     def with_(self, **kw: object) -> "Settings":

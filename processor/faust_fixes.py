@@ -17,6 +17,17 @@ it waits until every record buffered *before the call* was handed to the Kafka c
 buffer is a FIFO; ``put`` and ``_send_pending`` are counted), then for the client's batches of
 that moment to be acknowledged.
 
+Fourth, :func:`_snapshot_fetch_partitions`: Faust hands the consumer thread its *live* set of
+active partitions (``Consumer._active_partitions``) for a fetch that runs later and may wait up
+to a second for data. When recovery ends, Faust pauses the changelog partitions by removing them
+from that very set; a fetch still waiting then reads an empty set, and aiokafka's
+``fetched_records`` takes an empty set as "every partition": it drains the stream partitions'
+records (positions move past them) and Faust's ``getmany`` drops them, because those partitions
+are not resumed yet. After a restart the first records of a partition were lost silently
+(``tests/integration/test_restart.py`` timed out waiting for its warm-up dead letters). The fetch
+now gets a frozen copy taken when it is requested, and an empty copy fetches nothing. Test:
+``tests/integration/test_faust_fixes.py``.
+
 Second patch (not a bug fix, a hook): ``Consumer._handle_attached`` runs right before Faust
 flushes the producer and commits offsets. It now first awaits every coroutine function in
 ``app.before_commit_hooks``; the processor drains its outbox there (processor/outbox.py), so an
@@ -104,7 +115,25 @@ def apply() -> None:
     buffer_cls.sent_event = None
     buffer_cls.put = put
     buffer_cls._send_pending = _send_pending
+    _snapshot_fetch_partitions()
     _APPLIED = True
+
+
+def _snapshot_fetch_partitions() -> None:
+    """A fetch asks for the partitions active when it was requested (see the module docstring)."""
+    import faust.transport.drivers.aiokafka as driver
+
+    thread_cls = driver.AIOKafkaConsumerThread
+    original = thread_cls.getmany
+
+    async def getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
+        if active_partitions is not None:
+            active_partitions = frozenset(active_partitions)
+            if not active_partitions:
+                return {}  # aiokafka would read an empty set as "every partition"
+        return await original(self, active_partitions, timeout)
+
+    thread_cls.getmany = getmany
 
 
 def set_fetch_max_wait_ms(ms: int | None) -> None:

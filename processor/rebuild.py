@@ -45,6 +45,7 @@ from processor.contract.codec import (
 )
 from processor.contract.exceptions import ContractError
 from processor.contract.models import MembershipChange
+from processor.librdkafka import kafka_config
 from processor.membership.engine import fold_user_event
 from processor.membership.rebuild import rebuild_user
 from processor.state.keys import timer_key, user_key
@@ -81,7 +82,7 @@ class RebuildReport:
 
 
 def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
-    return Consumer({
+    return Consumer(kafka_config({
         "bootstrap.servers": bootstrap,
         "group.id": group or f"rebuild-reader-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
@@ -91,8 +92,7 @@ def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
         # Kafka answers a waiting fetch as soon as data arrives, tansu only when the wait ends:
         # with the 500 ms default every catch-up / end-of-partition round cost half a second there
         "fetch.wait.max.ms": 50,
-        "log.connection.close": False,
-    })
+    }))
 
 
 def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,

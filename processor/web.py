@@ -14,38 +14,55 @@ import asyncio
 import base64
 import json
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import aiohttp
+from aiohttp import http_exceptions
 from aiohttp import web as aioweb
 
-from processor.api import bridges
+from processor.api import bridges, command_ids, peers, scans
 from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
-from processor.api.requests import automation_payload, condition_tree, page_limit, require_object, rule_payload
-from processor.api.requests import check_path_ids
+from processor.api.ratelimit import WriteLimiter
+from processor.api.requests import (
+    MAX_BODY_BYTES,
+    automation_payload,
+    check_path_ids,
+    condition_tree,
+    nesting_exceeds,
+    page_limit,
+    parse_json_text,
+    preview_payload,
+    require_object,
+    rule_payload,
+    too_deep,
+)
 from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.membership.decide import desired, is_suspended
+from processor.membership.decide import is_suspended
 from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
-from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
+from processor.state.keys import member_prefix, parse_member_key, user_key
 from processor.state.user_state import decode_state
 
 if TYPE_CHECKING:
     from processor.app import Processor
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
-PREVIEW_SAMPLE = 20
+PREVIEW_SAMPLE = scans.SAMPLE
 
 
-def _json(body: Any, status: int = 200) -> aioweb.Response:
-    return aioweb.json_response(body, status=status, dumps=lambda o: json.dumps(o, default=str))
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> aioweb.Response:
+    return aioweb.json_response(body, status=status, headers=headers, dumps=lambda o: json.dumps(o, default=str))
+
+
+async def _no_store(request: aioweb.Request, response: aioweb.StreamResponse) -> None:
+    """Every answer of the web server may carry profile data (or says whether it exists): never
+    cached by a browser or a proxy. Set on the way out, so 404s and errors get it too."""
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _cursor_encode(user: str) -> str:
@@ -78,7 +95,11 @@ class Api:
     def __init__(self, proc: "Processor", auth: AuthConfig) -> None:
         self.proc = proc
         self.auth = auth
-        self._session: aiohttp.ClientSession | None = None
+        s = proc.s
+        self.peer_client = peers.PeerClient()
+        self.scanner = scans.Scanner(s.scan_concurrency, self._db_is_current, s.scan_slice_ms / 1000,
+                                     s.scan_rest_ms / 1000)
+        self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
 
     # ----------------------------------------------------------------- plumbing
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -110,6 +131,12 @@ class Api:
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
             aio_app.router.add_route(method, path, self._wrap(handler))
+        aio_app.on_response_prepare.append(_no_store)
+
+        async def close_peer_client(app: aioweb.Application) -> None:
+            await self.peer_client.close()
+
+        aio_app.on_cleanup.append(close_peer_client)
 
     def _wrap(self, handler: Handler) -> Handler:
         allowed_query = self.QUERY.get(handler.__name__, set())
@@ -124,7 +151,7 @@ class Api:
                                    f"$query.{unknown[0]}")
                 resp = await handler(request)
             except ApiError as err:
-                resp = _json(err.body(), err.status)
+                resp = _json(err.body(), err.status, err.headers())
             except aioweb.HTTPException:
                 raise
             except Exception as exc:  # noqa: BLE001 - never a bare 500 page
@@ -143,12 +170,34 @@ class Api:
         return p
 
     async def body(self, request: aioweb.Request) -> Any:
-        if request.content_length and request.content_length > 256 * 1024:
-            raise ApiError(413, "BODY_TOO_LARGE", "request body is larger than 256 KiB")
+        """The JSON body: at most 256 KiB however it is sent (a chunked body has no
+        Content-Length, so the reader stops past the limit), nested no deeper than a rule can be
+        (checked before the recursive JSON parser runs), UTF-8."""
+        too_large = ApiError(413, "BODY_TOO_LARGE", f"request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise too_large
+        raw = bytearray()
         try:
-            return await request.json()
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "INVALID_JSON", "request body is not valid JSON", "$") from None
+            async for chunk in request.content.iter_any():
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raise too_large
+        except (ConnectionError, http_exceptions.HttpProcessingError):  # the client sent part of it and left
+            raise ApiError(400, "INVALID_BODY", "the request body ended before it was complete", "$") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "INVALID_JSON", "request body is not UTF-8 JSON", "$") from None
+        check = nesting_exceeds(text)
+        while True:  # a large body is checked in steps, letting the event loop run between them
+            try:
+                next(check)
+            except StopIteration as done:
+                if done.value:
+                    raise too_deep() from None
+                break
+            await asyncio.sleep(0)
+        return parse_json_text(text)
 
     def site(self, request: aioweb.Request) -> SiteCatalog:
         return self.proc.registry.site(request.match_info["site"])
@@ -163,28 +212,30 @@ class Api:
         me = str(self.proc.app.conf.canonical_url).rstrip("/")
         return urls or [me]
 
-    async def gather(self, request: aioweb.Request, method: str, path: str,
-                     payload: Any = None) -> list[Any]:
-        """Call an internal endpoint on every worker; a worker that fails makes the answer 503."""
+    def timeout_s(self, preview: bool = False) -> float:
+        """How long a gathered read waits for every worker: PEER_TIMEOUT_S, or SCAN_TIMEOUT_S
+        for a preview (it decodes and evaluates every stored user: seconds on a large site;
+        member counts only walk keys)."""
+        return self.proc.s.scan_timeout_s if preview else self.proc.s.peer_timeout_s
+
+    async def gather(self, request: aioweb.Request, method: str, path: str, shape: peers.Shape,
+                     payload: Any = None, preview: bool = False) -> list[Any]:
+        """Call an internal endpoint on every worker (this one directly). Any worker that fails,
+        does not answer in time (``timeout_s``) or answers garbage makes the whole answer 503
+        WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
+        other calls are then cancelled."""
         me = str(self.proc.app.conf.canonical_url).rstrip("/")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        timeout = self.timeout_s(preview)
         headers = {"Authorization": request.headers.get("Authorization", "")}
 
         async def one(base: str) -> Any:
             if base == me:
-                return await self._local(method, path, request, payload)
-            async with self._session.request(method, base + path, headers=headers, json=payload) as r:
-                if r.status != 200:
-                    raise ApiError(503, "WORKER_UNAVAILABLE", f"worker {base} answered {r.status}; retry")
-                return await r.json()
+                return await self._local(method, path, payload, time.monotonic() + timeout)
+            return await self.peer_client.call(base, method, path, headers, payload, timeout, shape)
 
-        try:
-            return list(await asyncio.gather(*(one(b) for b in await self.peers())))
-        except aiohttp.ClientError as exc:
-            raise ApiError(503, "WORKER_UNAVAILABLE", f"a worker could not be reached ({exc}); retry") from None
+        return await peers.gather_all([lambda b=b: one(b) for b in await self.peers()])
 
-    async def _local(self, method: str, path: str, request: aioweb.Request, payload: Any) -> Any:
+    async def _local(self, method: str, path: str, payload: Any, deadline: float) -> Any:
         # direct call of the local handler's logic (no HTTP round trip to ourselves)
         from urllib.parse import unquote
 
@@ -196,20 +247,27 @@ class Api:
         if parts[4] == "segments":
             return self._members_local(site, parts[5], url.query.get("after", ""), int(url.query.get("limit", "50")))
         if parts[4] == "counts":
-            return self._counts_local(site)
+            return await self._counts_local(site, deadline)
         if parts[4] == "users":
             return self._user_local(site, parts[5])
-        return self._preview_local(site, payload)
+        return await self._preview_local(site, payload, deadline)
 
     # -------------------------------------------------------------- local reads
     def _owned_dbs(self) -> list[Any]:
+        return [db for _, db in self._owned_partition_dbs()]
+
+    def _owned_partition_dbs(self) -> list[tuple[int, Any]]:
         store = self.proc.users.data
         try:
             parts = sorted(tp.partition for tp in self.proc.app.assignor.assigned_actives()
                            if tp.topic == self.proc.s.topics.user_events)
         except Exception:  # noqa: BLE001
             parts = []
-        return [store._db_for_partition(p) for p in parts]
+        return [(p, store._db_for_partition(p)) for p in parts]
+
+    def _db_is_current(self, partition: int, db: Any) -> bool:
+        """Is ``db`` still the open handle of ``partition`` (not revoked or re-opened since)?"""
+        return self.proc.users.data._dbs.get(partition) is db
 
     def _members_local(self, site: str, segment: str, after: str, limit: int) -> dict[str, Any]:
         prefix = member_prefix(site, segment)
@@ -226,22 +284,8 @@ class Api:
                 n += 1
         return {"members": out}
 
-    def _counts_local(self, site: str) -> dict[str, Any]:
-        prefix = member_prefix(site)
-        counts: dict[str, int] = {}
-        users = 0
-        uprefix = user_prefix(site)
-        for db in self._owned_dbs():
-            for k in db.keys(from_key=prefix):
-                if not k.startswith(prefix):
-                    break
-                seg = parse_member_key(k)[1]
-                counts[seg] = counts.get(seg, 0) + 1
-            for k in db.keys(from_key=uprefix):
-                if not k.startswith(uprefix):
-                    break
-                users += 1
-        return {"members": counts, "users": users}
+    async def _counts_local(self, site: str, deadline: float) -> dict[str, Any]:
+        return await self.scanner.counts(self._owned_partition_dbs(), site, deadline)
 
     def _user_local(self, site: str, user: str) -> dict[str, Any]:
         key = user_key(site, user)
@@ -256,36 +300,19 @@ class Api:
                                   for s, f in st.facts.items()}}
         return {"found": False}
 
-    def _preview_local(self, site_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _preview_local(self, site_id: str, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
         site = self.proc.registry.site(site_id)
         segment = payload["segment_id"]
         rule_id = payload.get("rule_id") or ""
-        cond = compile_condition(payload["condition"], site)
+        try:
+            cond = compile_condition(payload["condition"], site)
+        except CompileError as err:
+            first = err.errors[0]
+            raise ApiError(422, first.code, first.message, first.path) from None
         others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
         candidate = ActiveRuleSet.build({segment: [*others, (rule_id or "(new rule)", cond)]})
-        now = int(time.time())
-        added: list[str] = []
-        removed: list[str] = []
-        n_add = n_rem = evaluated = 0
-        prefix = user_prefix(site_id)
-        for db in self._owned_dbs():
-            for k, v in db.items(from_key=prefix):
-                if not k.startswith(prefix):
-                    break
-                st = decode_state(v)
-                evaluated += 1
-                now_member = st.is_member(segment)
-                would = bool(desired(candidate, segment, st.profile, st.deleted, now))
-                if would and not now_member:
-                    n_add += 1
-                    if len(added) < PREVIEW_SAMPLE:
-                        added.append(st.user_id)
-                elif now_member and not would:
-                    n_rem += 1
-                    if len(removed) < PREVIEW_SAMPLE:
-                        removed.append(st.user_id)
-        return {"evaluated": evaluated, "added": n_add, "removed": n_rem,
-                "sample_added": added, "sample_removed": removed}
+        return await self.scanner.preview(self._owned_partition_dbs(), site_id, candidate, segment,
+                                          int(time.time()), deadline)
 
     # ------------------------------------------------------- internal endpoints
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
@@ -296,7 +323,7 @@ class Api:
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        return _json(self._counts_local(request.match_info["site"]))
+        return _json(await self._counts_local(request.match_info["site"], time.monotonic() + self.timeout_s()))
 
     async def local_user(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
@@ -304,13 +331,15 @@ class Api:
 
     async def local_preview(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        return _json(self._preview_local(request.match_info["site"], require_object(await self.body(request))))
+        payload = preview_payload(await self.body(request))
+        return _json(await self._preview_local(request.match_info["site"], payload,
+                                               time.monotonic() + self.timeout_s(preview=True)))
 
     # ------------------------------------------------------------ public reads
     async def list_segments(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         site = self.site(request)
-        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts")
+        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts", peers.counts_shape)
         counts: dict[str, int] = {}
         for part in parts:
             for seg, n in part["members"].items():
@@ -322,7 +351,7 @@ class Api:
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
              "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
-        ], "users": sum(p["users"] for p in parts)})
+        ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
     async def list_fields(self, request: aioweb.Request) -> aioweb.Response:
         """The field catalog a rule can use: standard fields, the site's custom fields, and the
@@ -363,7 +392,8 @@ class Api:
 
         parts = await self.gather(
             request, "GET",
-            f"/internal/sites/{quote(site_id)}/segments/{quote(segment)}/members?after={quote(after)}&limit={limit}")
+            f"/internal/sites/{quote(site_id)}/segments/{quote(segment)}/members?after={quote(after)}&limit={limit}",
+            peers.members_shape)
         merged = sorted((m for p in parts for m in p["members"]), key=lambda m: m["user_id"])[:limit]
         nxt = _cursor_encode(merged[-1]["user_id"]) if len(merged) == limit else None
         return _json({"members": merged, "next_cursor": nxt})
@@ -383,7 +413,7 @@ class Api:
 
         site_id, user = request.match_info["site"], request.match_info["user"]
         path = f"/internal/sites/{quote(site_id, safe='')}/users/{quote(user, safe='')}"  # '/' cannot change it
-        found = [p for p in await self.gather(request, "GET", path) if p.get("found")]
+        found = [p for p in await self.gather(request, "GET", path, peers.user_shape) if p.get("found")]
         if not found:
             raise ApiError(404, "UNKNOWN_USER", f"user {user!r} is not stored for this site")
         return found[0]
@@ -420,9 +450,19 @@ class Api:
 
     async def command_status(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        rec = self.site(request).commands.get(request.match_info["command"])
+        site_id, command_id = request.match_info["site"], request.match_info["command"]
+        rec = self.proc.registry.command(site_id, command_id)
         if rec is None:
-            return _json({"command_id": request.match_info["command"], "status": "PENDING"}, 200)
+            oldest = self.proc.registry.commands.oldest(site_id)
+            ttl_s = self.proc.s.command_status_ttl_s
+            if command_ids.expired(command_id, int(time.time() * 1000), ttl_s * 1000,
+                                   oldest.command_id if oldest else None):
+                raise ApiError(410, "COMMAND_EXPIRED",
+                               f"command {command_id!r} is no longer tracked: it was issued more than {ttl_s} s "
+                               "ago or before the site's oldest remembered command, and is not in the "
+                               "de-duplication window. Its result was published on the command-results topic "
+                               "when it was decided")
+            return _json({"command_id": command_id, "status": "PENDING"}, 200)
         return _json({"command_id": rec.command_id, "status": rec.status, "code": rec.code,
                       "message": rec.message, "processed_at": rec.processed_at})
 
@@ -444,8 +484,12 @@ class Api:
             return _json({"valid": False, "code": first.code, "message": first.message, "path": first.path,
                           "errors": [e.as_dict() for e in err.errors]}, 422)
         payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
-        parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", payload)
+        parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", peers.preview_shape,
+                                  payload, preview=True)
         return _json({
+            # false: automation is off for the segment, so saving the rule changes nobody until it is
+            # enabled; the counts say what enabling it (with this rule) would do
+            "managed": site.segments[seg].managed,
             "evaluated": sum(p["evaluated"] for p in parts),
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],
@@ -459,7 +503,8 @@ class Api:
         # COMMANDS_REQUIRE_TOKEN=1: the caller's (already verified) token goes with the command,
         # and the deciding worker verifies it again; otherwise no credential is put on the bus.
         token = request.headers.get("Authorization", "").partition(" ")[2].strip() or None
-        cmd = Command(f"api-{uuid.uuid4().hex}", site.site_id, int(time.time() * 1000),
+        now = int(time.time() * 1000)
+        cmd = Command(command_ids.new_command_id(now), site.site_id, now,
                       Actor(principal.sub, principal.roles), ptype, payload,
                       auth_token=token if self.proc.s.commands_require_token else None)
         if dry_run:  # the command's own validation, against this worker's (caught-up) catalog
@@ -471,6 +516,7 @@ class Api:
             # also carries the first error's code/message: a 422 is an Error everywhere in the API
             return _json({"valid": False, "code": d.code, "message": d.message, "path": d.path,
                           "errors": [{"code": d.code, "path": d.path, "message": d.message}]}, 422)
+        self.write_limiter.hit(site.site_id, principal.sub)
         await self.proc.commands_out.send(key=site.site_id.encode(), value=encode_command(cmd))
         return _json({"command_id": cmd.command_id, "status": "PENDING",
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)

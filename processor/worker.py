@@ -6,7 +6,7 @@ import logging
 import os
 
 from processor.config import Settings
-from processor.topics import ensure_topics
+from processor.topics import TopicCreateError, TopicLayoutError, ensure_topics
 
 LEVELS = {"critical": "crit", "warning": "warn"}
 
@@ -21,15 +21,16 @@ def run_worker(settings: Settings) -> None:
     if not json_logs:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     refuse_insecure_settings(settings, json_logs)
-    ensure_topics(settings)
+    settings = settings.with_(replication_factor=checked_topics(settings, json_logs))
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     proc = Processor(settings)
     level = LEVELS.get(settings.log_level, settings.log_level)
-    from processor.logs import json_handler
+    from processor.logs import worker_logging_config
 
-    if json_logs:
-        proc.app.conf.loghandlers = [json_handler()]
-    worker = faust.Worker(proc.app, loglevel=level)
+    # JSON: our handler replaces Faust's (mode's) own stream handler instead of joining it, which
+    # wrote every line twice (plain and JSON)
+    worker = faust.Worker(proc.app, loglevel=level,
+                          logging_config=worker_logging_config(level) if json_logs else None)
     # Faust's terminal spinner (enabled at levels >= warn) sets the root logger to DEBUG so it
     # can spin on every record: every debug call in faust/aiokafka then builds a LogRecord
     # (measured: ~7% of a worker's CPU in a backfill). A worker has no terminal to spin in.
@@ -69,3 +70,19 @@ def refuse_insecure_settings(settings: Settings, json_logs: bool = True) -> None
     for p in problems:
         log.critical("refusing to start: %s", p, extra={"error_code": "INSECURE_CONFIG"})
     raise SystemExit(2)
+
+
+def checked_topics(settings: Settings, json_logs: bool = True) -> int:
+    """Create missing topics and check the others (processor/topics.py); exit with status 2 when a
+    topic cannot be created or its layout is wrong (or a config drifted, with TOPICS_STRICT=1).
+    Returns the replication factor in use."""
+    try:
+        return ensure_topics(settings).replication_factor
+    except (TopicLayoutError, TopicCreateError) as err:
+        log = logging.getLogger("processor")
+        if json_logs and not logging.getLogger().handlers:
+            from processor.logs import json_handler
+
+            logging.getLogger().addHandler(json_handler())
+        log.critical("refusing to start: %s", err.message, extra={"error_code": err.code})
+        raise SystemExit(2) from None

@@ -19,8 +19,15 @@ def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     names = {400: "Invalid request", 401: "Missing, invalid or expired token",
              403: "Wrong site or role", 404: "Not found", 413: "Body too large",
-             422: "Rule or request rejected by validation", 503: "A worker is unavailable; retry"}
-    return {str(c): _resp(names[c], ERROR) for c in codes}
+             410: "No longer tracked", 422: "Rule or request rejected by validation",
+             429: "Too many writes for this token (RATE_LIMITED) or full-site scans on a worker (SCAN_BUSY); "
+                  "see Retry-After",
+             503: "A worker is unavailable or did not answer in time; retry (see Retry-After)"}
+    out = {str(c): _resp(names[c], ERROR) for c in codes}
+    for c in {429, 503} & set(codes):
+        out[str(c)]["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                  "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    return out
 
 
 def _id(param: str, name: str) -> dict[str, Any]:
@@ -55,13 +62,13 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _resp("Fields", {"$ref": "#/components/schemas/FieldCatalog"}), **STD}}},
             "/sites/{site}/segments": {"get": {
                 "summary": "Segments with member and rule counts", "parameters": [SITE],
-                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(503)}}},
+                "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(429, 503)}}},
             "/sites/{site}/segments/{segment}/automation": {"post": {
                 "summary": "Enable or disable automation of a segment", "parameters": [SITE, SEGMENT, DRY],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["enabled"], "additionalProperties": False, "properties": {
                         "enabled": {"type": "boolean"}, "remove_members": {"type": "boolean"}}}}}},
-                "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+                "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}}},
             "/sites/{site}/segments/{segment}/members": {"get": {
                 "summary": "Members of a segment (cursor pagination, sorted by user id)",
                 "parameters": [SITE, SEGMENT,
@@ -76,7 +83,7 @@ def spec() -> dict[str, Any]:
                 "post": {"summary": "Create a rule (or validate with ?dry_run=true)", "parameters": [SITE, DRY],
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
-                         "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}}},
+                         "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}}},
             "/sites/{site}/rules/preview": {"post": {
                 "summary": "Who a candidate rule would add/remove (nothing changes)", "parameters": [SITE],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -84,18 +91,19 @@ def spec() -> dict[str, Any]:
                     "properties": {
                         "segment_id": {"type": "string"}, "rule_id": {"type": "string"},
                         "condition": {"type": ["object", "string"]}}}}}},
-                "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 503)}}},
+                "responses": {"200": _resp("Preview", {"type": "object"}), **STD, **_errors(413, 422, 429, 503)}}},
             "/sites/{site}/rules/{rule}": {
                 "put": {"summary": "Update a rule", "parameters": [SITE, RULE, DRY],
                         "requestBody": {"required": True, "content": {"application/json": {
                             "schema": {"$ref": "#/components/schemas/RuleBody"}}}},
-                        "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422)}},
+                        "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}},
                 "delete": {"summary": "Delete a rule", "parameters": [SITE, RULE, DRY],
-                           "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422)}}},
+                           "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422, 429)}}},
             "/sites/{site}/commands/{command}": {"get": {
-                "summary": "Outcome of a command (PENDING until processed)",
+                "summary": "Outcome of a command (PENDING until processed; 410 COMMAND_EXPIRED once an "
+                           "API command is past the de-duplication window and the status TTL)",
                 "parameters": [SITE, COMMAND],
-                "responses": {"200": _resp("Status", {"type": "object"}), **STD}}},
+                "responses": {"200": _resp("Status", {"type": "object"}), **STD, **_errors(410)}}},
             "/sites/{site}/users/{user}/segments": {"get": {
                 "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
                 "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(404, 503)}}},
@@ -190,7 +198,7 @@ _BRIDGE_SCHEMAS: dict[str, Any] = {
 
 
 def _bridge_paths() -> dict[str, Any]:
-    catalog_errors = _errors(400, 401, 403, 413)
+    catalog_errors = _errors(400, 401, 403, 413, 429)
     return {
         "/sites/{site}/ingest/users": {"post": {
             "summary": "User snapshots and deletions from an LMS bridge (role system or ingest); each record is "
@@ -202,7 +210,7 @@ def _bridge_paths() -> dict[str, Any]:
                                 "items": {"$ref": "#/components/schemas/IngestRecord"}}}}}}},
             "responses": {"200": _resp("Per-record results (also when some are rejected)",
                                        {"$ref": "#/components/schemas/IngestResult"}),
-                          **_errors(400, 401, 403, 413),
+                          **_errors(400, 401, 403, 413, 429),
                           "503": {**_resp("Kafka did not acknowledge the records: nothing was accepted, resend",
                                           ERROR),
                                   "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}},
@@ -214,7 +222,7 @@ def _bridge_paths() -> dict[str, Any]:
                         "properties": {"name": _NAME}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a segment and its rules (DeleteSegment; role site_admin or system)",
-                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/fields/{shortname}": {
             "put": {"summary": "Declare a custom profile field (UpsertProfileField; role site_admin or system)",
                     "parameters": [SITE, SHORTNAME],
@@ -227,7 +235,7 @@ def _bridge_paths() -> dict[str, Any]:
                                         "items": {"type": "string", "maxLength": 255}}}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a custom profile field (DeleteProfileField; role site_admin or system)",
-                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/users": {"get": {
             "summary": "Stored user profiles (what the processor holds), sorted by user id, cursor pagination",
             "parameters": [SITE, {"name": "cursor", "in": "query", "schema": {"type": "string"}},

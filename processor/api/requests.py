@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Generator
 
 from processor.api.errors import ApiError
 from processor.contract.exceptions import ContractError
 from processor.contract.ids import check_id
+from processor.rules.compiler import MAX_DEPTH
 from processor.rules.exceptions import RuleError
 
 MAX_LIMIT = 500
@@ -30,6 +31,59 @@ def _id(value: Any, name: str, path: str) -> str:
         return check_id(value, name, path)
     except ContractError as err:
         raise ApiError(400, err.code, err.message, err.path) from None
+
+
+MAX_BODY_BYTES = 256 * 1024
+# A body holds its condition one level down, and a condition level is at most an object plus a
+# list (processor/rules/compiler.py bounds condition JSON the same way): anything deeper can only
+# be rejected, so it is rejected before the JSON parser (which recurses) sees it.
+MAX_BODY_DEPTH = 2 * MAX_DEPTH + 5
+
+
+def nesting_exceeds(text: str, limit: int = MAX_BODY_DEPTH, step: int = 8192) -> Generator[None, None, bool]:
+    """Whether JSON text nests brackets deeper than ``limit`` (strings skipped), without recursion.
+
+    A generator that yields after every ``step`` characters, so a caller on an event loop lets
+    other work run while a large body is checked; its return value is the answer. Text with at
+    most ``limit`` opening brackets cannot be too deep (the common case: one C-speed count);
+    otherwise the scan stops at the first bracket past ``limit``.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_str = esc = False
+    for i, ch in enumerate(text):
+        if i and not i % step:
+            yield
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "[" or ch == "{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch == "]" or ch == "}":
+            depth -= 1
+    return False
+
+
+def too_deep() -> ApiError:
+    return ApiError(400, "JSON_TOO_DEEP", f"request body is nested deeper than {MAX_BODY_DEPTH} levels "
+                    f"(a condition may nest at most {MAX_DEPTH} groups)", "$")
+
+
+def parse_json_text(text: str) -> Any:
+    """JSON text already checked by :func:`nesting_exceeds` -> value (400 INVALID_JSON if not JSON)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ApiError(400, "INVALID_JSON", "request body is not valid JSON", "$") from None
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -87,6 +141,18 @@ def rule_payload(body: Any, rule_id: str | None = None) -> dict[str, Any]:
         "condition_json": json.dumps(condition_tree(b), separators=(",", ":")),
         "enabled": _bool(b, "enabled", True),
     }
+
+
+def preview_payload(body: Any) -> dict[str, Any]:
+    """Body of the internal preview a worker sends its peers: ``{segment_id, rule_id?, condition}``."""
+    b = require_object(body)
+    extra = set(b) - {"segment_id", "rule_id", "condition"}
+    if extra:
+        raise ApiError(400, "INVALID_FIELD", f"unknown field {sorted(extra)[0]!r}", f"$.{sorted(extra)[0]}")
+    _str(b, "segment_id")
+    if b.get("rule_id") is not None and not isinstance(b["rule_id"], str):
+        raise ApiError(400, "INVALID_FIELD", "rule_id must be a string", "$.rule_id")
+    return {"segment_id": b["segment_id"], "rule_id": b.get("rule_id") or "", "condition": condition_tree(b)}
 
 
 def automation_payload(body: Any) -> tuple[str, dict[str, Any]]:

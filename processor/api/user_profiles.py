@@ -9,15 +9,14 @@ that cannot be reached makes the answer 503, never a partial page.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import heapq
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web as aioweb
 
+from processor.api import peers
 from processor.api.auth import READ
 from processor.api.errors import ApiError
 from processor.api.requests import page_limit
@@ -47,7 +46,6 @@ def _decode_cursor(raw: str | None) -> str:
 class UserProfiles:
     def __init__(self, api: "Api") -> None:
         self.api = api
-        self._session: aiohttp.ClientSession | None = None
 
     def routes(self) -> list[tuple[str, str, Any]]:
         return [("GET", "/sites/{site}/users", self.list_users),
@@ -79,23 +77,18 @@ class UserProfiles:
         limit = page_limit(request.query.get("limit"))
         after = _decode_cursor(request.query.get("cursor"))
         me = str(self.api.proc.app.conf.canonical_url).rstrip("/")
-        path = f"/internal/sites/{quote(site)}/profiles?after={quote(after)}&limit={limit}"
+        path = f"/internal/sites/{quote(site, safe='')}/profiles?after={quote(after, safe='')}&limit={limit}"
         headers = {"Authorization": request.headers.get("Authorization", "")}
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        timeout = self.api.timeout_s(False)
 
         async def one(base: str) -> list[dict[str, Any]]:
             if base == me:
                 return self._local(site, after, limit)
-            async with self._session.get(base + path, headers=headers) as r:  # type: ignore[union-attr]
-                if r.status != 200:
-                    raise ApiError(503, "WORKER_UNAVAILABLE", f"worker {base} answered {r.status}; retry")
-                return list((await r.json())["users"])
+            answer = await self.api.peer_client.call(base, "GET", path, headers, None, timeout, peers.profiles_shape)
+            return list(answer["users"])
 
-        try:
-            parts = await asyncio.gather(*(one(b) for b in await self.api.peers()))
-        except aiohttp.ClientError as exc:
-            raise ApiError(503, "WORKER_UNAVAILABLE", f"a worker could not be reached ({exc}); retry") from None
+        # bounded like every gathered read: a slow, failing or garbled worker is 503 WORKER_UNAVAILABLE
+        parts = await peers.gather_all([lambda b=b: one(b) for b in await self.api.peers()])
         merged = list(heapq.merge(*parts, key=lambda r: r["user_id"]))[:limit]
         nxt = _encode_cursor(merged[-1]["user_id"]) if len(merged) == limit else None
         return aioweb.json_response({"users": merged, "next_cursor": nxt})

@@ -1,4 +1,4 @@
-"""The per-site catalog: custom profile fields, segments, rules, processed commands.
+"""The per-site catalog: custom profile fields, segments, rules; and a processed command's record.
 
 A :class:`SiteCatalog` is also the rule compiler's field resolver, and keeps
 the compiled form of every rule so events never parse JSON.
@@ -50,7 +50,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class CommandRecord:
-    """Outcome of a processed command, kept to answer duplicates identically."""
+    """Outcome of a processed command, kept (within the de-duplication window,
+    processor/catalog/window.py) to answer duplicates and status polls identically."""
 
     command_id: str
     status: str
@@ -69,7 +70,6 @@ class SiteCatalog:
     fields: dict[str, ProfileField] = field(default_factory=dict)
     segments: dict[str, Segment] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
-    commands: dict[str, CommandRecord] = field(default_factory=dict)
     compiled: dict[str, CompiledCondition] = field(default_factory=dict)
     # managed segment id -> ((rule_id, compiled), ...) of its enabled, working rules, with their index
     active: ActiveRuleSet = field(default_factory=ActiveRuleSet)

@@ -22,6 +22,7 @@ from processor.contract.ids import check_id
 from processor.contract.limits import DEFAULT_LIMITS, Limits
 from processor.contract.models import (
     PAYLOAD_TYPES,
+    USER_EVENT_TYPES,
     Actor,
     Command,
     CommandResult,
@@ -121,7 +122,7 @@ def _check_index(value: int, size: int, what: str, path: str) -> None:
 def _precheck_user_event(value: bytes) -> None:
     cur = _Cursor(value)
     cur.skip_string()  # event_id
-    _check_index(cur.long(), 3, "event_type enum", "$.event_type")
+    _check_index(cur.long(), len(USER_EVENT_TYPES), "event_type enum", "$.event_type")
 
 
 def _precheck_command(value: bytes) -> None:
@@ -186,6 +187,9 @@ def decode_key(key: bytes | None) -> str | None:
 def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> UserEvent:
     """Decode and validate a ``UserEvent``; the key must be ``site_id:user_id``."""
     rec = _read(schemas.USER_EVENT, value, limits)
+    if rec["event_type"] not in USER_EVENT_TYPES:  # UNKNOWN: the enum's default, never handled
+        raise ContractError("DECODE_ERROR", f"event_type {rec['event_type']} is not one this processor handles "
+                            f"({', '.join(USER_EVENT_TYPES)})", "$.event_type")
     _precheck_user_event(value)  # type: ignore[arg-type]
     _check_id(rec["event_id"], "$.event_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
@@ -246,6 +250,12 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
     short = name.rsplit(".", 1)[-1]
     if short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
         raise ContractError("DECODE_ERROR", f"unknown payload type {name}", "$.payload")
+    if short == "UpsertProfileField" and payload.get("datatype") == "UNKNOWN":
+        # The enum's default: what a symbol this version does not know reads as. Like an unknown
+        # event_type it is undecodable here (dead letter with the original bytes, replayable after
+        # an upgrade), never stored as some other type.
+        raise ContractError("DECODE_ERROR", "datatype UNKNOWN is not one this processor handles (the "
+                            "producer may use a newer schema)", "$.payload.datatype")
     return Command(
         command_id=rec["command_id"],
         site_id=rec["site_id"],

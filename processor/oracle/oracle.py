@@ -95,7 +95,7 @@ def fold(steps: Iterable[Step]) -> Folded:
         if kind == COMMAND:
             cmd: Command = item  # type: ignore[assignment]
             cat = registry.site(cmd.site_id)
-            if cmd.command_id in cat.commands:
+            if registry.command(cmd.site_id, cmd.command_id) is not None:
                 outcomes.append("DUPLICATE")
                 continue
             d = decide(cat, cmd, cmd.site_id)

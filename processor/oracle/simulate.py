@@ -86,7 +86,7 @@ def run_engine(
         if kind == COMMAND:
             cmd: Command = decode_command(encode_command(item)) if wire else item  # type: ignore[arg-type]
             cat = run.registry.site(cmd.site_id)
-            if cmd.command_id in cat.commands:
+            if run.registry.command(cmd.site_id, cmd.command_id) is not None:
                 continue
             d = decide(cat, cmd, cmd.site_id)
             run.decisions[cmd.command_id] = d

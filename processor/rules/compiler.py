@@ -281,7 +281,8 @@ class _Compiler:
             self.fail(
                 "UNKNOWN_FIELD",
                 f"unknown {kind} {name!r}"
-                + ("; define it with UpsertProfileField first" if name.startswith(CUSTOM_PREFIX) else ""),
+                + ("; custom profile fields come from the LMS: declare it there first"
+                   if name.startswith(CUSTOM_PREFIX) else ""),
                 f"{path}.field",
                 hint,
             )

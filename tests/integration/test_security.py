@@ -167,7 +167,7 @@ def test_cli_publish_attaches_a_token(strict: Cluster, tmp_path: Path) -> None:
     out = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and "ACCEPTED" in out.stdout, out.stdout + out.stderr
     out = subprocess.run([*run, "--no-token"], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 1 and "REJECTED" in out.stdout and "FORBIDDEN" in out.stdout, out.stdout
+    assert out.returncode == 4 and "REJECTED" in out.stdout and "FORBIDDEN" in out.stdout, out.stdout  # 4: rejected
 
 
 def _code(body: str) -> Any:

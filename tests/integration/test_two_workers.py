@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -155,3 +156,58 @@ def test_member_listing_survives_takeover_by_a_fresh_worker(two: Cluster) -> Non
 
     two.wait(complete, 120, "the fresh worker owns every partition and restored its members")
     assert _listing(fresh, site, tok) == before
+
+
+def test_a_hung_peer_is_a_503_within_the_peer_timeout(two: Cluster) -> None:
+    """Every gathered read works against a real peer (its answers pass the shape checks), then
+    the peer is frozen (SIGSTOP: it still accepts connections but never answers). Reads on the
+    other worker answer 503 WORKER_UNAVAILABLE with Retry-After after PEER_TIMEOUT_S (5 s), not
+    a 500 and not a hang.
+
+    Last in this module: the frozen worker misses its heartbeats and the group rebalances, which
+    would disturb a later test. The takeover test before it left one worker, so a second one
+    joins first."""
+    import signal
+    import urllib.error
+    import urllib.request
+
+    from processor.api.auth import make_token
+    from processor.testing import TEST_JWT_SECRET
+
+    from .test_api import call
+
+    site = "two-workers"
+    tok = make_token(TEST_JWT_SECRET, "ops", site, ["site_admin"])
+    if len(two.workers) < 2:
+        two.start_worker("second")
+
+    def both_answer() -> bool:
+        try:
+            return all(call(w.url, "GET", f"/sites/{site}/segments", tok)[1].get("users") == 300
+                       for w in two.workers)
+        except (OSError, AttributeError):
+            return False
+
+    two.wait(both_answer, 120, "two workers answer gathered reads")
+    reads = [("GET", f"/sites/{site}/segments", None), ("GET", f"/sites/{site}/users/user-3/segments", None),
+             ("GET", f"/sites/{site}/users/user-3/segments/s/explain", None),
+             ("GET", f"/sites/{site}/segments/s/members?limit=5", None),
+             ("POST", f"/sites/{site}/rules/preview", {"segment_id": "s", "condition": 'city == "oslo"'})]
+    for w in two.workers:
+        for method, path, body in reads:
+            code, answer = call(w.url, method, path, tok, body)
+            assert code == 200, (w.name, path, answer)
+    asker, frozen = two.workers[0], two.workers[-1]
+    assert frozen.proc is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        for path in (f"/sites/{site}/users/user-3/segments", f"/sites/{site}/segments"):
+            req = urllib.request.Request(asker.url + path, headers={"Authorization": f"Bearer {tok}"})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=30)  # bounds the test only: the worker answers after ~5 s
+            body = json.loads(err.value.read())
+            assert (err.value.code, body["code"]) == (503, "WORKER_UNAVAILABLE"), body
+            assert err.value.headers["Retry-After"].isdigit()
+            assert err.value.headers["Cache-Control"] == "no-store"
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)

@@ -39,3 +39,16 @@ def test_a_drain_timing_lands_in_the_wait_phase_and_batch_histograms() -> None:
         assert sample(m, "segment_outbox_phase_seconds_sum", {"phase": phase}) == value
         assert sample(m, "segment_outbox_phase_seconds_count", {"phase": phase}) == 1
     assert sample(m, "segment_outbox_batch_records_sum") == 7
+
+
+def test_lag_counts_records_fetched_but_never_processed() -> None:
+    """The lag gauge counts from what the handlers finished: a worker that starts at committed
+    offset 17 (done = 16) with the high watermark at 18 has one record to process, also when its
+    consumer has already fetched past it (the lost-fetch failure: lag 1, so the stall alert fires);
+    after processing 17 the lag is 0; a watermark behind a stale position never goes negative."""
+    from processor.app import unprocessed
+
+    assert unprocessed(18, 16) == 1
+    assert unprocessed(18, 17) == 0
+    assert unprocessed(100, 49) == 50
+    assert unprocessed(5, 9) == 0
