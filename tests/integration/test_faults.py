@@ -342,6 +342,18 @@ DEPARTMENTS = ("Sales", "Engineering", "Marketing", "Finance", "Human Resources"
                "Legal")
 
 
+def _log_messages(text: str) -> list[str]:
+    """The messages of a worker's log: one JSON object per line (LOG_FORMAT=json, the default), or
+    plain lines; anything else (a traceback's lines) as it is."""
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(str(json.loads(line)["msg"]) if line.startswith("{") else line)
+        except (ValueError, KeyError, TypeError):
+            out.append(line)
+    return out
+
+
 @pytest.mark.parametrize("n_users", [10000])
 def test_sigterm_during_backfill_resumes_after_restart(solo: Cluster, n_users: int) -> None:
     """10,000 stored users (1,250 per partition); CreateRule fans a backfill order out to every
@@ -410,8 +422,8 @@ def test_sigterm_during_backfill_resumes_after_restart(solo: Cluster, n_users: i
     after_ids = {c.change_id for c in after}
     assert len(after_ids) == want and all(c.change == "ADDED" for c in after)
     assert before <= after_ids
-    redo = [line for line in w.log_path.read_bytes()[mark:].decode(errors="replace").splitlines()
-            if "backfill" in line and rule.command_id in line and not line.startswith("{")]
+    redo = [msg for msg in _log_messages(w.log_path.read_bytes()[mark:].decode(errors="replace"))
+            if "backfill" in msg and rule.command_id in msg]
     print(f"\n[sigterm-backfill] users={n_users} to add={want} added before stop={len(before)} "
           f"stop took {stop_s:.1f}s; after restart: partition backfills run={len(redo)} "
           f"deliveries={len(after)} unique={len(after_ids)} {report.summary()}")
