@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
 
 
 def call(base: str, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command
 from processor.web import Api
 
 from .test_api import admin, api_site, call  # noqa: F401  (api_site is a fixture)
@@ -208,7 +208,7 @@ def test_concurrent_previews_past_the_limit_are_refused(cluster: Cluster, site: 
     loop for its whole scan, and all four answered 200.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    from processor.testing import make_event
+    from tests.support.harness import make_event
 
     cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
             make_command(site, "EnableSegmentAutomation", segment_id="sales")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 DEPTS = ["Sales", "Marketing", "HR", "Engineering"]
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from processor.testing import Cluster
+from tests.support.harness import Cluster
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

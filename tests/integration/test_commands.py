@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from processor.testing import Cluster, make_command, make_event
+from tests.support.harness import Cluster, make_command, make_event
 
 
 def test_non_admin_rule_is_forbidden_and_changes_nothing(cluster: Cluster, site: str) -> None:

@@ -1,10 +1,10 @@
 """Fault injection checked against the oracle, on the real embedded broker with real workers.
 
-Every test feeds a seeded workload (``processor.oracle.workload.generate``, or an explicit
+Every test feeds a seeded workload (``tests.support.oracle.workload.generate``, or an explicit
 step list folded by the same oracle), injects one kind of fault while it streams in, then
-polls until ``processor.oracle.check`` finds no difference between the folded output topic
+polls until ``tests.support.oracle.check`` finds no difference between the folded output topic
 (de-duplicated by ``change_id``, as a consumer folds it) and
-``processor.oracle.expected_membership`` of the steps, for the test's own sites only.
+``tests.support.oracle.expected_membership`` of the steps, for the test's own sites only.
 A test fails with the checker's report (every MISSING / SPURIOUS / CONFLICT / REDUNDANT
 difference) and the workers' log tails.
 
@@ -68,8 +68,8 @@ from processor.contract.codec import (
     user_event_key,
 )
 from processor.contract.models import Actor, Command, MembershipChange, UserEvent
-from processor.oracle import COMMAND, EVENT, Step, check, expected_membership, generate
-from processor.testing import (
+from tests.support.oracle import COMMAND, EVENT, Step, check, expected_membership, generate
+from tests.support.harness import (
     Cluster,
     WorkerProcess,
     make_command,

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 from .conftest import warm_up
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 from .conftest import warm_up
 
@@ -90,7 +90,7 @@ def test_member_listing_gathers_every_worker(two: Cluster) -> None:
     """Each worker's API lists the complete, identically ordered member set (pages gathered
     from both workers' partitions), and segment counts agree."""
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 
@@ -132,7 +132,7 @@ def test_member_listing_survives_takeover_by_a_fresh_worker(two: Cluster) -> Non
     that takes over every partition derives them from the restored user states. Its listing is
     the same, entry for entry (since, matched rules, cause), as before the takeover."""
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 
@@ -172,7 +172,7 @@ def test_a_hung_peer_is_a_503_within_the_peer_timeout(two: Cluster) -> None:
     import urllib.request
 
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 

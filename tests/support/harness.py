@@ -1,7 +1,7 @@
 """Test and benchmark harness: real broker, real worker processes, output collectors.
 
-Ships with the code (like structlog's test doubles) so integration tests,
-benchmarks and ops drills share one way of driving the processor.
+Integration tests and benches share one way of driving the processor. It lives with the tests,
+not in the runtime package: the worker image ships neither it nor its dev-only dependencies.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from processor.broker import EmbeddedBroker, free_port
 from processor.client import ContractProducer, TopicReader
@@ -22,6 +22,9 @@ from processor.contract.codec import decode_command_result, decode_dead_letter, 
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
 from processor.topics import ensure_topics
 
+if TYPE_CHECKING:
+    from processor.contract.models import Command, UserEvent
+    from tests.support.oracle import Report
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
 
@@ -214,7 +217,7 @@ def fold_membership(changes: Iterable[MembershipChange]) -> dict[tuple[str, str]
 
 
 def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]]) -> int:
-    """Publish workload steps (``processor.oracle``: ``("command", Command)`` / ``("event", UserEvent)``)
+    """Publish workload steps (``tests.support.oracle``: ``("command", Command)`` / ``("event", UserEvent)``)
     in order, keyed as the contract says; returns how many were produced (not flushed)."""
     n = 0
     for kind, item in steps:
@@ -231,14 +234,14 @@ def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]
 def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]], sites: Iterable[str],
                     timeout: float = 120.0, settle: float = 1.0, idle: float | None = None,
                     what: str = "") -> "Report":
-    """Poll the output until :func:`processor.oracle.check` reports no difference for ``sites``.
+    """Poll the output until :func:`tests.support.oracle.check` reports no difference for ``sites``.
 
     Once it does, wait ``settle`` seconds and check again (late re-deliveries must not break it).
     With ``idle``, give up early when no new membership change (of any site) arrived for that
     many seconds while differences remain: the output has settled on a wrong answer.
     On failure, raise with the last report and each live worker's log tail.
     """
-    from processor.oracle import check
+    from tests.support.oracle import check
 
     only = list(sites)
     last: list["Report | None"] = [None]
@@ -307,32 +310,3 @@ def make_event(site: str, user: str, etype: str = "USER_CREATED", event_id: str 
 
     return UserEvent(event_id or f"ev-{uuid.uuid4().hex[:12]}", etype, site, user, int(time.time() * 1000),
                      dict(profile))  # type: ignore[arg-type]
-
-
-if False:  # pragma: no cover - typing only
-    from processor.contract.models import Command, UserEvent
-    from processor.oracle import Report
-
-
-# ------------------------------------------------------------ rebuild process doubles
-# Targets for processor.rebuild._Slices in tests (module level: spawned processes import them).
-
-
-def rebuild_slice_that_fails(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Reports a failure the way ``_slice_main`` does when its work raises."""
-    conn.send(("progress", ("read", 1)))
-    conn.send(("error", f"Traceback (most recent call last):\nRuntimeError: partitions {parts} failed"))
-    conn.close()
-
-
-def rebuild_slice_that_dies(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Dies without a word (as under kill -9 or an out-of-memory kill)."""
-    os._exit(3)
-
-
-def rebuild_slice_that_works(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Folds nothing, then answers the run id it receives."""
-    conn.send(("folded", {"parts": parts}))
-    run_id = conn.recv()
-    conn.send(("done", {"parts": parts, "run_id": run_id}))
-    conn.close()
