@@ -51,7 +51,7 @@ def api_site(cluster: Cluster, site: str) -> str:
         cluster.producer.user_event(make_event(site, f"user{i:02d}", department="Sales" if i % 3 == 0 else "HR"))
     cluster.producer.flush()
     cluster.wait_results([c.command_id for c in cmds])
-    time.sleep(1.0)
+    cluster.wait(lambda: cluster.stored_users(site) == 30, what="every user stored")
     return site
 
 

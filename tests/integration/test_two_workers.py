@@ -68,9 +68,7 @@ def test_rule_change_backfills_users_on_every_partition(two: Cluster) -> None:
     for uid, city in users.items():
         two.producer.user_event(make_event(site, uid, city=city))
     two.producer.flush()
-    import time
-
-    time.sleep(3)
+    two.wait(lambda: two.stored_users(site) == len(users), what="every user stored")
     rule = make_command(site, "CreateRule", rule_id="paris", segment_id="s", name="paris",
                         condition={"field": "city", "op": "equals", "value": "paris"})
     two.producer.command(rule)
