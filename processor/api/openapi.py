@@ -163,7 +163,7 @@ def spec() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ bridge endpoints
-# processor/api/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/api/bridges.py)
+# processor/http/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/http/bridges.py)
 
 SHORTNAME = {"name": "shortname", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255}

@@ -16,7 +16,7 @@ import pytest
 
 from processor.api.auth import make_token
 from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command
-from processor.web import Api
+from processor.http.api import Api
 
 from .test_api import admin, api_site, call  # noqa: F401  (api_site is a fixture)
 
