@@ -1,8 +1,8 @@
 """Full-site scans of a worker's own partitions (preview, member counts), time-sliced.
 
-A scan reads every stored user of a site (a preview decodes and evaluates each one, ~36 us a
-user). Run in one go on the worker's event loop it would stall the agents, heartbeats and the
-outbox for seconds at 100k+ users. So a scan works in slices of ``slice_s`` (default 1 ms):
+A scan reads every stored user of a site (a preview decodes and evaluates each one). Run in one
+go on the worker's event loop it would stall the agents, heartbeats and the outbox for as long as
+it lasts (docs/performance.md, "Previews under load"). So a scan works in slices of ``slice_s``:
 after each it rests and lets other work go first (:meth:`Slicer.pause`), then checks that the
 partitions it reads are still this worker's and that its deadline has not passed, and goes on.
 The scan itself (which keys, decoding) comes from the read model (:class:`SiteScan`).
