@@ -198,7 +198,7 @@ _BRIDGE_SCHEMAS: dict[str, Any] = {
 
 
 def _bridge_paths() -> dict[str, Any]:
-    catalog_errors = _errors(400, 401, 403, 413)
+    catalog_errors = _errors(400, 401, 403, 413, 429)  # catalog writes are commands: rate limited like rules
     return {
         "/sites/{site}/ingest/users": {"post": {
             "summary": "User snapshots and deletions from an LMS bridge (role system or ingest); each record is "
@@ -222,7 +222,7 @@ def _bridge_paths() -> dict[str, Any]:
                         "properties": {"name": _NAME}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a segment and its rules (DeleteSegment; role site_admin or system)",
-                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/fields/{shortname}": {
             "put": {"summary": "Declare a custom profile field (UpsertProfileField; role site_admin or system)",
                     "parameters": [SITE, SHORTNAME],
@@ -235,7 +235,7 @@ def _bridge_paths() -> dict[str, Any]:
                                         "items": {"type": "string", "maxLength": 255}}}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a custom profile field (DeleteProfileField; role site_admin or system)",
-                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/users": {"get": {
             "summary": "Stored user profiles (what the processor holds), sorted by user id, cursor pagination",
             "parameters": [SITE, {"name": "cursor", "in": "query", "schema": {"type": "string"}},
