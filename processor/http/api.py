@@ -271,8 +271,9 @@ class Api:
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         q = request.query
-        return await self.respond_local(request, MembersRead(request.match_info["site"], request.match_info["segment"],
-                                                         q.get("after", ""), page_limit(q.get("limit"))))
+        read = MembersRead(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
+                           page_limit(q.get("limit")))
+        return await self.respond_local(request, read)
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
@@ -285,8 +286,8 @@ class Api:
     async def local_preview(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         payload = preview_payload(await self.body(request))
-        return await self.respond_local(request, PreviewRead(request.match_info["site"], payload["segment_id"],
-                                                         payload["rule_id"], payload["condition"]))
+        read = PreviewRead(request.match_info["site"], payload["segment_id"], payload["rule_id"], payload["condition"])
+        return await self.respond_local(request, read)
 
     # ------------------------------------------------------------ public reads
     async def list_segments(self, request: aioweb.Request) -> aioweb.Response:
