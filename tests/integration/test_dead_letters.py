@@ -25,8 +25,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor.client import TopicReader
 from processor.contract.codec import encode_dead_letter, encode_user_event, user_event_key
-from tests.support.harness import Cluster, WorkerProcess, make_event, partition_of
 from tests.integration.test_user_events import setup_site
+from tests.support.harness import Cluster, WorkerProcess, make_event, partition_of
 
 TANSU_MAX_REQUEST = 2**28  # tansu 0.6.0: the largest produce request it accepts (bytes)
 

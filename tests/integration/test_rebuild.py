@@ -14,9 +14,9 @@ import pytest
 
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import MembershipChange
-from tests.support.oracle import COMMAND, EVENT, check, expected_membership, generate
 from processor.rebuild import default_jobs, export_state, run_rebuild
 from tests.support.harness import Cluster, fold_membership, make_command, make_event, produce_steps
+from tests.support.oracle import COMMAND, EVENT, check, expected_membership, generate
 
 from .conftest import warm_up
 

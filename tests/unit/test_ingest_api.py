@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from processor.http.catalog_writes import field_payload, segment_payload
 from processor.api.errors import ApiError
-from processor.http.ingest import Ingest, Rejection, parse_body, parse_record
 from processor.config import Settings
 from processor.contract.models import UserEvent
+from processor.http.catalog_writes import field_payload, segment_payload
+from processor.http.ingest import Ingest, Rejection, parse_body, parse_record
 
 
 def rec(**kw: object) -> dict[str, object]:

@@ -21,9 +21,9 @@ from collections import Counter
 import pytest
 
 from processor.catalog.authorize import CATALOG_COMMANDS, RULE_COMMANDS
+from processor.rules.operators import REGISTRY
 from tests.support.oracle import COMMAND, EVENT, fold, generate
 from tests.support.oracle.workload import DUPLICATE_WINDOW
-from processor.rules.operators import REGISTRY
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 
