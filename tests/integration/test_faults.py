@@ -521,8 +521,8 @@ def _hostile(site: str, n: int, n_big: int, seed: int) -> list[tuple[str, bytes 
             v = encode_user_event(UserEvent(f"{site}-bad-e{i}", "USER_UPDATED", site, uid, 1, {
                 "interests": [f"i{j}" for j in range(rnd.randint(1001, 5000))]}))
             out.append(("event", key, v, frozenset({"LIMIT_EXCEEDED"})))
-        elif kind == "bad_enum":  # event_type symbol index beyond the 3 symbols
-            out.append(("event", key, _raw_event(f"{site}-bad-e{i}", rnd.choice((3, 4, 7, 100, 10**6)),
+        elif kind == "bad_enum":  # event_type symbol index beyond the 4 symbols (UNKNOWN, the default, is 3)
+            out.append(("event", key, _raw_event(f"{site}-bad-e{i}", rnd.choice((4, 5, 7, 100, 10**6)),
                                                  site, uid), frozenset({"DECODE_ERROR"})))
         elif kind == "bad_union":  # profile value branch index beyond the 6 branches
             prof = _zz(1) + _s("department") + _zz(rnd.choice((6, 9, 1000))) + _s("Sales") + b"\x00"
@@ -569,8 +569,8 @@ def _hostile(site: str, n: int, n_big: int, seed: int) -> list[tuple[str, bytes 
                 "condition_json": json.dumps({"field": "city", "op": "equals", "value": "Paris"}),
                 "enabled": True})
             out.append(("command", b"other-site", encode_command(cmd), ("REJECTED", "KEY_MISMATCH", cid)))
-        elif kind == "cmd_bad_enum":  # UpsertProfileField.datatype index beyond the 7 symbols
-            body = _s("f") + _s("F") + _zz(rnd.choice((7, 8, 99))) + b"\x00"
+        elif kind == "cmd_bad_enum":  # UpsertProfileField.datatype index beyond the 8 symbols (UNKNOWN is 7)
+            body = _s("f") + _s("F") + _zz(rnd.choice((8, 9, 99))) + b"\x00"
             out.append(("command", f"{site}#{uid}".encode(), _raw_command(f"{site}-bad-c{i}", site, 0, body),
                         frozenset({"DECODE_ERROR"})))
         elif kind == "cmd_bad_union":  # payload branch index beyond the 9 command types
