@@ -98,15 +98,6 @@ def unprocessed(highwater: int, done: int) -> int:
     return max(0, highwater - (done + 1))
 
 
-def _loopback_host(host: str | None) -> bool:
-    """Whether a Host header names this machine's loopback: 127.0.0.1, localhost or [::1], with
-    an optional port (anything else, or no Host, is not)."""
-    import re
-
-    m = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?", (host or "").strip().lower())
-    return m is not None
-
-
 class Processor:
     """Holds the Faust app, its topics, table and the catalog; agents call its handlers."""
 
@@ -141,7 +132,7 @@ class Processor:
             # replay-safe (it re-emits, never skips), so keep the local state and go on.
             recovery_consistency_check=False,
             # None of Faust's own web views (/table/ reads any table key without a token); the
-            # blueprints are also removed in _install_api, see processor/api/routes.py.
+            # blueprints are also removed in _install_http, see processor/api/routes.py.
             web_router_enabled=False,
             web_tables_enabled=False,
             web_stats_enabled=False,
@@ -208,7 +199,7 @@ class Processor:
         self._changelog_persisted: dict[int, int] = {}
         self._init_dead_letters()
         self._wire()
-        self._install_api()
+        self._install_http()
 
     def _derive_members_on_restore(self) -> None:
         """Members-tab entries are not changelogged: when Faust restores user states into a
@@ -235,102 +226,18 @@ class Processor:
 
         store.apply_changelog_batch = apply_changelog_batch
 
-    def _install_api(self) -> None:
-        from aiohttp import web as aioweb
-
-        from processor.api.auth import AuthConfig
-        from processor.web import Api
-
-        auth = AuthConfig.from_settings(self.s)
-        self.api = Api(self, auth)
-        aio = self.app.web.web_app
-        self._lock_down_web(aio)
-        self.api.install(aio)
-
-        async def metrics(request: aioweb.Request) -> aioweb.Response:
-            self._update_gauges()
-            return aioweb.Response(body=self.metrics.render(), content_type="text/plain")
-
-        async def openapi(request: aioweb.Request) -> aioweb.Response:
-            from processor.api.openapi import spec
-
-            return aioweb.json_response(spec())
-
-        aio.router.add_get("/metrics", metrics)
-        aio.router.add_get("/openapi.json", openapi)
-        self._install_console(aio)
-
-    def _lock_down_web(self, aio: Any) -> None:
-        """Serve only the routes declared in processor/api/routes.py: drop every blueprint Faust
-        would register (its table, router and stats views), and answer 404 for any route that is
-        not declared, whatever registers it later."""
+    def _install_http(self) -> None:
+        """Faust's own views off (its blueprints: /table/ reads any table key without a token),
+        then every route of processor/http in one call, over a read model of this worker."""
         from faust.web.base import BlueprintManager
 
-        from processor.api.routes import only_declared_routes
+        from processor import http
+        from processor.api.auth import AuthConfig
+        from processor.read_model import ProcessorReadModel
 
+        self.auth = AuthConfig.from_settings(self.s)  # COMMANDS_REQUIRE_TOKEN verifies with it
         self.app.web.blueprints = BlueprintManager()
-        aio.middlewares.append(only_declared_routes)
-
-    def _install_console(self, aio: Any) -> None:
-        """The admin console: static files from the package (only the HTTP API behind them), plus
-        a dev-only token endpoint that exists only when CONSOLE_DEV_LOGIN=1 (set by ``make run``)."""
-        import os
-        from pathlib import Path
-
-        from aiohttp import web as aioweb
-
-        from processor.api.auth import make_token
-        from processor.contract.ids import NAME, id_problem
-
-        static = Path(__file__).parent / "console" / "static"
-        dev_login = (os.environ.get("CONSOLE_DEV_LOGIN", "").strip() == "1"
-                     and bool(self.s.admin_jwt_secret) and not self.s.admin_jwt_public_key)
-        headers = {
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                                       "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
-                                       "base-uri 'none'; frame-ancestors 'none'",
-        }
-
-        async def index(request: aioweb.Request) -> aioweb.Response:
-            html = (static / "index.html").read_text(encoding="utf-8")
-            html = html.replace('data-dev-login="0"', f'data-dev-login="{1 if dev_login else 0}"', 1)
-            return aioweb.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
-
-        def asset(name: str, ctype: str) -> Any:
-            async def serve(request: aioweb.Request) -> aioweb.Response:
-                return aioweb.Response(body=(static / name).read_bytes(), content_type=ctype, charset="utf-8",
-                                       headers=headers)
-            return serve
-
-        async def to_index(request: aioweb.Request) -> aioweb.Response:
-            raise aioweb.HTTPFound("/console/")
-
-        async def dev_token(request: aioweb.Request) -> aioweb.Response:
-            not_found = aioweb.json_response({"code": "NOT_FOUND", "message": "dev login is not enabled"},
-                                             status=404, headers={"Cache-Control": "no-store"})
-            # A loopback peer is not enough: a page on a foreign name that resolves to 127.0.0.1
-            # (DNS rebinding) reaches us from loopback with its own Host. Both must be loopback.
-            loopback = request.remote in ("127.0.0.1", "::1") and _loopback_host(request.headers.get("Host"))
-            if not dev_login or not loopback:
-                return not_found
-            site = request.query.get("site", "demo")
-            if id_problem(site, NAME) is not None:  # the contract's site ids (processor/contract/ids.py)
-                return aioweb.json_response({"code": "INVALID_PARAMETER", "message": "site is not a valid id",
-                                             "path": "$query.site"}, status=400)
-            token = make_token(self.s.admin_jwt_secret or "", "dev-console", site, ["site_admin"],
-                               ttl_s=8 * 3600)
-            return aioweb.json_response({"token": token, "site_id": site, "dev": True},
-                                        headers={"Cache-Control": "no-store"})
-
-        aio.router.add_get("/console", to_index)
-        aio.router.add_get("/console/", index)
-        aio.router.add_get("/console/app.js", asset("app.js", "text/javascript"))
-        aio.router.add_get("/console/app.css", asset("app.css", "text/css"))
-        aio.router.add_get("/console/dev-token", dev_token)
+        http.install(self.app.web.web_app, ProcessorReadModel(self), self.s)
 
     def readiness(self) -> tuple[bool, bool]:
         """(catalog loaded, table recovery complete): /readyz and the ``segment_ready`` gauge."""
@@ -404,20 +311,6 @@ class Processor:
         @app.timer(interval=TICK_SECONDS)
         async def tick_due_timers() -> None:
             await self.send_ticks()
-
-        @app.page("/healthz")
-        async def healthz(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok"})
-
-        @app.page("/readyz")
-        async def readyz(web: Any, request: Any) -> Any:
-            catalog, tables = self.readiness()
-            ready = catalog and tables
-            return web.json(
-                {"ready": ready, "catalog_loaded": catalog, "tables_recovered": tables,
-                 "catalog_offset": self.registry.applied_offset, "counters": self.counters},
-                status=200 if ready else 503,
-            )
 
     async def guard(self, msg: Message, handler: Any) -> None:
         """Never let one message kill the worker: unexpected errors dead-letter it."""
@@ -867,7 +760,7 @@ class Processor:
         from processor.errors import ProcessorError
 
         try:
-            p = command_principal(cmd.site_id, cmd.auth_token, self.api.auth)
+            p = command_principal(cmd.site_id, cmd.auth_token, self.auth)
         except ProcessorError as err:
             self.count("commands.token_refused")
             return replace(cmd, auth_token=None), Decision("REJECTED", err.code, err.message, err.path)

@@ -319,7 +319,7 @@ class _Slices:
     def __init__(self, s: Settings, groups: list[list[int]], mode: str, now_ms: int,
                  on_progress: Callable[[str, int], None], target: Callable[..., None] | None = None) -> None:
         """``target``: the process's function (default :func:`_slice_main`; tests pass failing
-        ones from :mod:`processor.testing`)."""
+        ones from :mod:`tests.support.rebuild_doubles`)."""
         ctx = multiprocessing.get_context("spawn")  # no fork: librdkafka and rich run threads
         self.groups, self.on_progress = groups, on_progress
         self.procs: list[Any] = []

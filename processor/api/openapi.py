@@ -163,7 +163,7 @@ def spec() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ bridge endpoints
-# processor/api/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/api/bridges.py)
+# processor/http/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/http/bridges.py)
 
 SHORTNAME = {"name": "shortname", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -198,7 +198,7 @@ _BRIDGE_SCHEMAS: dict[str, Any] = {
 
 
 def _bridge_paths() -> dict[str, Any]:
-    catalog_errors = _errors(400, 401, 403, 413, 429)
+    catalog_errors = _errors(400, 401, 403, 413, 429)  # catalog writes are commands: rate limited like rules
     return {
         "/sites/{site}/ingest/users": {"post": {
             "summary": "User snapshots and deletions from an LMS bridge (role system or ingest); each record is "

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command
-from processor.web import Api
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command
+from processor.http.api import Api
 
 from .test_api import admin, api_site, call  # noqa: F401  (api_site is a fixture)
 
@@ -48,11 +48,8 @@ def raw_request(base: str, method: str, path: str, body: Any = None, token: str 
         conn.close()
 
 
-DRY_RUN_HANDLERS = {name for name, allowed in Api.QUERY.items() if "dry_run" in allowed}
-
-
 def route_requests(site: str) -> list[tuple[str, str, Any]]:
-    """A valid request for every route of the API (writes as dry runs), from its route table:
+    """A valid request for every route of the API (writes as dry runs where a route has them), from its route table:
     a route added later is covered without editing this list."""
     ids = {"site": site, "segment": "sales", "rule": "r1", "user": "user00", "command": "nope", "shortname": "scratch"}
     # catalog writes (no dry run) act on a segment of their own, so the others keep "sales"
@@ -70,7 +67,7 @@ def route_requests(site: str) -> list[tuple[str, str, Any]]:
         here = {**ids, **scratch.get(template, {})}
         path = re.sub(r"\{(\w+)\}", lambda m: here[m.group(1)], template)
         body = next((b for (m, suffix), b in bodies.items() if m == method and template.endswith(suffix)), None)
-        if method in ("POST", "PUT", "DELETE") and handler.__name__ in DRY_RUN_HANDLERS:
+        if "dry_run" in Api.QUERY.get(handler.__name__, set()):
             path += "?dry_run=true"
         out.append((method, path, body))
     return out
@@ -85,7 +82,7 @@ def test_every_answer_is_no_store(cluster: Cluster, api_site: str) -> None:
     cluster.producer.command(rule)
     cluster.producer.flush()
     assert cluster.wait_results([rule.command_id])[rule.command_id].status == "ACCEPTED"
-    tok = make_token(TEST_JWT_SECRET, "alice", api_site, ["site_admin", "system"])  # system: ingest too
+    tok = make_token(TEST_JWT_SECRET, "alice", api_site, ["site_admin", "system"])  # system: ingest and catalog writes too
     other = make_token(TEST_JWT_SECRET, "alice", "another-site", ["site_admin", "system"])
     seen: list[tuple[int, str, str]] = []
     for method, path, body in route_requests(api_site):
@@ -218,7 +215,7 @@ def test_concurrent_previews_past_the_limit_are_refused(cluster: Cluster, site: 
     loop for its whole scan, and all four answered 200.)"""
     from concurrent.futures import ThreadPoolExecutor
 
-    from processor.testing import make_event
+    from tests.support.harness import make_event
 
     cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
             make_command(site, "EnableSegmentAutomation", segment_id="sales")]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from processor.broker import free_port
-from processor.testing import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
 
 REPO = Path(__file__).resolve().parents[2]
 

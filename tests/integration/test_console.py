@@ -32,7 +32,7 @@ from typing import Any, Iterator
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import (TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command,
+from tests.support.harness import (TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command,
                                make_event)
 
 CHROMIUM = "/usr/bin/chromium"

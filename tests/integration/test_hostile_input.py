@@ -31,7 +31,7 @@ import pytest
 
 from processor.contract.codec import encode_command, encode_user_event, user_event_key
 from processor.contract.models import Actor, Command, UserEvent
-from processor.testing import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command, make_event
 from tests.integration.test_api import admin, call
 
 pytestmark = pytest.mark.integration

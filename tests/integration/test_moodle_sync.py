@@ -17,7 +17,7 @@ import pytest
 
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import MembershipChange
-from processor.testing import Cluster
+from tests.support.harness import Cluster
 from tests.integration.test_moodle_e2e import Env
 from tests.support.moodle_double import MoodleDouble
 

@@ -21,7 +21,7 @@ from processor.api.auth import make_token
 from processor.client import TopicReader
 from processor.contract.codec import encode_command
 from processor.state.keys import user_key
-from processor.testing import TEST_JWT_SECRET, Cluster, WorkerProcess, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, make_command, make_event
 from tests.integration.conftest import warm_up
 
 

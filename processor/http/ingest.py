@@ -1,4 +1,4 @@
-"""Edge: ``POST /sites/{site}/ingest/users``, user snapshots over HTTP for bridges that cannot
+"""``POST /sites/{site}/ingest/users``, user snapshots over HTTP for bridges that cannot
 speak Kafka and Avro (the Moodle plugin, scripts). Contract: /work INGEST_CONTRACT.md, docs/api.md.
 
 Each record becomes a ``UserEvent`` validated exactly as the topic validates it (the record is
@@ -30,7 +30,7 @@ from processor.contract.exceptions import ContractError
 from processor.contract.models import UserEvent
 
 if TYPE_CHECKING:
-    from processor.web import Api
+    from processor.http.api import Api
 
 log = logging.getLogger("processor.api.ingest")
 
@@ -171,19 +171,10 @@ class Ingest:
         return [("POST", "/sites/{site}/ingest/users", self.ingest_users)]
 
     def _client(self) -> Any:
+        """The runtime's ingest producer (``acks=all``, the workers' partitioner, one request in
+        flight so a user's records stay in order), giving up on a record after the delivery timeout."""
         if self._producer is None:
-            from confluent_kafka import Producer
-
-            from processor.librdkafka import KAFKA_LOG
-
-            s = self.api.proc.s
-            self._producer = Producer({
-                "bootstrap.servers": s.bootstrap_servers, "client.id": f"{s.app_id}-ingest", "acks": "all",
-                "linger.ms": 5, "partitioner": "murmur2_random",  # the workers' (Java client's) partitioner
-                "max.in.flight.requests.per.connection": 1,  # a user's records stay in request order
-                "message.timeout.ms": int(self.delivery_timeout_s * 1000), "log.connection.close": False,
-                "logger": KAFKA_LOG,
-            })
+            self._producer = self.api.model.ingest_producer(self.delivery_timeout_s)
         return self._producer
 
     def _wait(self, client: Any, report: _Delivery, n: int) -> None:
@@ -199,7 +190,7 @@ class Ingest:
         if not events:
             return
         client = self._client()
-        topic = self.api.proc.s.topics.user_events
+        topic = self.api.settings.topics.user_events
         report = _Delivery(len(events))
         loop = asyncio.get_running_loop()
         for ev in events:

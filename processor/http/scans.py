@@ -1,10 +1,11 @@
-"""Full-site scans of a worker's own RocksDB partitions (preview, member counts), time-sliced.
+"""Full-site scans of a worker's own partitions (preview, member counts), time-sliced.
 
-A scan reads every stored user of a site (a preview decodes and evaluates each one, ~36 us a
-user). Run in one go on the worker's event loop it would stall the agents, heartbeats and the
-outbox for seconds at 100k+ users. So a scan works in slices of ``slice_s`` (default 1 ms):
+A scan reads every stored user of a site (a preview decodes and evaluates each one). Run in one
+go on the worker's event loop it would stall the agents, heartbeats and the outbox for as long as
+it lasts (docs/performance.md, "Previews under load"). So a scan works in slices of ``slice_s``:
 after each it rests and lets other work go first (:meth:`Slicer.pause`), then checks that the
 partitions it reads are still this worker's and that its deadline has not passed, and goes on.
+The scan itself (which keys, decoding) comes from the read model (:class:`SiteScan`).
 
 Why not a thread: decoding and evaluating are Python, so a thread would hold the GIL as long as
 the loop thread lets it and the stall would only be spread differently; slicing on the loop
@@ -22,22 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 from processor.api.errors import ApiError
 from processor.catalog.active import ActiveRuleSet
+from processor.http.model import SiteScan
 from processor.membership.decide import desired
-from processor.state.keys import member_prefix, parse_member_key, user_prefix
-from processor.state.user_state import decode_state, is_deleted
 
 SLICE_S = 0.001  # longest stretch a scan runs without yielding to the event loop (SCAN_SLICE_MS)
 REST_S = 0.001  # then it rests this long (SCAN_REST_MS), so the worker is never a busy process
 DEFER_S = 0.010  # and after resting, lets ready callbacks go first for up to this long
 SAMPLE = 20  # user ids listed per direction in a preview
 BUSY_RETRY_AFTER_S = 2
-
-PartitionDbs = Sequence[tuple[int, Any]]  # (partition, rocksdict.Rdict) of this worker's active partitions
-Current = Callable[[int, Any], bool]  # is this db still the open handle of that partition?
 
 
 class ScanGate:
@@ -64,10 +61,8 @@ class ScanGate:
 class Slicer:
     """Decides when a scan yields; counts its yields (tests and the bench read ``yields``)."""
 
-    def __init__(self, dbs: PartitionDbs, current: Current, deadline: float, slice_s: float = SLICE_S,
-                 rest_s: float = REST_S) -> None:
-        self.dbs = dbs
-        self.current = current
+    def __init__(self, scan: SiteScan, deadline: float, slice_s: float = SLICE_S, rest_s: float = REST_S) -> None:
+        self.scan = scan
         self.deadline = deadline  # time.monotonic()
         self.slice_s = slice_s
         self.rest_s = rest_s
@@ -88,7 +83,7 @@ class Slicer:
         event loop without it (uvloop) the scan only rests. Measured in bench/preview_load_bench.py."""
         await asyncio.sleep(self.rest_s)
         self.yields += 1
-        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        ready = _ready_callbacks()
         if ready:
             give_up = time.perf_counter() + DEFER_S
             while ready and time.perf_counter() < give_up:
@@ -98,89 +93,80 @@ class Slicer:
             raise ApiError(503, "SCAN_TIMEOUT", "the scan did not finish in time (PEER_TIMEOUT_S for member "
                            "counts, SCAN_TIMEOUT_S for a preview); retry later, or raise it for very large sites",
                            retry_after=5)
-        for partition, db in self.dbs:
-            if not self.current(partition, db):
-                raise ApiError(503, "WORKER_UNAVAILABLE", "partitions moved between workers during the scan "
-                               "(rebalance); retry", retry_after=1)
+        if not self.scan.current():
+            raise ApiError(503, "WORKER_UNAVAILABLE", "partitions moved between workers during the scan "
+                           "(rebalance); retry", retry_after=1)
         self.slice_end = time.perf_counter() + self.slice_s
 
 
 class Scanner:
     """This worker's full-site scans: each holds a slot of the gate and runs time-sliced."""
 
-    def __init__(self, concurrency: int, current: Current, slice_s: float = SLICE_S, rest_s: float = REST_S) -> None:
+    def __init__(self, concurrency: int, slice_s: float = SLICE_S, rest_s: float = REST_S) -> None:
         self.gate = ScanGate(concurrency)
-        self.current = current
         self.slice_s = slice_s
         self.rest_s = rest_s
         self.last: Slicer | None = None  # the latest scan's slicer (tests read its yields)
 
-    def _slicer(self, dbs: PartitionDbs, deadline: float) -> Slicer:
-        self.last = Slicer(dbs, self.current, deadline, self.slice_s, self.rest_s)
+    def _slicer(self, scan: SiteScan, deadline: float) -> Slicer:
+        self.last = Slicer(scan, deadline, self.slice_s, self.rest_s)
         return self.last
 
-    async def counts(self, dbs: PartitionDbs, site_id: str, deadline: float) -> dict[str, Any]:
+    async def counts(self, scan: SiteScan, deadline: float) -> dict[str, Any]:
         with self.gate.slot():
-            return await count_members(dbs, site_id, self._slicer(dbs, deadline))
+            return await count_members(scan, self._slicer(scan, deadline))
 
-    async def preview(self, dbs: PartitionDbs, site_id: str, candidate: ActiveRuleSet, segment: str, now: int,
+    async def preview(self, scan: SiteScan, candidate: ActiveRuleSet, segment: str, now: int,
                       deadline: float) -> dict[str, Any]:
         with self.gate.slot():
-            return await preview(dbs, site_id, candidate, segment, now, self._slicer(dbs, deadline))
+            return await preview(scan, candidate, segment, now, self._slicer(scan, deadline))
 
 
-async def count_members(dbs: PartitionDbs, site_id: str, slicer: Slicer) -> dict[str, Any]:
+def _ready_callbacks() -> Any:
+    """The running loop's queue of ready callbacks (asyncio's ``_ready``; None on a loop without
+    it, such as uvloop, where a scan only rests between slices)."""
+    return getattr(asyncio.get_running_loop(), "_ready", None)
+
+
+async def count_members(scan: SiteScan, slicer: Slicer) -> dict[str, Any]:
     """Members per segment and stored users of one site, over this worker's partitions."""
-    prefix = member_prefix(site_id)
-    uprefix = user_prefix(site_id)
     counts: dict[str, int] = {}
     users = deleted = 0
-    for _, db in dbs:
-        for k in db.keys(from_key=prefix):
-            if not k.startswith(prefix):
-                break
-            seg = parse_member_key(k)[1]
-            counts[seg] = counts.get(seg, 0) + 1
-            if time.perf_counter() >= slicer.slice_end:
-                await slicer.pause()
-        for k, v in db.items(from_key=uprefix):
-            if not k.startswith(uprefix):
-                break
-            if is_deleted(v):  # kept as a tombstone (de-duplication); not a user any more
-                deleted += 1
-            else:
-                users += 1
-            if time.perf_counter() >= slicer.slice_end:
-                await slicer.pause()
+    for seg in scan.member_segments():
+        counts[seg] = counts.get(seg, 0) + 1
+        if time.perf_counter() >= slicer.slice_end:
+            await slicer.pause()
+    for is_deleted in scan.user_deleted_flags():
+        if is_deleted:  # kept as a tombstone (de-duplication); not a user any more
+            deleted += 1
+        else:
+            users += 1
+        if time.perf_counter() >= slicer.slice_end:
+            await slicer.pause()
     return {"members": counts, "users": users, "deleted_users": deleted}
 
 
-async def preview(dbs: PartitionDbs, site_id: str, candidate: ActiveRuleSet, segment: str, now: int,
+async def preview(scan: SiteScan, candidate: ActiveRuleSet, segment: str, now: int,
                   slicer: Slicer) -> dict[str, Any]:
     """Who ``candidate`` (the segment's rules with the one under preview) would add and remove."""
     added: list[str] = []
     removed: list[str] = []
     n_add = n_rem = evaluated = 0
-    prefix = user_prefix(site_id)
-    for _, db in dbs:
-        for k, v in db.items(from_key=prefix):
-            if not k.startswith(prefix):
-                break
-            st = decode_state(v)
-            now_member = st.is_member(segment)
-            if st.deleted and not now_member:  # a deleted user's tombstone: not a user to evaluate
-                continue
-            evaluated += 1
-            would = bool(desired(candidate, segment, st.profile, st.deleted, now))
-            if would and not now_member:
-                n_add += 1
-                if len(added) < SAMPLE:
-                    added.append(st.user_id)
-            elif now_member and not would:
-                n_rem += 1
-                if len(removed) < SAMPLE:
-                    removed.append(st.user_id)
-            if time.perf_counter() >= slicer.slice_end:
-                await slicer.pause()
+    for st in scan.users():
+        now_member = st.is_member(segment)
+        if st.deleted and not now_member:  # a deleted user's tombstone: not a user to evaluate
+            continue
+        evaluated += 1
+        would = bool(desired(candidate, segment, st.profile, st.deleted, now))
+        if would and not now_member:
+            n_add += 1
+            if len(added) < SAMPLE:
+                added.append(st.user_id)
+        elif now_member and not would:
+            n_rem += 1
+            if len(removed) < SAMPLE:
+                removed.append(st.user_id)
+        if time.perf_counter() >= slicer.slice_end:
+            await slicer.pause()
     return {"evaluated": evaluated, "added": n_add, "removed": n_rem,
             "sample_added": added, "sample_removed": removed}

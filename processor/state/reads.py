@@ -1,0 +1,117 @@
+"""Read-only queries over the users table's key spaces, for the HTTP API.
+
+A segment's members, one user's state, a page of stored users, and full-site scans (previews,
+member counts) over the partitions one worker holds. Pure: a handle is anything with ``get``,
+``keys(from_key=)`` and ``items(from_key=)`` (a rocksdict ``Rdict`` in the worker), so the key
+layout (processor/state/keys.py) stays known to the state package and the writer only.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
+from processor.state.user_state import UserState, decode_state, is_deleted
+
+Handle = Any  # get(key), keys(from_key=), items(from_key=): one partition's store
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One entry of a segment's members tab."""
+
+    user_id: str
+    since: int | None
+    matched_rule_ids: list[str]
+    cause: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "since": self.since, "matched_rule_ids": self.matched_rule_ids,
+                "cause": self.cause}
+
+
+def _after(prefix: bytes, after: str) -> bytes:
+    """The first key past ``after`` (exclusive) within ``prefix``."""
+    return prefix + after.encode() + (b"\x00" if after else b"")
+
+
+def members(handles: Sequence[Handle], site_id: str, segment_id: str, after: str = "",
+            limit: int = 50) -> list[Member]:
+    """Members of one segment with user_id > ``after``, sorted by user_id, at most ``limit``."""
+    prefix = member_prefix(site_id, segment_id)
+    per_handle = []
+    for db in handles:
+        rows = []
+        for k, v in db.items(from_key=_after(prefix, after)):
+            if not k.startswith(prefix) or len(rows) >= limit:
+                break
+            meta = json.loads(v) if v else {}
+            rows.append(Member(parse_member_key(k)[2], meta.get("since"), meta.get("rules", []), meta.get("cause")))
+        per_handle.append(rows)
+    return list(heapq.merge(*per_handle, key=lambda m: m.user_id))[:limit]
+
+
+def user(handles: Sequence[Handle], site_id: str, user_id: str) -> UserState | None:
+    """The stored state of one user, or None if no handle holds it."""
+    key = user_key(site_id, user_id)
+    for db in handles:
+        raw = db.get(key)
+        if raw:
+            return decode_state(raw)
+    return None
+
+
+def users(handles: Sequence[Handle], site_id: str, after: str = "", limit: int = 50) -> list[UserState]:
+    """Stored users of a site with user_id > ``after``, sorted by user_id, at most ``limit``."""
+    prefix = user_prefix(site_id)
+    per_handle = []
+    for db in handles:
+        rows = []
+        for k, v in db.items(from_key=_after(prefix, after)):
+            if not k.startswith(prefix) or len(rows) >= limit:
+                break
+            rows.append(decode_state(v))
+        per_handle.append(rows)
+    return list(heapq.merge(*per_handle, key=lambda st: st.user_id))[:limit]
+
+
+class HandleScan:
+    """A full-site scan over some partitions' handles, consumed lazily by a time-sliced scanner.
+
+    ``current`` says whether the handles are still the worker's open ones: after a rebalance the
+    scan must stop rather than keep an old handle open (its partition could not be re-opened)."""
+
+    def __init__(self, handles: Sequence[Handle], site_id: str, current: Callable[[], bool]) -> None:
+        self.handles = handles
+        self.site_id = site_id
+        self._current = current
+
+    def users(self) -> Iterator[UserState]:
+        prefix = user_prefix(self.site_id)
+        for db in self.handles:
+            for k, v in db.items(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                yield decode_state(v)
+
+    def user_deleted_flags(self) -> Iterator[bool]:
+        prefix = user_prefix(self.site_id)
+        for db in self.handles:
+            for k, v in db.items(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                yield is_deleted(v)  # reads the flag only, not the whole state
+
+    def member_segments(self) -> Iterator[str]:
+        prefix = member_prefix(self.site_id)
+        for db in self.handles:
+            for k in db.keys(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                yield parse_member_key(k)[1]
+
+    def current(self) -> bool:
+        return self._current()
