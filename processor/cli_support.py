@@ -43,7 +43,8 @@ def error_text(code: str, message: str, path: str | None = None) -> str:
 def processor_error(err: Any) -> CliError:
     """A ProcessorError as the CLI reports it: unreachable APIs exit 3, anything else 1."""
     code = getattr(err, "code", "ERROR")
-    exit_code = UNREACHABLE if code in ("API_UNREACHABLE", "KAFKA_UNREACHABLE", "DEV_RUN_NOT_FOUND") else ERROR
+    exit_code = UNREACHABLE if code in ("API_UNREACHABLE", "KAFKA_UNREACHABLE", "DEV_RUN_NOT_FOUND",
+                                        "SCHEMA_REGISTRY_UNAVAILABLE") else ERROR
     return CliError(error_text(code, getattr(err, "message", str(err)), getattr(err, "path", "")), exit_code)
 
 

@@ -63,7 +63,7 @@ def _readable(path: str, variable: str) -> bytes:
         raise _invalid(variable, f"{path} cannot be read ({err.strerror or err})") from None
 
 
-def _secret(value: str | None, file: str | None, variable: str) -> str | None:
+def read_secret(value: str | None, file: str | None, variable: str) -> str | None:
     """A secret given as ``variable`` or as ``variable_FILE`` (a mounted secret; one trailing
     newline, as ``echo`` and most secret stores leave, is dropped)."""
     if value and file:
@@ -75,11 +75,11 @@ def _secret(value: str | None, file: str | None, variable: str) -> str | None:
 
 
 def sasl_password(sec: KafkaSecurity) -> str | None:
-    return _secret(sec.sasl_password, sec.sasl_password_file, "KAFKA_SASL_PASSWORD")
+    return read_secret(sec.sasl_password, sec.sasl_password_file, "KAFKA_SASL_PASSWORD")
 
 
 def ssl_key_password(sec: KafkaSecurity) -> str | None:
-    return _secret(sec.ssl_key_password, sec.ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
+    return read_secret(sec.ssl_key_password, sec.ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
 
 
 def check(sec: KafkaSecurity) -> None:

@@ -139,10 +139,10 @@ def registry_client(conf: "SchemaRegistry") -> Any:
             _MOCKS[conf.url] = SchemaRegistryClient.new_client({"url": conf.url})
         return _MOCKS[conf.url]
 
-    from processor.kafka_security import _secret
+    from processor.kafka_security import read_secret
 
     cfg: dict[str, Any] = {"url": conf.url, "timeout": 10}
-    password = _secret(conf.basic_auth_password, conf.basic_auth_password_file, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD")
+    password = read_secret(conf.basic_auth_password, conf.basic_auth_password_file, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD")
     if conf.basic_auth_user_info and (conf.basic_auth_user or password):
         raise ProcessorError("SCHEMA_REGISTRY_INVALID", "set SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or "
                              "SCHEMA_REGISTRY_BASIC_AUTH_USER and _PASSWORD, not both",
