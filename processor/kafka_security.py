@@ -243,11 +243,7 @@ def explain(sec: KafkaSecurity, code: int | None, text: str) -> KafkaSecurityErr
                                   f"{have} ({text.strip()})", "KAFKA_SSL_CERTIFICATE_LOCATION")
     if code == _ERR_SSL or "ssl handshake failed" in low or "certificate verify failed" in low:
         if "hostname" in low or "host name" in low or "ip address mismatch" in low:
-            return KafkaSecurityError(
-                "KAFKA_TLS_FAILED", "the broker's certificate does not name the host in KAFKA_BOOTSTRAP_SERVERS "
-                f"(or an advertised listener): connect by a name the certificate holds, or set "
-                f"KAFKA_SSL_ENDPOINT_IDENTIFICATION=none to check only the CA ({text.strip()})",
-                "KAFKA_SSL_ENDPOINT_IDENTIFICATION")
+            return _name_mismatch(text)
         where = f"the CA in KAFKA_SSL_CA_LOCATION={sec.ssl_ca_location}" if sec.ssl_ca_location else \
             "the system's trust store (set KAFKA_SSL_CA_LOCATION to the CA that signed it)"
         return KafkaSecurityError("KAFKA_TLS_FAILED", f"TLS with the broker failed: its certificate is not "
@@ -256,6 +252,32 @@ def explain(sec: KafkaSecurity, code: int | None, text: str) -> KafkaSecurityErr
         return KafkaSecurityError("KAFKA_PROTOCOL_MISMATCH", f"the broker does not speak KAFKA_SECURITY_PROTOCOL="
                                   f"{sec.protocol} on this listener ({text.strip()})", "KAFKA_SECURITY_PROTOCOL")
     return None
+
+
+def _name_mismatch(text: str) -> KafkaSecurityError:
+    return KafkaSecurityError(
+        "KAFKA_TLS_FAILED", "the broker's certificate is signed by the CA but does not name the host connected to "
+        "(KAFKA_BOOTSTRAP_SERVERS or a broker's advertised listener): connect by a name the certificate holds, or "
+        f"set KAFKA_SSL_ENDPOINT_IDENTIFICATION=none to check only the CA ({text.strip()})",
+        "KAFKA_SSL_ENDPOINT_IDENTIFICATION")
+
+
+def _chain_trusted(address: str, sec: KafkaSecurity, timeout: float) -> bool:
+    """Whether the broker at ``address`` (host:port) presents a certificate chain the CA trusts, its
+    name aside: librdkafka reports a wrong CA and a name mismatch with the same words."""
+    import socket
+
+    host, _, port = address.strip().rpartition(":")
+    ctx = ssl.create_default_context(cafile=sec.ssl_ca_location)
+    ctx.check_hostname = False
+    if sec.ssl_certificate_location:
+        ctx.load_cert_chain(sec.ssl_certificate_location, sec.ssl_key_location, ssl_key_password(sec) or None)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host.strip("[]")):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
@@ -270,14 +292,14 @@ def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
     from processor.librdkafka import KAFKA_LOG
 
     check(sec)
-    seen: list[KafkaSecurityError] = []
+    seen: list[tuple[KafkaSecurityError, str]] = []
     lock = threading.Lock()
 
     def on_error(err: Any) -> None:
         found = explain(sec, err.code(), err.str())
         if found is not None:
             with lock:
-                seen.append(found)
+                seen.append((found, err.str()))
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
                          "logger": KAFKA_LOG, "socket.timeout.ms": int(timeout * 1000), **(extra or {}),
@@ -291,8 +313,12 @@ def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
             last = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
         admin.poll(0)  # serves error_cb
         with lock:
-            if seen:
-                raise seen[0]
+            found, text = seen[0] if seen else (None, "")
+        if found is not None:
+            if found.path == "KAFKA_SSL_CA_LOCATION" and sec.ssl_endpoint_identification == "https" and \
+                    _chain_trusted(bootstrap_servers.split(",")[0], sec, min(5.0, timeout)):
+                raise _name_mismatch(text)
+            raise found
         if time.monotonic() >= deadline:
             raise KafkaUnreachable(f"Kafka at {bootstrap_servers} did not answer within {timeout:.0f} s ({last}); "
                                    "is the broker running? (KAFKA_BOOTSTRAP_SERVERS; and does this listener "

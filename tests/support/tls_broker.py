@@ -45,9 +45,9 @@ class Pki:
     client_key_password_file: Path
 
 
-def make_pki(directory: Path) -> Pki:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate (mutual TLS)
-    with an encrypted key, written as PEM files under ``directory``."""
+def make_pki(directory: Path, server_names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Pki:
+    """A CA, a server certificate for ``server_names`` (host names or IP addresses) and a client
+    certificate (mutual TLS) with an encrypted key, written as PEM files under ``directory``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,8 +85,7 @@ def make_pki(directory: Path) -> Pki:
              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
                             critical=False))
         if server:
-            b = b.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            b = b.add_extension(x509.SubjectAlternativeName([_san(n) for n in server_names]), critical=False)
         return b.sign(issuer[1], hashes.SHA256()), key
 
     def pem(cert: x509.Certificate) -> bytes:
@@ -96,8 +95,14 @@ def make_pki(directory: Path) -> Pki:
         enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
+    def _san(n: str) -> x509.GeneralName:
+        try:
+            return x509.IPAddress(ipaddress.ip_address(n))
+        except ValueError:
+            return x509.DNSName(n)
+
     root, other = ca("segment-automation test CA"), ca("some other CA")
-    server, client = leaf("localhost", root, True), leaf("processor-client", root, False)
+    server, client = leaf(server_names[0], root, True), leaf("processor-client", root, False)
     files = {
         "ca.pem": pem(root[0]), "other-ca.pem": pem(other[0]), "server.pem": pem(server[0]),
         "server.key": key_pem(server[1]), "client.pem": pem(client[0]),
