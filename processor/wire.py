@@ -141,7 +141,9 @@ def registry_client(conf: "SchemaRegistry") -> Any:
 
     from processor.kafka_security import read_secret
 
-    cfg: dict[str, Any] = {"url": conf.url, "timeout": 10}
+    # one quick retry inside the client: a caller retries a record whose registry did not answer
+    # (SchemaRegistryUnavailable) on its own schedule
+    cfg: dict[str, Any] = {"url": conf.url, "timeout": 10, "max.retries": 1, "retries.wait.ms": 200}
     password = read_secret(conf.basic_auth_password, conf.basic_auth_password_file, "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD")
     if conf.basic_auth_user_info and (conf.basic_auth_user or password):
         raise ProcessorError("SCHEMA_REGISTRY_INVALID", "set SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or "
