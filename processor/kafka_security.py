@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from processor.config import KafkaSecurity
 from processor.errors import ProcessorError
@@ -281,11 +281,12 @@ def _chain_trusted(address: str, sec: KafkaSecurity, timeout: float) -> bool:
 
 
 def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
-              extra: dict[str, Any] | None = None) -> int:
+              new_admin: Callable[[dict[str, Any]], Any] | None = None) -> int:
     """Ask the brokers for metadata with ``sec``; return the number of brokers. Raise
     :class:`KafkaSecurityError` as soon as librdkafka reports a TLS/SASL failure (naming the
     setting), or :class:`KafkaUnreachable` after ``timeout`` seconds without an answer. For the
-    tools before they start, and for a worker at start (docs/deploy.md "TLS and SASL")."""
+    tools before they start, and for a worker at start (docs/deploy.md "TLS and SASL").
+    ``new_admin``: builds the librdkafka AdminClient from its config (default: confluent-kafka's)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -301,9 +302,9 @@ def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
             with lock:
                 seen.append((found, err.str()))
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
-                         "logger": KAFKA_LOG, "socket.timeout.ms": int(timeout * 1000), **(extra or {}),
-                         **librdkafka_config(sec), "error_cb": on_error})
+    admin = (new_admin or AdminClient)({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
+                                        "logger": KAFKA_LOG, "socket.timeout.ms": int(timeout * 1000),
+                                        **librdkafka_config(sec), "error_cb": on_error})
     deadline = time.monotonic() + timeout
     last = ""
     while True:

@@ -32,6 +32,9 @@ NOT_YET_WIRED = {
 
 
 def _name(func: ast.expr) -> str | None:
+    if isinstance(func, (ast.BoolOp, ast.IfExp)):  # (factory or AdminClient)(conf)
+        parts = func.values if isinstance(func, ast.BoolOp) else [func.body, func.orelse]
+        return next((n for n in map(_name, parts) if n), None)
     if isinstance(func, ast.Name) and func.id in CLIENTS:
         return func.id
     if isinstance(func, ast.Attribute):
@@ -87,6 +90,7 @@ def test_every_kafka_client_takes_its_security_from_kafka_security() -> None:
     ("p = Producer({**librdkafka_config(sec), 'bootstrap.servers': 'x'})\n", True),
     ("c = AIOKafkaConsumer(bootstrap_servers='x', **kafka_security.aiokafka_config(sec))\n", True),
     ("app = faust.App('x', **faust_config(sec))\n", True),
+    ("a = (factory or AdminClient)({'bootstrap.servers': 'x'})\n", False),
 ])
 def test_the_scan_tells_a_secured_client_from_an_unsecured_one(tmp_path: Path, source: str, secured: bool) -> None:
     (tmp_path / "processor").mkdir()
