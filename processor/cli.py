@@ -61,7 +61,7 @@ def topics_create(dry_run: bool) -> None:
     from processor.topics import TopicCreateError, ensure_topics
 
     s = Settings.from_env()
-    require_kafka(s.bootstrap_servers)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
     try:
         report = ensure_topics(s, dry_run=dry_run, enforce=False)
     except TopicCreateError as err:
@@ -72,10 +72,29 @@ def topics_create(dry_run: bool) -> None:
     if report.unverifiable:
         click.echo(f"note: {len(report.unverifiable)} config(s) not verifiable on this broker (see above); "
                    "check them with your platform's tools")
+    if s.schema_registry.url:
+        _register_schemas(s, dry_run)
     if report.drift:
         click.echo(f"error: {len(report.drift)} drift(s): the topics differ from what the processor needs "
                    "(docs/deploy.md#topics-and-their-configs)", err=True)
         sys.exit(1)
+
+
+def _register_schemas(s: Settings, dry_run: bool) -> None:
+    """``topics create`` with SCHEMA_REGISTRY_URL: register every contract schema under its subject
+    (compatibility FULL_TRANSITIVE), so workers and tools frame records with their ids."""
+    from processor.errors import ProcessorError
+    from processor.wire import COMPATIBILITY, register_schemas, subjects
+
+    if dry_run:
+        for subject in subjects(s.topics).values():
+            click.echo(f"plan: register {subject} at {s.schema_registry.url} (compatibility {COMPATIBILITY})")
+        return
+    try:
+        for r in register_schemas(s):
+            click.echo(f"schema: {r.subject} id {r.schema_id} (compatibility {r.compatibility})")
+    except ProcessorError as err:
+        raise processor_error(err) from None
 
 
 @main.group(invoke_without_command=True)
@@ -140,6 +159,7 @@ def commands() -> None:
 def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> None:
     """Publish the commands in FILE (JSON or YAML) to the commands topic."""
     from processor.client import ContractProducer
+    from processor.errors import ProcessorError
     from processor.publish import CommandFileError, encoded_commands, load_command_file, with_tokens
 
     s = Settings.from_env()
@@ -155,8 +175,13 @@ def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> Non
     if token and s.commands_require_token and any(c.auth_token is None for c in cmds):
         raise CliError("COMMANDS_REQUIRE_TOKEN=1: set ADMIN_TOKEN (a JWT for the site) or "
                        "ADMIN_JWT_SECRET to mint one")
-    require_kafka(s.bootstrap_servers)
-    prod = ContractProducer(s.bootstrap_servers, s.topics)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    prod = ContractProducer.from_settings(s)
+    try:
+        if prod.wire.framed:  # with a Schema Registry: the framed bytes (validated above as plain Avro)
+            encoded = [prod.wire.encode_command(c) for c in cmds]
+    except ProcessorError as err:
+        raise processor_error(err) from None
     for c, value in zip(cmds, encoded):
         prod.raw(s.topics.commands, c.site_id.encode(), value)
     prod.flush()
@@ -185,9 +210,11 @@ def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> Non
 
 def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: ignore[type-arg]
     from processor.client import TopicReader
-    from processor.contract.codec import decode_command_result
+    from processor.errors import ProcessorError
+    from processor.wire import WireFormat
 
-    reader = TopicReader(s.bootstrap_servers, s.topics.command_results)
+    wire = WireFormat.from_settings(s)
+    reader = TopicReader.from_settings(s, s.topics.command_results)
     found = {}
     deadline = time.monotonic() + timeout
     try:
@@ -195,7 +222,10 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
             for _, v in reader.poll_batch():
                 if v is None:
                     continue
-                r = decode_command_result(v)
+                try:
+                    r = wire.decode_command_result(v)
+                except ProcessorError as err:  # a registry that does not answer (SCHEMA_REGISTRY_URL)
+                    raise processor_error(err) from None
                 if r.command_id in ids:
                     found[r.command_id] = r
     finally:
@@ -237,7 +267,7 @@ def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> N
             return Text(f"{task.speed or 0:,.0f}/s")
 
     s = Settings.from_env()
-    require_kafka(s.bootstrap_servers)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             RateColumn(), TimeRemainingColumn()]
     try:
@@ -260,7 +290,7 @@ def export_cmd() -> None:
     from processor.rebuild import export_state
 
     s = Settings.from_env()
-    require_kafka(s.bootstrap_servers)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
     for line in export_state(s):
         click.echo(line)
 
@@ -589,18 +619,22 @@ def changes() -> None:
 def changes_tail(site: str | None) -> None:
     """Print membership changes from the beginning, then follow (Ctrl-C to stop)."""
     from processor.client import TopicReader
-    from processor.contract.codec import decode_membership_change
     from processor.dev import format_change
+    from processor.errors import ProcessorError
+    from processor.wire import WireFormat
 
     s = Settings.from_env()
-    require_kafka(s.bootstrap_servers)
-    reader = TopicReader(s.bootstrap_servers, s.topics.membership_changes)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    wire = WireFormat.from_settings(s)
+    reader = TopicReader.from_settings(s, s.topics.membership_changes)
     try:
-        for ch in reader.stream(decode_membership_change):
+        for ch in reader.stream(wire.decode_membership_change):
             if site is None or ch.site_id == site:
                 click.echo(format_change(ch))
     except KeyboardInterrupt:
         pass
+    except ProcessorError as err:  # an undecodable record, or a registry that does not answer
+        raise processor_error(err) from None
     finally:
         reader.close()
 

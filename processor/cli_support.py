@@ -43,7 +43,8 @@ def error_text(code: str, message: str, path: str | None = None) -> str:
 def processor_error(err: Any) -> CliError:
     """A ProcessorError as the CLI reports it: unreachable APIs exit 3, anything else 1."""
     code = getattr(err, "code", "ERROR")
-    exit_code = UNREACHABLE if code in ("API_UNREACHABLE", "KAFKA_UNREACHABLE", "DEV_RUN_NOT_FOUND") else ERROR
+    exit_code = UNREACHABLE if code in ("API_UNREACHABLE", "KAFKA_UNREACHABLE", "DEV_RUN_NOT_FOUND",
+                                        "SCHEMA_REGISTRY_UNAVAILABLE") else ERROR
     return CliError(error_text(code, getattr(err, "message", str(err)), getattr(err, "path", "")), exit_code)
 
 
@@ -85,17 +86,18 @@ def iso_time(ms: int | None) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-def require_kafka(bootstrap: str, timeout: float = 10.0) -> None:
-    """Fail with exit code 3 unless the brokers at ``bootstrap`` answer a metadata request."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    from processor.librdkafka import kafka_config
+def require_kafka(bootstrap: str, timeout: float = 10.0, security: Any = None) -> None:
+    """Fail with exit code 3 unless the brokers at ``bootstrap`` answer a metadata request with the
+    connection settings ``security`` (a :class:`processor.config.KafkaSecurity`; None: plaintext).
+    A wrong TLS/SASL setting fails at once, naming the variable to fix (processor/kafka_security.py):
+    exit 1 when the setting itself is unusable (KAFKA_SECURITY_INVALID), 3 when the broker refused
+    it (KAFKA_TLS_FAILED, KAFKA_AUTH_FAILED)."""
+    from processor import kafka_security
 
     try:
-        AdminClient(kafka_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})) \
-            .list_topics(timeout=timeout)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise CliError(f"KAFKA_UNREACHABLE: Kafka at {bootstrap} did not answer within {timeout:.0f} s ({reason}); "
-                       "is the broker running? (KAFKA_BOOTSTRAP_SERVERS)", UNREACHABLE) from None
+        kafka_security.preflight(bootstrap, security or kafka_security.PLAINTEXT, timeout)
+    except kafka_security.KafkaUnreachable as err:
+        raise CliError(f"{err.code}: {err.message}", UNREACHABLE) from None
+    except kafka_security.KafkaSecurityError as err:
+        raise CliError(error_text(err.code, err.message, err.path),
+                       ERROR if err.code == "KAFKA_SECURITY_INVALID" else UNREACHABLE) from None

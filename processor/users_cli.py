@@ -189,6 +189,7 @@ def _send(site: str, user: str, etype: str, profile: dict[str, Any], as_json: bo
     from processor.contract.codec import decode_user_event, encode_user_event, user_event_key
     from processor.contract.exceptions import ContractError
     from processor.contract.models import UserEvent
+    from processor.errors import ProcessorError
 
     ev = UserEvent(f"cli-{uuid.uuid4().hex}", etype, site, user, int(time.time() * 1000), profile)
     try:  # the worker's own checks (ids, sizes, values): what it would dead-letter is not sent
@@ -196,9 +197,12 @@ def _send(site: str, user: str, etype: str, profile: dict[str, Any], as_json: bo
     except ContractError as err:
         raise processor_error(err) from None
     s = Settings.from_env()
-    require_kafka(s.bootstrap_servers)
-    prod = ContractProducer(s.bootstrap_servers, s.topics)
-    prod.user_event(ev)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    prod = ContractProducer.from_settings(s)
+    try:
+        prod.user_event(ev)
+    except ProcessorError as err:  # the Schema Registry (SCHEMA_REGISTRY_URL) did not give our schema's id
+        raise processor_error(err) from None
     try:
         prod.flush(30)
     except RuntimeError:
