@@ -25,7 +25,7 @@ from processor.config import KafkaSecurity, Settings, Topics
 from processor.contract.codec import decode_command
 from processor.contract.models import MembershipChange
 from processor.kafka_security import aiokafka_config, faust_config
-from processor.testing import make_command, make_event
+from tests.support.harness import make_command, make_event
 from processor.topics import admin_client
 from tests.support.tls_broker import STUNNEL, Pki, TlsBroker, make_pki, sasl_broker
 
@@ -230,7 +230,7 @@ def test_a_refused_sasl_login_fails_fast_naming_the_password(tmp_path: Path) -> 
                    "catalog reader, the changelog/output/dead-letter/ingest producers) are built in files being "
                    "moved to processor/runtime/; clients.py must take kafka_security's mappings")
 def test_a_worker_processes_commands_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
-    from processor.testing import WorkerProcess
+    from tests.support.harness import WorkerProcess
 
     env = _env(tls, uuid.uuid4().hex[:8])
     s = _settings(env)

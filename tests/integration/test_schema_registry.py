@@ -30,7 +30,7 @@ from processor.broker import EmbeddedBroker
 from processor.client import ContractProducer, TopicReader
 from processor.config import Settings, Topics
 from processor.contract import schemas
-from processor.testing import make_command
+from tests.support.harness import make_command
 from tests.support.schema_registry import SchemaRegistryDouble
 
 pytestmark = pytest.mark.integration
@@ -180,7 +180,7 @@ def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[Embedded
                                                           tmp_path: Path) -> None:
     """A framed event with a field of its own is processed; the change is framed (read by
     AvroDeserializer); an unknown schema id is dead-lettered as UNKNOWN_SCHEMA_ID."""
-    from processor.testing import WorkerProcess
+    from tests.support.harness import WorkerProcess
     from processor.wire import WireFormat
 
     broker, registry = world
