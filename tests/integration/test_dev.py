@@ -96,7 +96,8 @@ def dev_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevRun]:
     cwd = tmp_path_factory.mktemp("make-run")
     env = {k: v for k, v in os.environ.items()
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "STATE_DIR", "WEB_PORT", "API_URL", "ADMIN_TOKEN",
-                        "ADMIN_JWT_SECRET", "MAKEFLAGS", "MFLAGS")}
+                        "ADMIN_JWT_SECRET", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`, a nested
+    # make would print "Entering directory" lines a user never sees
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # this checkout's code
     if shutil.which("make"):  # `make run` exactly as a user types it, minus the install step
         cmd = ["make", "-f", str(REPO / "Makefile"), "run", "STAMP=", f"PY={sys.executable}"]
