@@ -21,11 +21,12 @@ from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import record_of
-from processor.contract.codec import decode_command, decode_key, encode_command_result
+from processor.contract.codec import decode_key
 from processor.contract.models import Actor, Command, CommandResult
 from processor.errors import ProcessorError
 import processor.handlers.control as control
-from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, now_ms
+from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, Wire, now_ms
+from processor.wire import SCHEMALESS
 
 log = logging.getLogger("processor")
 # (site id, token) -> the verified principal (``.sub``, ``.roles``); raises ProcessorError FORBIDDEN
@@ -38,8 +39,9 @@ class Commands:
 
     def __init__(self, catalog: CatalogView, bus: Bus, stats: Stats, partitions: int, *,
                  verify: Verify | None = None, fault: Fault | None = None, clock: Clock = now_ms,
-                 settle_timeout_s: float = 30.0) -> None:
+                 settle_timeout_s: float = 30.0, wire: Wire = SCHEMALESS) -> None:
         self.catalog = catalog
+        self.wire = wire
         self.bus = bus
         self.stats = stats
         self.partitions = partitions
@@ -49,7 +51,7 @@ class Commands:
         self.settle_timeout_s = settle_timeout_s
 
     async def handle(self, msg: InputRecord) -> None:
-        cmd = decode_command(msg.value)  # undecodable: no id to answer to, the guard dead-letters it
+        cmd = self.wire.decode_command(msg.value)  # undecodable: no id to answer to, the guard dead-letters it
         try:
             await self._process(msg, cmd)
         except asyncio.CancelledError:
@@ -137,4 +139,4 @@ class Commands:
 
     async def publish_result(self, site_id: str, rec: CommandRecord) -> None:
         res = CommandResult(rec.command_id, site_id, rec.status, rec.code, rec.message, rec.processed_at)
-        await self.bus.result(site_id, encode_command_result(res))
+        await self.bus.result(site_id, self.wire.encode_command_result(res))
