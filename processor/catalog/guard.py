@@ -17,6 +17,7 @@ No Kafka, no Faust, no I/O.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -133,20 +134,26 @@ class Evaluator:
             imp.members += member
             if would and not member:
                 imp.added += 1
-                if len(imp.sample_added) < self.sample:
-                    imp.sample_added.append(person(user_id, profile))
+                self._keep(imp.sample_added, user_id, profile)
             elif member and not would:
                 imp.removed += 1
-                if len(imp.sample_removed) < self.sample:
-                    imp.sample_removed.append(person(user_id, profile))
+                self._keep(imp.sample_removed, user_id, profile)
         self.evaluated += counted
+
+    def _keep(self, sample: list[dict[str, Any]], user_id: str, profile: Profile) -> None:
+        """Keep the ``sample`` smallest user ids seen (sorted), whatever order the scan reads in."""
+        if len(sample) >= self.sample and user_id >= sample[-1]["user_id"]:
+            return
+        bisect.insort(sample, person(user_id, profile), key=lambda p: p["user_id"])
+        del sample[self.sample:]
 
     def answer(self) -> dict[str, Any]:
         return {"evaluated": self.evaluated, "segments": [i.as_dict() for i in self.impacts]}
 
 
 def merge(parts: Iterable[Mapping[str, Any]], sample: int = SAMPLE) -> tuple[int, list[SegmentImpact]]:
-    """Workers' answers summed per segment (samples: the smallest user ids of all samples)."""
+    """Workers' answers summed per segment (samples: the smallest user ids of all, as each worker
+    sends its smallest)."""
     by_seg: dict[str, SegmentImpact] = {}
     evaluated = 0
     for part in parts:

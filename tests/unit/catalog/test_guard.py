@@ -148,7 +148,7 @@ def test_evaluator_counts_members_added_removed_and_samples_people() -> None:
              ("d", {"city": "Paris"}, False, True),
              ("e", {"department": "Sales"}, False, False),  # matches, not a member (yet): added
              ("f", {}, True, False)]  # a deleted user's tombstone: not evaluated
-    for uid, prof, deleted, member in users:
+    for uid, prof, deleted, member in reversed(users):  # the sample is the smallest ids, in any scan order
         ev.add(uid, prof, deleted, lambda seg, m=member: m)
     out = ev.answer()
     assert out["evaluated"] == 5
