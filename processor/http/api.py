@@ -42,7 +42,7 @@ from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
 from processor.http import bridges, catalog_admin, scans
-from processor.http.guard import Guard, ImpactRead, confirm_only, take_confirm  # guarded changes (409 LARGE_CHANGE)
+from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm  # guarded changes (409 LARGE_CHANGE)
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
@@ -473,8 +473,8 @@ class Api:
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
 
     async def optional_body(self, request: aioweb.Request) -> Any:
-        """The JSON body of a request that may have none (a DELETE): None without one."""
-        return await self.body(request) if request.body_exists else None
+        """The JSON body of a request that may have none (a DELETE): ``NO_BODY`` without one."""
+        return await self.body(request) if request.body_exists else NO_BODY
 
     async def create_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)

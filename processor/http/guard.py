@@ -131,9 +131,12 @@ def take_confirm(body: Any) -> tuple[Any, int | None]:
     return rest, n
 
 
+NO_BODY = object()  # a request sent without a body (JSON null is a body, and not an object)
+
+
 def confirm_only(body: Any) -> tuple[None, int | None]:
-    """The optional body of a DELETE: nothing, or ``{"confirm": {"removed": N}}``."""
-    if body is None:
+    """The optional body of a DELETE: none (``NO_BODY``), or ``{"confirm": {"removed": N}}``."""
+    if body is NO_BODY:
         return None, None
     rest, confirmed = take_confirm(require_object(body))
     if rest:

@@ -246,6 +246,9 @@ async def test_bad_confirmations_are_400(api: Any) -> None:
         r = await client.delete(f"/sites/{SITE}/rules/dept", headers=auth(), json=bad)
         body = await r.json()
         assert (r.status, body["path"]) == (400, path), (bad, body)
+    r = await client.delete(f"/sites/{SITE}/rules/dept", headers={**auth(), "Content-Type": "application/json"},
+                            data=b"null")  # a body that is not an object is not "no body"
+    assert (r.status, (await r.json())["code"]) == (400, "INVALID_BODY")
 
 
 async def test_rules_impact_combines_a_whole_file(api: Any) -> None:
