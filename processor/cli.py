@@ -420,7 +420,8 @@ def segments_list(site: str, as_json: bool) -> None:
          f"site {site}: {data['users']} stored users")
 
 
-def _automation(site: str, segment: str, body: dict, as_json: bool, yes: bool = False) -> None:  # type: ignore[type-arg]
+def _automation(site: str, segment: str, body: dict,  # type: ignore[type-arg]
+                as_json: bool, yes: bool = False) -> None:
     from processor.catalog_cli import guarded  # a large change (409 LARGE_CHANGE) is shown and confirmed
 
     c = _client(site)
@@ -669,7 +670,8 @@ from processor.users_cli import users as _users  # noqa: E402 - users upsert/del
 
 main.add_command(_users)
 
-from processor.catalog_cli import register as _catalog_cli  # noqa: E402 - segments create/rename/delete/import, fields, settings
+# segments create/rename/delete/import, fields, settings (processor/catalog_cli.py)
+from processor.catalog_cli import register as _catalog_cli  # noqa: E402
 
 _catalog_cli(main, segments)
 

@@ -42,7 +42,8 @@ from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
 from processor.http import bridges, catalog_admin, scans
-from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm  # guarded changes (409 LARGE_CHANGE)
+# guarded changes (409 LARGE_CHANGE)
+from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
@@ -142,7 +143,7 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
-            *self.guard.routes(),  # rules:impact, internal impact (processor/http/guard.py)
+            *Guard(self).routes(),  # rules:impact, internal impact (processor/http/guard.py)
             *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
         ]
 

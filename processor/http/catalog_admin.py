@@ -112,7 +112,8 @@ class CatalogAdmin:
                     if c.payload_type == "EnableSegmentAutomation" and action == "update":
                         await self.api.guard.check(request, site, c, None)
             except LargeChange as err:
-                results.append({**out, "status": "REJECTED", "code": err.code, "path": f"$.segments[{row.index}].managed",
+                results.append({**out, "status": "REJECTED", "code": err.code,
+                                "path": f"$.segments[{row.index}].managed",
                                 "message": f"{err.message}. Turn automation on for this segment on its own "
                                            f"(console, or `segments manage {row.segment_id}`) to confirm it",
                                 "impact": err.extra["impact"]})

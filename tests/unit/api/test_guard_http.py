@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from processor import http
-from processor.api.auth import AuthConfig, make_token
+from processor.api.auth import make_token
 from processor.catalog.commands import apply, decide
 from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings

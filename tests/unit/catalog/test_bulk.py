@@ -48,7 +48,8 @@ def test_a_row_asks_only_for_what_differs() -> None:
         ("UpsertSegment", {"segment_id": "n", "name": "New"}), ("EnableSegmentAutomation", {"segment_id": "n"})]
     assert row_commands(cat, SegmentRow(0, "b", "B", False)) == [
         ("DisableSegmentAutomation", {"segment_id": "b", "remove_members": False})]  # members stay
-    assert row_commands(cat, SegmentRow(0, "n", "New", False)) == [("UpsertSegment", {"segment_id": "n", "name": "New"})]
+    assert row_commands(cat, SegmentRow(0, "n", "New", False)) == [
+        ("UpsertSegment", {"segment_id": "n", "name": "New"})]
 
 
 def test_csv_rows_keep_their_line_numbers() -> None:
