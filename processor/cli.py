@@ -420,33 +420,42 @@ def segments_list(site: str, as_json: bool) -> None:
          f"site {site}: {data['users']} stored users")
 
 
-def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+def _automation(site: str, segment: str, body: dict,  # type: ignore[type-arg]
+                as_json: bool, yes: bool = False) -> None:
+    from processor.catalog_cli import guarded  # a large change (409 LARGE_CHANGE) is shown and confirmed
+
     c = _client(site)
-    res = c.ok("POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body)
+    res = guarded(c, "POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body, yes, as_json)
     final = c.wait_command(site, res["command_id"])
     _out(final, True)
     _final(final)
 
 
+yes_opt = click.option("--yes", "-y", is_flag=True,
+                       help="Apply a large change (LARGE_CHANGE) without asking; it is still shown.")
+
+
 @segments.command("manage")
 @click.argument("segment")
 @site_opt
+@yes_opt
 @json_opt
 @_api
-def segments_manage(segment: str, site: str, as_json: bool) -> None:
+def segments_manage(segment: str, site: str, yes: bool, as_json: bool) -> None:
     """Enable automation of SEGMENT (reconciles its members with the rules)."""
-    _automation(site, segment, {"enabled": True}, as_json)
+    _automation(site, segment, {"enabled": True}, as_json, yes)
 
 
 @segments.command("unmanage")
 @click.argument("segment")
 @site_opt
 @click.option("--remove-members", is_flag=True, help="Also remove every automation member.")
+@yes_opt
 @json_opt
 @_api
-def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bool) -> None:
+def segments_unmanage(segment: str, site: str, remove_members: bool, yes: bool, as_json: bool) -> None:
     """Disable automation of SEGMENT (members stay unless --remove-members)."""
-    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json)
+    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json, yes)
 
 
 @main.command("members")
@@ -545,24 +554,33 @@ def rules_list(site: str, as_json: bool) -> None:
 @rules.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @site_opt
+@click.option("--dry-run", is_flag=True,
+              help="Print the combined impact of the whole file (per segment: would add, would remove); "
+                   "change nothing.")
+@yes_opt
 @json_opt
 @_api
-def rules_apply(file: Path, site: str, as_json: bool) -> None:
+def rules_apply(file: Path, site: str, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})."""
     import yaml
+
+    from processor.catalog_cli import guarded, rules_dry_run
 
     c = _client(site)
     existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{seg(site)}/rules")["rules"]}
     doc = yaml.safe_load(file.read_text())
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
+    if dry_run:
+        rules_dry_run(c, site, items or [], as_json)
+        return
     rejected = pending = 0
     results = []
     for r in items or []:
         body = {k: v for k, v in r.items() if k != "rule_id"}
         if r.get("rule_id") in existing:
-            res = c.ok("PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body)
+            res = guarded(c, "PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body, yes, as_json)
         else:
-            res = c.ok("POST", f"/sites/{seg(site)}/rules", dict(r))
+            res = guarded(c, "POST", f"/sites/{seg(site)}/rules", dict(r), yes, as_json)
         final = c.wait_command(site, res["command_id"])
         rejected += final["status"] == "REJECTED"
         pending += final["status"] == "PENDING"
@@ -578,11 +596,16 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
 @rules.command("delete")
 @click.argument("rule_id")
 @site_opt
+@yes_opt
+@json_opt
 @_api
-def rules_delete(rule_id: str, site: str) -> None:
-    """Delete RULE_ID (its members are re-evaluated)."""
+def rules_delete(rule_id: str, site: str, yes: bool, as_json: bool) -> None:
+    """Delete RULE_ID (its members are re-evaluated; asks first when that is a large change)."""
+    from processor.catalog_cli import guarded
+
     c = _client(site)
-    final = c.wait_command(site, c.ok("DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}")["command_id"])
+    res = guarded(c, "DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}", None, yes, as_json)
+    final = c.wait_command(site, res["command_id"])
     _out(final, True)
     _final(final)
 
@@ -646,6 +669,11 @@ main.add_command(_moodle)
 from processor.users_cli import users as _users  # noqa: E402 - users upsert/delete: user events by hand
 
 main.add_command(_users)
+
+# segments create/rename/delete/import, fields, settings (processor/catalog_cli.py)
+from processor.catalog_cli import register as _catalog_cli  # noqa: E402
+
+_catalog_cli(main, segments)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -50,7 +50,9 @@ STD = _errors(400, 401, 403)
 
 
 def spec() -> dict[str, Any]:
-    return {
+    from processor.api.openapi_admin import extend  # guarded changes, site settings, bulk segments
+
+    return extend({
         "openapi": "3.1.0",
         "info": {"title": "Segment automation admin API", "version": "1.0.0",
                  "description": "Served by every worker. Reads gather from all workers; writes are commands."},
@@ -159,7 +161,7 @@ def spec() -> dict[str, Any]:
                     "next_cursor": {"type": ["string", "null"]}}},
             },
         },
-    }
+    })
 
 
 # ------------------------------------------------------------------ bridge endpoints
