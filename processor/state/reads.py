@@ -33,6 +33,12 @@ class Member:
                 "cause": self.cause}
 
 
+def member(user_id: str, entry: bytes) -> Member:
+    """A members-tab entry (processor/state/members.py) as a :class:`Member`."""
+    meta = json.loads(entry) if entry else {}
+    return Member(user_id, meta.get("since"), meta.get("rules", []), meta.get("cause"))
+
+
 def _after(prefix: bytes, after: str) -> bytes:
     """The first key past ``after`` (exclusive) within ``prefix``."""
     return prefix + after.encode() + (b"\x00" if after else b"")
@@ -104,6 +110,24 @@ class HandleScan:
                 if not k.startswith(prefix):
                     break
                 yield is_deleted(v)  # reads the flag only, not the whole state
+
+    def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
+        """``(user_id, members-tab entry, the user's encoded state or None)`` for each member of
+        one segment with user_id > ``after``, in user-id order across the handles, read lazily
+        (a member's entry and state are in the same partition). The caller decodes only what it
+        needs (:func:`member`, processor.state.user_state.decode_profile)."""
+        prefix = member_prefix(self.site_id, segment_id)
+        uprefix = user_prefix(self.site_id)
+        n = len(prefix)
+
+        def one(db: Handle) -> Iterator[tuple[str, bytes, bytes | None]]:
+            for k, v in db.items(from_key=_after(prefix, after)):
+                if not k.startswith(prefix):
+                    break
+                uid = k[n:]
+                yield uid.decode(), v, db.get(uprefix + uid)
+
+        return heapq.merge(*(one(db) for db in self.handles), key=lambda row: row[0])
 
     def member_segments(self) -> Iterator[str]:
         prefix = member_prefix(self.site_id)

@@ -91,9 +91,19 @@ class _Head(msgspec.Struct, array_like=True):
     deleted: bool
 
 
+class _Who(msgspec.Struct, array_like=True):
+    """The fields of :class:`_Stored` up to the profile (the facts after it are skipped unread)."""
+
+    site_id: str
+    user_id: str
+    deleted: bool
+    profile: dict[str, str | int | float | bool | list[str] | None]
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Stored).decode
 _decode_head = msgspec.msgpack.Decoder(_Head).decode
+_decode_who = msgspec.msgpack.Decoder(_Who).decode
 
 
 def encode_state(st: UserState) -> bytes:
@@ -131,6 +141,17 @@ def is_deleted(raw: bytes) -> bool:
     if fmt not in (FORMAT_V1, FORMAT_V2):
         raise ValueError(f"unknown user state format {fmt!r}")
     return raw[_skip_string(raw, _skip_string(raw, 1))] == 1
+
+
+def decode_profile(raw: bytes) -> Profile:
+    """The stored profile of an encoded state, without decoding its facts (member listings and
+    the member search read only names and e-mail addresses)."""
+    if raw[:1] == FORMAT_V3:
+        try:
+            return _decode_who(memoryview(raw)[1:]).profile
+        except msgspec.DecodeError as err:
+            raise ValueError(f"corrupt user state (format 3): {err}") from err
+    return decode_state(raw).profile
 
 
 def decode_state(raw: bytes) -> UserState:

@@ -25,7 +25,7 @@ from processor.broker import free_port
 from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings
 from processor.http.api import Api
-from processor.http.peers import CountsRead, MembersRead, PreviewRead, ProfilesRead, UserRead
+from processor.http.peers import CountsRead, MemberSearchRead, MembersRead, PreviewRead, ProfilesRead, UserRead
 from processor.state.reads import HandleScan, Member
 from processor.state.user_state import UserState
 
@@ -135,11 +135,13 @@ async def test_each_read_reaches_the_peer_with_the_same_ids_and_this_worker_dire
     api, me, peer = pair
     reads = [MembersRead(SITE, "seg-ü", ODD, 7), UserRead(SITE, ODD), ProfilesRead(SITE, ODD, 3),
              CountsRead(SITE),
-             PreviewRead(SITE, "seg-ü", "r-1", {"field": "city", "op": "equals", "value": "x"})]
+             PreviewRead(SITE, "seg-ü", "r-1", {"field": "city", "op": "equals", "value": "x"}),
+             MemberSearchRead(SITE, "seg-ü", ODD, 7, ODD)]
     answers = {type(r).__name__: await api.peers.gather(r, bearer()) for r in reads}
-    assert me.store.calls == peer.store.calls == [
-        ("members", SITE, "seg-ü", ODD, 7), ("user", SITE, ODD), ("users", SITE, ODD, 3), ("scan", SITE),
-        ("scan", SITE)]
+    for model in (me, peer):  # a members page also looks up each member's profile (name, e-mail)
+        assert model.store.calls == [
+            ("members", SITE, "seg-ü", ODD, 7), ("user", SITE, f"{model.store.name}-member"), ("user", SITE, ODD),
+            ("users", SITE, ODD, 3), ("scan", SITE), ("scan", SITE), ("scan", SITE)]
     # one answer per worker, each from its own store
     assert sorted(m["user_id"] for a in answers["MembersRead"] for m in a["members"]) == ["me-member", "peer-member"]
     assert sorted(a["profile"]["worker"] for a in answers["UserRead"]) == ["me", "peer"]
