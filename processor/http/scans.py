@@ -186,11 +186,11 @@ async def preview(scan: SiteScan, candidate: ActiveRuleSet, segment: str, now: i
 async def search_members(scan: SiteScan, segment: str, after: str, limit: int, query: Query,
                          slicer: Slicer) -> list[dict[str, Any]]:
     """The first ``limit`` members of ``segment`` past ``after`` (user-id order) that ``query``
-    matches, each with name and e-mail. A term that few members match walks the whole segment:
-    a state is decoded only when its bytes may match (:meth:`Query.may_match`)."""
+    matches, each with name and e-mail. A term that few members match walks the whole segment
+    (each state's profile is decoded, not its facts: ~1.6 us, and the match ~1.3 us)."""
     rows: list[dict[str, Any]] = []
     for user_id, entry, raw in scan.segment_members(segment, after):
-        profile = decode_profile(raw) if raw and query.may_match(raw) else {}
+        profile = decode_profile(raw) if raw else {}
         if query.matches(user_id, profile):
             rows.append({**member(user_id, entry).as_dict(), **person(profile)})
             if len(rows) >= limit:

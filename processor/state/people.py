@@ -65,14 +65,3 @@ class Query:
         full = f"{first} {last}" if first and last else first or last
         return (first.startswith(q) or last.startswith(q) or full.startswith(q)
                 or _fold(_text(profile.get("email"))).startswith(q))
-
-    def may_match(self, raw_state: bytes) -> bool:
-        """A cheap pre-check on a user's encoded state (any format stores its strings as UTF-8):
-        False only when the state cannot match, so the scan skips decoding it. For an ASCII term
-        and an ASCII-only state, a match needs the term's first word somewhere in the state's
-        bytes, lower-cased (every field it can match is stored as it is, and a full-name match
-        starts inside the first or the last name). Anything non-ASCII is decoded and matched."""
-        head = self.text.split(" ", 1)[0]
-        if not head.isascii() or not raw_state.isascii():
-            return True
-        return head.encode() in raw_state.lower()
