@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web as aioweb
@@ -25,6 +26,8 @@ from processor.http import members_csv
 from processor.http.model import TableReads
 from processor.http.peers import MemberSearchRead, MembersRead, gather_all
 from processor.state.people import Query, person
+from processor.state.reads import member
+from processor.state.user_state import decode_profile
 
 if TYPE_CHECKING:
     from processor.http.api import Api
@@ -45,11 +48,12 @@ def query(raw: str | None) -> Query | None:
 
 def members_answer(store: TableReads, read: MembersRead) -> dict[str, Any]:
     """This worker's page of members with each one's name and e-mail, and the partitions it
-    answered for (the export checks they do not move while it runs)."""
-    rows = []
-    for m in store.members(read.site_id, read.segment_id, read.after, read.limit):
-        st = store.user(read.site_id, m.user_id)
-        rows.append({**m.as_dict(), **person(st.profile if st is not None else {})})
+    answered for (the export checks they do not move while it runs). One pass over the
+    segment's entries, each with its user's state from the same partition (only the profile
+    decoded): a page of 500 takes a few milliseconds, so it needs no time slicing."""
+    rows = [{**member(uid, entry).as_dict(), **person(decode_profile(raw) if raw else {})}
+            for uid, entry, raw in islice(store.scan(read.site_id).segment_members(read.segment_id, read.after),
+                                          read.limit)]
     return {"members": rows, "partitions": store.owned_partitions()}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -24,8 +24,8 @@ from processor.catalog.model import Segment, SiteCatalog
 from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings
 from processor.http import people
-from processor.state.reads import Member
-from processor.state.user_state import UserState
+from processor.state.members import member_entry
+from processor.state.user_state import UserState, encode_state
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "site-1"
@@ -33,7 +33,7 @@ PAGE = 7
 
 
 class ListStore:
-    """One worker's members (user id -> profile), answering pages like the RocksDB store."""
+    """One worker's members (user id -> profile), read like the RocksDB store."""
 
     def __init__(self, profiles: dict[str, dict[str, Any]], partitions: list[int]) -> None:
         self.profiles = profiles
@@ -45,16 +45,28 @@ class ListStore:
     def owned_partitions(self) -> list[int]:
         return self.partitions
 
-    def members(self, site_id: str, segment_id: str, after: str = "", limit: int = 50) -> list[Member]:
-        self.pages += 1
-        if self.pages == self.fail_at_page:
-            raise RuntimeError("disk gone")
-        if self.pages == self.move_at_page:
-            self.partitions = [*self.partitions, 99]
-        return [Member(u, 1_764_930_000_000, ["r1"], "RULE_CREATED") for u in sorted(self.profiles) if u > after][:limit]
+    def scan(self, site_id: str) -> "ListScan":
+        return ListScan(self, site_id)
 
-    def user(self, site_id: str, user_id: str) -> UserState | None:
-        return UserState(site_id, user_id, profile=self.profiles[user_id])
+
+class ListScan:
+    """The store's segment read: one call per page asked for (counted)."""
+
+    def __init__(self, store: ListStore, site_id: str) -> None:
+        self.store = store
+        self.site_id = site_id
+
+    def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
+        s = self.store
+        s.pages += 1
+        if s.pages == s.fail_at_page:
+            raise RuntimeError("disk gone")
+        if s.pages == s.move_at_page:
+            s.partitions = [*s.partitions, 99]
+        for u in sorted(s.profiles):
+            if u > after:
+                yield (u, member_entry(1_764_930_000_000, ("r1",), "RULE_CREATED"),
+                       encode_state(UserState(self.site_id, u, profile=s.profiles[u])))
 
 
 class Metrics:
