@@ -37,7 +37,7 @@ from rocksdict import Options, Rdict  # noqa: E402
 
 from processor.api.auth import make_token  # noqa: E402
 from processor.state.reads import HandleScan  # noqa: E402
-from processor.state.user_state import decode_profile  # noqa: E402
+from processor.state.user_state import decode_names  # noqa: E402
 from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command, make_event  # noqa: E402
 
 SITE = "bench"
@@ -81,7 +81,7 @@ def bare_scan(dbs: list[Path], decode: bool) -> tuple[int, float]:
         n = 0
         for _, _, raw in HandleScan(handles, SITE, lambda: True).segment_members(SEG):
             if decode and raw:
-                decode_profile(raw)
+                decode_names(raw)
             n += 1
         return n, time.perf_counter() - t
     finally:

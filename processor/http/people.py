@@ -27,7 +27,7 @@ from processor.http.model import TableReads
 from processor.http.peers import MemberSearchRead, MembersRead, gather_all
 from processor.state.people import Query, person
 from processor.state.reads import member
-from processor.state.user_state import decode_profile
+from processor.state.user_state import decode_names
 
 if TYPE_CHECKING:
     from processor.http.api import Api
@@ -49,9 +49,9 @@ def query(raw: str | None) -> Query | None:
 def members_answer(store: TableReads, read: MembersRead) -> dict[str, Any]:
     """This worker's page of members with each one's name and e-mail, and the partitions it
     answered for (the export checks they do not move while it runs). One pass over the
-    segment's entries, each with its user's state from the same partition (only the profile
+    segment's entries, each with its user's state from the same partition (only the name fields
     decoded): a page of 500 takes a few milliseconds, so it needs no time slicing."""
-    rows = [{**member(uid, entry).as_dict(), **person(decode_profile(raw) if raw else {})}
+    rows = [{**member(uid, entry).as_dict(), **person(decode_names(raw) if raw else {})}
             for uid, entry, raw in islice(store.scan(read.site_id).segment_members(read.segment_id, read.after),
                                           read.limit)]
     return {"members": rows, "partitions": store.owned_partitions()}

@@ -59,6 +59,15 @@ class Query:
 
     def matches(self, user_id: str, profile: Mapping[str, Any]) -> bool:
         q = self.text
+        if " " not in q:
+            # a term without a space is a prefix of a folded value exactly when it is a prefix of
+            # the value with leading whitespace dropped, case-folded (folding goes character by
+            # character; the term ends before the value's first space): no split and join. A
+            # full name starts with such a term only if its first (or only) name does.
+            for v in (user_id, profile.get("firstname"), profile.get("lastname"), profile.get("email")):
+                if isinstance(v, str) and v.lstrip().casefold().startswith(q):
+                    return True
+            return False
         if _fold(user_id).startswith(q):
             return True
         first, last = _fold(_text(profile.get("firstname"))), _fold(_text(profile.get("lastname")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import fastavro
 import msgspec
@@ -91,13 +92,21 @@ class _Head(msgspec.Struct, array_like=True):
     deleted: bool
 
 
+class _Names(msgspec.Struct):
+    """The profile fields a listing shows; every other field is skipped without being built."""
+
+    firstname: Any = None
+    lastname: Any = None
+    email: Any = None
+
+
 class _Who(msgspec.Struct, array_like=True):
     """The fields of :class:`_Stored` up to the profile (the facts after it are skipped unread)."""
 
     site_id: str
     user_id: str
     deleted: bool
-    profile: dict[str, str | int | float | bool | list[str] | None]
+    profile: _Names
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -143,15 +152,20 @@ def is_deleted(raw: bytes) -> bool:
     return raw[_skip_string(raw, _skip_string(raw, 1))] == 1
 
 
-def decode_profile(raw: bytes) -> Profile:
-    """The stored profile of an encoded state, without decoding its facts (member listings and
-    the member search read only names and e-mail addresses)."""
+NAME_FIELDS = ("firstname", "lastname", "email")
+
+
+def decode_names(raw: bytes) -> Profile:
+    """``firstname``, ``lastname`` and ``email`` of an encoded state's profile (those it holds),
+    decoding nothing else: member listings and the member search read only these."""
     if raw[:1] == FORMAT_V3:
         try:
-            return _decode_who(memoryview(raw)[1:]).profile
+            names = _decode_who(memoryview(raw)[1:]).profile
         except msgspec.DecodeError as err:
             raise ValueError(f"corrupt user state (format 3): {err}") from err
-    return decode_state(raw).profile
+        return {k: v for k in NAME_FIELDS if (v := getattr(names, k)) is not None}
+    profile = decode_state(raw).profile
+    return {k: profile[k] for k in NAME_FIELDS if profile.get(k) is not None}
 
 
 def decode_state(raw: bytes) -> UserState:

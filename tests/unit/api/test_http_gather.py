@@ -69,11 +69,11 @@ class RecordingScan(HandleScan):
         super().__init__([], site_id, lambda: True)
         self.store = store
 
-    def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
-        self.store.calls.append(("segment_members", segment_id, after))
+    def partition_members(self, segment_id: str, after: str = "") -> list[Iterator[tuple[str, bytes, bytes | None]]]:
+        self.store.calls.append(("members of", segment_id, after))
         uid = f"{self.store.name}-member"
-        return iter([(uid, member_entry(1, ("r1",), "RULE_CREATED"),
-                      encode_state(UserState(self.site_id, uid, profile={"firstname": self.store.name})))])
+        return [iter([(uid, member_entry(1, ("r1",), "RULE_CREATED"),
+                       encode_state(UserState(self.site_id, uid, profile={"firstname": self.store.name})))])]
 
 
 class Metrics:
@@ -155,8 +155,8 @@ async def test_each_read_reaches_the_peer_with_the_same_ids_and_this_worker_dire
     answers = {type(r).__name__: await api.peers.gather(r, bearer()) for r in reads}
     for model in (me, peer):  # a members page reads the segment's entries with their users' states
         assert model.store.calls == [
-            ("scan", SITE), ("segment_members", "seg-ü", ODD), ("user", SITE, ODD), ("users", SITE, ODD, 3),
-            ("scan", SITE), ("scan", SITE), ("scan", SITE), ("segment_members", "seg-ü", ODD)]
+            ("scan", SITE), ("members of", "seg-ü", ODD), ("user", SITE, ODD), ("users", SITE, ODD, 3),
+            ("scan", SITE), ("scan", SITE), ("scan", SITE), ("members of", "seg-ü", ODD)]
     # one answer per worker, each from its own store
     assert sorted((m["user_id"], m["name"]) for a in answers["MembersRead"] for m in a["members"]) == [
         ("me-member", "me"), ("peer-member", "peer")]

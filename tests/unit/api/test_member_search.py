@@ -134,3 +134,27 @@ async def test_a_rebalance_stops_the_search(dbs: list[Any]) -> None:
     with pytest.raises(ApiError) as err:
         await search(dbs, "nobody-at-all", current=lambda: False, slice_s=0.0)
     assert (err.value.status, err.value.code) == (503, "WORKER_UNAVAILABLE")
+
+
+def test_states_are_found_for_sparse_members_and_missing_ones_are_none(tmp_path: Path) -> None:
+    """A member's state is read by stepping forward or seeking anew: members far apart (more than
+    the stepping bound), next to each other, and one whose state is missing all get the right one."""
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(True)
+    db = rocksdict.Rdict(str(tmp_path / "p0"), opts)
+    try:
+        states = {}
+        for i in range(300):
+            uid = f"v{i:04d}"
+            states[uid] = encode_state(UserState(SITE, uid, profile={"firstname": f"F{i}"}))
+            db[user_key(SITE, uid)] = states[uid]
+        chosen = [0, 1, 2, 40, 41, 90, 299]  # runs, gaps beyond the step bound, the last user
+        for i in chosen:
+            db[member_key(SITE, "seg", f"v{i:04d}")] = member_entry(i, ("r",), "RULE_CREATED")
+        db[member_key(SITE, "seg", "v0050x")] = member_entry(1, ("r",), "RULE_CREATED")  # no stored state
+        rows = list(HandleScan([db], SITE, lambda: True).segment_members("seg"))
+        want = sorted([f"v{i:04d}" for i in chosen] + ["v0050x"])
+        assert [uid for uid, _, _ in rows] == want
+        assert {uid: raw for uid, _, raw in rows} == {u: states.get(u) for u in want}
+    finally:
+        db.close()

@@ -56,6 +56,9 @@ class ListScan:
         self.store = store
         self.site_id = site_id
 
+    def partition_members(self, segment_id: str, after: str = "") -> list[Iterator[tuple[str, bytes, bytes | None]]]:
+        return [self.segment_members(segment_id, after)]
+
     def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
         s = self.store
         s.pages += 1
