@@ -37,10 +37,6 @@ class SiteScan(Protocol):
         """(user id, members-tab entry, encoded user state) per member past ``after``, in user-id order."""
         ...
 
-    def partition_members(self, segment_id: str, after: str = "") -> list[Iterator[tuple[str, bytes, bytes | None]]]:
-        """The same, one user-id ordered iterator per partition."""
-        ...
-
     def current(self) -> bool: ...  # False once a partition it reads was revoked or re-opened
 
 

@@ -168,8 +168,9 @@ class HandleScan:
         return [one(db) for db in self.handles]
 
     def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
-        """:meth:`partition_members` merged into one user-id order."""
-        return heapq.merge(*self.partition_members(segment_id, after), key=lambda row: row[0])
+        """:meth:`partition_members` merged into one user-id order (tuples compare by user id
+        first, and a user id is in one partition only)."""
+        return heapq.merge(*self.partition_members(segment_id, after))
 
     def member_segments(self) -> Iterator[str]:
         prefix = member_prefix(self.site_id)

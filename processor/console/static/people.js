@@ -22,10 +22,22 @@
       + (page.next ? " (more on the next page)." : ".");
   }
 
+  // One search at a time: a search reads the whole segment on each worker (a scan, of which a
+  // worker runs only SCAN_CONCURRENCY at once), so a term typed meanwhile waits for it to end.
+  let running = null;
+  let again = false;
+  function run() {
+    if (running) { again = true; return; }
+    running = Promise.resolve(C().loadMembers(true)).finally(() => {
+      running = null;
+      if (again) { again = false; run(); }
+    });
+  }
+
   function search(now) {
     clearTimeout(typing);
-    if (now) C().loadMembers(true);
-    else typing = setTimeout(() => C().loadMembers(true), DEBOUNCE_MS);
+    if (now) run();
+    else typing = setTimeout(run, DEBOUNCE_MS);
   }
 
   // "attachment; filename="a.csv"; filename*=UTF-8''a%C3%A9.csv": the exact name if given.
