@@ -164,6 +164,7 @@ def main() -> None:
                        for k, v in search.items()},
             "search_all_kinds": summary(every),
             "ratio_search_p99_to_page_p99": round(summary(every)["p99_ms"] / summary(plain)["p99_ms"], 1),
+            "ratio_search_p50_to_page_p50": round(summary(every)["p50_ms"] / summary(plain)["p50_ms"], 1),
             "export": {"rows": rows, "seconds": [round(x / 1000, 2) for x in exports],
                        "rows_per_second_best": round(rows / export_best_s),
                        "bytes": len(body)},
