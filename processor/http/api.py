@@ -143,7 +143,7 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
-            *self.people.routes(),  # members CSV export (processor/http/people.py)
+            *people.People(self).routes(),  # members CSV export (processor/http/people.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit", "q"}, "local_members": {"after", "limit", "q"},
