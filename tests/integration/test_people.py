@@ -34,6 +34,18 @@ from .test_api import call
 SEED = 2121
 
 
+def owned(url: str, topic: str) -> set[str]:
+    """The user-event partitions a worker reports consumer lag for (the ones it owns)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    except OSError:
+        return set()
+    return {s.labels["partition"] for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "segment_consumer_lag" and s.labels["topic"] == topic}
+
+
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(Path(tmp_path_factory.mktemp("people")), app_id="sa-people")
@@ -42,6 +54,13 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         warm_up(c, timeout=120)
         c.start_worker("b")
         warm_up(c, timeout=120)
+        topic, n = c.settings.topics.user_events, c.settings.partitions
+
+        def settled() -> bool:  # both own partitions, together every one, none twice
+            a, b = (owned(w.url, topic) for w in c.workers)
+            return bool(a) and bool(b) and not a & b and a | b == {str(p) for p in range(n)}
+
+        c.wait(settled, 120, "the two workers share the partitions")
         yield c
     finally:
         c.close()
@@ -55,7 +74,7 @@ def world(two: Cluster) -> dict[str, Any]:
     expected = expected_membership(wl.steps)
     produce_steps(two.producer, wl.steps)
     two.producer.flush()
-    report = wait_checker_ok(two, expected, wl.sites, timeout=180, what="people workload == oracle")
+    report = wait_checker_ok(two, expected, wl.sites, timeout=300, what="people workload == oracle")
     assert report.ok, str(report)
     (site,) = wl.sites
     profiles = {uid: rec.profile for (s, uid), rec in fold(wl.steps).users.items() if s == site}
