@@ -464,29 +464,51 @@ def segments_unmanage(segment: str, site: str, remove_members: bool, yes: bool, 
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Members per page.")
 @click.option("--cursor", default="", help="Start at this page (the cursor a previous page printed).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow every page (progress bar).")
+@click.option("--search", "-q", "search", default="", help="Only members whose id, first/last/full name or e-mail "
+              "starts with this (case-insensitive).")
+@click.option("--csv", "as_csv", is_flag=True, help="The whole list as CSV, streamed (not with --search, "
+              "--cursor, --all, --json).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --csv: write to this file (left out if the download is cut short) instead of stdout.")
 @json_opt
 @_api
-def members_cmd(segment: str, site: str, limit: int, cursor: str, all_pages: bool, as_json: bool) -> None:
-    """Members of SEGMENT with the rules that matched and since when (local time, ISO-8601)."""
+def members_cmd(segment: str, site: str, limit: int, cursor: str, all_pages: bool, search: str, as_csv: bool,
+                output: Path | None, as_json: bool) -> None:
+    """Members of SEGMENT with name, e-mail, the rules that matched and since when (local time, ISO-8601)."""
     c = _client(site)
+    if as_csv:  # processor/members_cli.py
+        from processor.members_cli import export_csv
+
+        if search or cursor or all_pages or as_json:
+            raise click.UsageError("--csv exports the whole list: not with --search, --cursor, --all or --json")
+
+        n = export_csv(c, site, segment, output)
+        if output is not None:
+            click.echo(f"{segment}: wrote {n} bytes to {output}", err=True)
+        return
     got: list[dict] = []  # type: ignore[type-arg]
     total = next((s["member_count"] for s in c.ok("GET", f"/sites/{seg(site)}/segments")["segments"]
                   if s["segment_id"] == segment), None)
+    shown_of = None if search else total  # a search says how many it found, not how many match
     from rich.progress import Progress
 
     with Progress(transient=True, disable=not all_pages or as_json) as progress:
-        task = progress.add_task("fetching members", total=total)
+        task = progress.add_task("fetching members", total=shown_of)
         while True:
+            q = f"&q={seg(search)}" if search else ""
             page = c.ok("GET", f"/sites/{seg(site)}/segments/{seg(segment)}/members"
-                               f"?limit={min(limit, 500)}&cursor={seg(cursor)}")
+                               f"?limit={min(limit, 500)}&cursor={seg(cursor)}{q}")
             got += page["members"]
             progress.advance(task, len(page["members"]))
             cursor = page["next_cursor"]
             if not cursor or not all_pages:
                 break
-    _out({"members": got, "next_cursor": cursor, "total": total}, as_json, ["user", "since", "rules"],
-         [[m["user_id"], iso_time(m["since"]), ",".join(m["matched_rule_ids"])] for m in got],
-         f"{segment}: showing {len(got)} of {total if total is not None else '?'} member(s)")
+    _out({"members": got, "next_cursor": cursor, "total": total}, as_json,
+         ["user", "name", "e-mail", "since", "rules"],
+         [[m["user_id"], m.get("name") or "-", m.get("email") or "-", iso_time(m["since"]),
+           ",".join(m["matched_rule_ids"])] for m in got],
+         f"{segment}: showing {len(got)} of {total if total is not None else '?'} member(s)"
+         + (f" that match {search!r}" if search else ""))
     if cursor and not as_json:
         click.echo(f"more members: next page with --cursor {cursor}, every page with --all", err=True)
 
@@ -503,8 +525,9 @@ def explain_cmd(user: str, segment: str, site: str, as_json: bool) -> None:
     if as_json:
         _out(data, True)
         return
-    click.echo(f"{user} in {segment}: member={data['member']} managed={data['managed']} "
-               f"suspended={data['suspended']} deleted={data['deleted']}")
+    person = " ".join(x for x in (data.get("name"), f"<{data['email']}>" if data.get("email") else None) if x)
+    click.echo(f"{user}{f' ({person})' if person else ''} in {segment}: member={data['member']} "
+               f"managed={data['managed']} suspended={data['suspended']} deleted={data['deleted']}")
 
     def show(node: dict, depth: int) -> None:  # type: ignore[type-arg]
         pad = "  " * depth
@@ -628,8 +651,12 @@ def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, 
         click.echo(f"automation is off for {segment}: saving this rule changes nobody until it is turned on "
                    f"(segments manage {segment}); with automation on:")
     click.echo(f"evaluated {data['evaluated']} users: +{data['added']} added, -{data['removed']} removed")
-    click.echo(f"  added e.g.:   {', '.join(data['sample_added']) or '-'}")
-    click.echo(f"  removed e.g.: {', '.join(data['sample_removed']) or '-'}")
+
+    def who(users: list[dict]) -> str:  # type: ignore[type-arg]
+        return ", ".join(u["user_id"] + (f" ({u['name']})" if u.get("name") else "") for u in users) or "-"
+
+    click.echo(f"  added e.g.:   {who(data.get('sample_added_users', []))}")
+    click.echo(f"  removed e.g.: {who(data.get('sample_removed_users', []))}")
 
 
 @main.group()

@@ -32,6 +32,7 @@ PUBLIC: tuple[Route, ...] = (
     ("GET", "/console/app.js"),
     ("GET", "/console/app.css"),
     ("GET", "/console/manage.js"),  # catalog screens and the large-change dialog
+    ("GET", "/console/people.js"),  # member search and CSV export
     # 404 unless CONSOLE_DEV_LOGIN=1 with an HS256 secret, a loopback peer and a loopback Host
     ("GET", "/console/dev-token"),
 )
@@ -42,6 +43,7 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/segments"),
     ("POST", f"{_S}/segments/{{segment}}/automation"),
     ("GET", f"{_S}/segments/{{segment}}/members"),
+    ("GET", f"{_S}/segments/{{segment}}/members.csv"),  # the whole list, streamed (processor/http/people.py)
     ("GET", f"{_S}/rules"),
     ("POST", f"{_S}/rules"),
     ("POST", f"{_S}/rules/preview"),

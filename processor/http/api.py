@@ -41,13 +41,14 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, catalog_admin, scans
+from processor.http import bridges, catalog_admin, people, scans
 # guarded changes (409 LARGE_CHANGE)
 from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
     InternalRead,
+    MemberSearchRead,
     MembersRead,
     Peers,
     PreviewRead,
@@ -59,6 +60,7 @@ from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
+from processor.state.people import person
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 PREVIEW_SAMPLE = scans.SAMPLE
@@ -121,6 +123,7 @@ class Api:
         self.scanner = scans.Scanner(s.scan_concurrency, s.scan_slice_ms / 1000, s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
         self.guard = Guard(self)
+        self.people = people.People(self)  # names, member search, CSV export (processor/http/people.py)
 
     # ----------------------------------------------------------------- plumbing
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -145,11 +148,12 @@ class Api:
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
             *Guard(self).routes(),  # rules:impact, internal impact (processor/http/guard.py)
             *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
+            *people.People(self).routes(),  # members CSV export (processor/http/people.py)
         ]
 
-    QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
+    QUERY = {"list_members": {"cursor", "limit", "q"}, "local_members": {"after", "limit", "q"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **people.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -241,9 +245,10 @@ class Api:
         """This worker's answer to ``read``, for its own partitions (the internal endpoints'
         body, and this worker's part of a gathered read)."""
         store = self.model.store
+        if isinstance(read, MemberSearchRead):
+            return await self.people.search_answer(read, deadline)
         if isinstance(read, MembersRead):
-            return {"members": [m.as_dict() for m in store.members(read.site_id, read.segment_id, read.after,
-                                                                   read.limit)]}
+            return people.members_answer(store, read)
         if isinstance(read, CountsRead):
             return await self.scanner.counts(store.scan(read.site_id), deadline)
         if isinstance(read, UserRead):
@@ -278,8 +283,8 @@ class Api:
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         q = request.query
-        read = MembersRead(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
-                           page_limit(q.get("limit")))
+        read = people.member_read(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
+                                  page_limit(q.get("limit")), people.query(q.get("q")))
         return await self.respond_local(request, read)
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
@@ -349,7 +354,8 @@ class Api:
             raise ApiError(404, "UNKNOWN_SEGMENT", f"segment {segment!r} does not exist")
         limit = page_limit(request.query.get("limit"))
         after = _cursor_decode(request.query.get("cursor"))
-        parts = await self.gather(request, MembersRead(site_id, segment, after, limit))
+        read = people.member_read(site_id, segment, after, limit, people.query(request.query.get("q")))
+        parts = await self.gather(request, read)
         merged = sorted((m for p in parts for m in p["members"]), key=lambda m: m["user_id"])[:limit]
         nxt = _cursor_encode(merged[-1]["user_id"]) if len(merged) == limit else None
         return _json({"members": merged, "next_cursor": nxt})
@@ -358,7 +364,8 @@ class Api:
         self.principal(request, READ)
         state = await self._find_user(request)
         site = self.site(request)
-        return _json({"user_id": request.match_info["user"], "deleted": state["deleted"], "segments": [
+        return _json({"user_id": request.match_info["user"], **person(state["profile"]),
+                      "deleted": state["deleted"], "segments": [
             {"segment_id": seg, "member": f["member"], "since": f["since"], "cause_kind": f["cause_kind"],
              "cause_id": f["cause_id"], "matched_rule_ids": f["matched_rule_ids"],
              "managed": bool(site.segments.get(seg) and site.segments[seg].managed)}
@@ -393,7 +400,7 @@ class Api:
             rules.append(entry)
         fact = state["facts"].get(segment)
         return _json({
-            "user_id": request.match_info["user"], "segment_id": segment, "managed": seg.managed,
+            "user_id": request.match_info["user"], **person(profile), "segment_id": segment, "managed": seg.managed,
             "member": bool(fact and fact["member"]), "suspended": is_suspended(profile),
             "deleted": state["deleted"], "would_match": sorted(
                 rid for rid, _ in site.active.get(segment, ()) if any(
@@ -437,7 +444,7 @@ class Api:
             return _json({"valid": False, "code": first.code, "message": first.message, "path": first.path,
                           "errors": [e.as_dict() for e in err.errors]}, 422)
         parts = await self.gather(request, PreviewRead(site.site_id, seg, b.get("rule_id") or "", tree))
-        return _json({
+        answer = {
             # false: automation is off for the segment, so saving the rule changes nobody until it is
             # enabled; the counts say what enabling it (with this rule) would do
             "managed": site.segments[seg].managed,
@@ -445,7 +452,10 @@ class Api:
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],
             "sample_removed": sorted(u for p in parts for u in p["sample_removed"])[:PREVIEW_SAMPLE],
-        })
+        }
+        for k in ("sample_added", "sample_removed"):  # the same users with name and e-mail
+            answer[f"{k}_users"] = people.sample_users(answer[k], parts)
+        return _json(answer)
 
     # ------------------------------------------------------------------ writes
     async def _submit(self, request: aioweb.Request, principal: Any, ptype: str, payload: dict[str, Any],

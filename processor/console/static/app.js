@@ -1281,9 +1281,11 @@
 
   function renderPreview(d, seg) {
     const off = d.managed === false;
-    const sample = (title, users, total, id) => h("div", {},
-      h("h4", { text: title + (total > users.length ? " (first " + users.length + " of " + total + ")" : "") }),
-      users.length ? h("ul", { id, class: "sample" }, users.map((u) => h("li", {}, h("code", { text: u }))))
+    const sample = (title, ids, total, id, users) => h("div", {},  // users: the same ids with name, e-mail
+      h("h4", { text: title + (total > ids.length ? " (first " + ids.length + " of " + total + ")" : "") }),
+      ids.length ? h("ul", { id, class: "sample" }, ids.map((u, i) => h("li", {}, h("code", { text: u }),
+        users && users[i] && (users[i].name || users[i].email)
+          ? " " + [users[i].name, users[i].email].filter((x) => x).join(" · ") : null)))
         : h("p", { class: "hint", text: "none" }));
     $("#preview-body").replaceChildren(
       off ? h("p", { class: "unmanaged", id: "preview-unmanaged", text: "Not managed: nothing would change until "
@@ -1294,8 +1296,8 @@
         h("span", {}, "Users evaluated ", h("strong", { id: "preview-evaluated", text: String(d.evaluated) }))),
       h("p", { class: "hint", id: "preview-note", text: "Compared with the current members of “" + segName(seg)
         + "”, with the segment's other rules still applying. Nothing has changed yet: “Save changes” applies it." }),
-      sample("Users added", d.sample_added, d.added, "preview-sample-added"),
-      sample("Users removed", d.sample_removed, d.removed, "preview-sample-removed"));
+      sample("Users added", d.sample_added, d.added, "preview-sample-added", d.sample_added_users),
+      sample("Users removed", d.sample_removed, d.removed, "preview-sample-removed", d.sample_removed_users));
     $("#preview").hidden = false;
   }
 
@@ -1378,8 +1380,11 @@
     const limit = Number($("#members-page-size").value);
     const cursor = m.cursors[m.page];
     const seq = ++latest.members;
+    const people = window.SegmentConsolePeople;  // people.js: the search box and the export
+    const q = people ? people.query() : "";
     const [r] = await Promise.all([  // the count in the summary comes from a fresh segment list
-      api("GET", sitePath("/segments/" + enc(seg) + "/members?limit=" + limit + (cursor ? "&cursor=" + enc(cursor) : ""))),
+      api("GET", sitePath("/segments/" + enc(seg) + "/members?limit=" + limit + (cursor ? "&cursor=" + enc(cursor) : "")
+        + (q ? "&q=" + enc(q) : ""))),
       loadSegments()]);
     if (seq !== latest.members || m.segment !== seg) return;
     if (r.status !== 200) { if (r.status !== 401) say("Could not load members: " + errText(r.data), "bad"); return; }
@@ -1388,16 +1393,18 @@
     const name = segName(seg);
     const body = $("#members-table tbody");
     if (!r.data.members.length) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: 3, class: "empty", text: "No members on this page." })));
+      body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "empty",
+        text: q ? "No member matches “" + q + "”." : "No members on this page." })));
     } else {
       body.replaceChildren(...r.data.members.map((u) => h("tr", { "data-user": u.user_id },
         h("td", {}, h("button", { type: "button", class: "link", "aria-label": "Explain " + u.user_id + " in " + name,
           onclick: () => explain(u.user_id, seg) }, u.user_id)),
+        h("td", { class: "name", text: u.name || "–" }), h("td", { class: "email", text: u.email || "–" }),
         h("td", {}, (u.matched_rule_ids || []).map((id, i) => [i ? ", " : "", h("code", { text: id })])),
         h("td", { text: fmtTime(u.since) }))));
     }
     $("#members-summary").textContent = name + ": " + (s ? s.member_count : "?") + " member(s)"
-      + (s && !s.managed ? " (automation off)" : "") + ".";
+      + (s && !s.managed ? " (automation off)" : "") + "." + (q ? people.searchNote(q, r.data.members.length, m) : "");
     $("#members-page").textContent = "Page " + (m.page + 1);
     $("#members-prev").disabled = m.page === 0;
     $("#members-next").disabled = !m.next;
@@ -1427,6 +1434,7 @@
       "rules matching now: " + (d.would_match.length ? d.would_match.join(", ") : "none"),
     ].filter((x) => x);
     $("#explain-body").replaceChildren(
+      d.name || d.email ? h("p", { id: "explain-person", text: [d.name, d.email].filter((x) => x).join(" · ") }) : null,
       h("p", { text: facts.join(" · ") }),
       ...(d.rules.length ? d.rules : [null]).map((rule) => rule === null
         ? h("p", { class: "hint", text: "This segment has no rules." }) : h("div", { class: "explain-rule", "data-rule": rule.rule_id },
@@ -1611,6 +1619,10 @@
     if (pos < n) fail("expected 'and', 'or' or end of input, found " + found());
     return node;
   }
+
+  // ------------------------------------ for the views in their own files (people.js)
+  window.SegmentConsole = Object.assign(window.SegmentConsole || {},
+    { api, h, say, sitePath, state, loadMembers, errText, signOut });
 
   // --------------------------------------------------------------------- init
   function init() {
