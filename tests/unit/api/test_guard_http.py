@@ -26,7 +26,8 @@ from processor.config import Settings
 from processor.contract.codec import decode_command
 from processor.contract.models import Actor, Command
 from processor.state.reads import Member
-from processor.state.user_state import Fact, UserState
+from processor.state.members import fact_entry
+from processor.state.user_state import Fact, UserState, encode_state
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "guard-site"
@@ -45,14 +46,24 @@ def _user(i: int) -> UserState:
 
 
 class Scan:
-    def __init__(self, users: list[UserState]) -> None:
+    """A site scan over the double's users; iterating every user (a full scan) counts in ``store.scans``,
+    reading one segment's member entries (a members page) does not."""
+
+    def __init__(self, users: list[UserState], store: "Store") -> None:
         self._users = users
+        self._store = store
 
     def users(self) -> Any:
+        self._store.scans += 1
         return iter(self._users)
 
     def user_deleted_flags(self) -> Any:
+        self._store.scans += 1
         return (u.deleted for u in self._users)
+
+    def segment_members(self, segment_id: str, after: str = "") -> Any:
+        return ((u.user_id, fact_entry(u.facts[segment_id]), encode_state(u)) for u in self._users
+                if u.is_member(segment_id) and u.user_id > after)
 
     def member_segments(self) -> Any:
         return (s for u in self._users for s, f in u.facts.items() if f.member)
@@ -80,8 +91,7 @@ class Store:
         return [u for u in self._users if u.user_id > after][:limit]
 
     def scan(self, site_id: str) -> Scan:
-        self.scans += 1
-        return Scan(self._users)
+        return Scan(self._users, self)
 
 
 class Metrics:
