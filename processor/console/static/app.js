@@ -1674,7 +1674,7 @@
   }
 
   // What other console files (manage.js) use: read-only helpers and the hooks they fill.
-  window.SegmentConsole = { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
-    loadRules, takeFields, errText, segName, idProblem };
+  window.SegmentConsole = Object.assign(window.SegmentConsole || {}, { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
+    loadRules, takeFields, errText, segName, idProblem });
   init();
 })();
