@@ -31,6 +31,7 @@ from processor.handlers.users import UsersPartition  # noqa: E402
 from processor.handlers.backfill import Backfill  # noqa: E402
 from processor.handlers.commands import Commands  # noqa: E402
 from processor.handlers.guard import Guard  # noqa: E402
+from processor.handlers.progress import Reporter  # noqa: E402
 from processor.handlers.ports import Stats  # noqa: E402
 from processor.handlers.replay import Replay, unprocessed  # noqa: E402
 from processor.handlers.timers import Timers  # noqa: E402
@@ -141,7 +142,8 @@ class Runtime:
         self.users = UsersPartition(
             t.control,
             UserEvents(self.store, changes, self.catalog, self.replay, self.stats),
-            Backfill(self.store, changes, self.catalog, self.replay, self.stats),
+            Backfill(self.store, changes, self.catalog, self.replay, self.stats,
+                     reporter=Reporter(self.catalog, bus, self.stats)),  # progress: processor/handlers/progress.py
             self.timers)
         self.commands = Commands(self.catalog, bus, self.stats, s.partitions, verify=self._command_verifier(),
                                  fault=self._command_fault, settle_timeout_s=max(30.0, s.session_timeout_s))

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from processor.catalog.entry import CatalogEntry
+from processor.catalog.entry import decode_entry
 from processor.catalog.registry import CatalogRegistry
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class CatalogLog:
             for records in batches.values():
                 for rec in records:
                     try:
-                        entry = CatalogEntry.decode(rec.value)
+                        entry = decode_entry(rec.value)
                     except Exception:  # noqa: BLE001 - only we write this topic; count, log, go on
                         self.corrupt_entries += 1
                         log.exception("corrupt catalog entry at offset %d skipped", rec.offset)
