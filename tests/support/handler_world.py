@@ -22,7 +22,7 @@ from typing import Any
 from processor.catalog.registry import CatalogRegistry
 from processor.catalog.entry import decode_entry
 from processor.contract.codec import decode_command_result, encode_command, encode_user_event, user_event_key
-from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
+from processor.contract.models import BATCH, Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
 from processor.handlers.users import UsersPartition
 from processor.handlers.backfill import Backfill
 from processor.handlers.commands import Commands
@@ -271,7 +271,7 @@ def command(site: str, ptype: str, roles: tuple[str, ...] = ("site_admin",), com
             issued_at: int = T0, auth_token: str | None = None, **payload: object) -> Command:
     if "condition" in payload and not isinstance(payload["condition"], str):
         payload["condition_json"] = json.dumps(payload.pop("condition"))
-    body = build_payload(ptype, dict(payload), "$")
+    body = dict(payload) if ptype == BATCH else build_payload(ptype, dict(payload), "$")
     return Command(command_id or f"cmd-{uuid.uuid4().hex[:12]}", site, issued_at, Actor("tester", roles), ptype,
                    body, auth_token=auth_token)
 
