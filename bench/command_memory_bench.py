@@ -4,7 +4,7 @@
         [--mode one-site|many-sites|both] [--window N] [--out FILE]
 
 Starts the embedded broker and one real worker and samples its RSS
-(``processor.testing.proc_memory_kb``) as rejected commands pile up, in three phases:
+(``tests.support.harness.proc_memory_kb``) as rejected commands pile up, in three phases:
 
 1. live: ``--live`` commands produced to the commands topic and decided by the worker
    (DeleteRule of a rule that does not exist: REJECTED NOT_FOUND), all for one site or each for
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import urllib.error
@@ -33,14 +34,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
-from processor.catalog.entry import CatalogEntry
-from processor.contract.codec import encode_command
-from processor.contract.models import Actor, Command
-from processor.testing import Cluster, WorkerProcess, proc_memory_kb
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the harness lives in tests/support, beside the package
+
+from aiokafka.partitioner import murmur2  # noqa: E402
+
+from processor.catalog.entry import CatalogEntry  # noqa: E402
+from processor.contract.codec import encode_command  # noqa: E402
+from processor.contract.models import Actor, Command  # noqa: E402
+from tests.support.harness import Cluster, WorkerProcess, proc_memory_kb  # noqa: E402
+
 ADMIN = Actor("bench", ("site_admin",))
 
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command, make_event
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the harness lives in tests/support, beside the package
+
+from processor.api.auth import make_token  # noqa: E402
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command, make_event  # noqa: E402
 
 
 def timed(url: str, token: str | None, n: int) -> list[float]:

@@ -98,7 +98,7 @@ def main() -> None:
         serve_double(args.users)
         return
 
-    from processor.testing import TEST_JWT_SECRET, Cluster, make_command
+    from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # clean up on kill
     n = args.users
@@ -125,7 +125,7 @@ def main() -> None:
                 return json.loads(lines[-1])
 
             # wait for the worker's API
-            from processor.testing import eventually
+            from tests.support.harness import eventually
             eventually(lambda: _ok(w.url + "/readyz"), 120, 0.5, "worker ready")
             started = time.monotonic()
             imp = cli("import", "--page-size", "100", "--gap", "500")

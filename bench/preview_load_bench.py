@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import sys
 import threading
 import time
 import urllib.error
@@ -31,15 +32,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-
-from processor.api.auth import make_token
-from processor.client import ContractProducer
-from processor.contract.codec import decode_membership_change, encode_user_event
-from processor.contract.models import UserEvent
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the harness lives in tests/support, beside the package
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from processor.api.auth import make_token  # noqa: E402
+from processor.client import ContractProducer  # noqa: E402
+from processor.contract.codec import decode_membership_change, encode_user_event  # noqa: E402
+from processor.contract.models import UserEvent  # noqa: E402
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command  # noqa: E402
+
 SITE = "bench"
 DEPARTMENTS = ("Sales", "HR", "IT", "Ops", "Finance", "Legal")
 CITIES = ("Paris", "Oslo", "Lima", "Pune", "Kyiv", "Oran", "Bern", "Riga")

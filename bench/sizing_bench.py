@@ -6,7 +6,7 @@ One worker on the embedded broker, one site with three managed segments (a rule 
 everyone, one matching 10% of the users, a time-relative one matching ~half), then `--steps`
 rounds of `--users` USER_CREATED events (Moodle-like profiles of 16 fields) produced through
 processor.client.ContractProducer. After each round, once the worker has processed every event
-and its outbox is idle: the worker's RSS (processor.testing.proc_memory_kb) and the size of its
+and its outbox is idle: the worker's RSS (tests.support.harness.proc_memory_kb) and the size of its
 STATE_DIR (du). At the end the worker is stopped (RocksDB flushes) and measured on disk again,
 and the users' stored state is read back to size the compacted changelog topic.
 Per-100k figures are the slopes between rounds, so the idle worker's baseline is left out.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from rocksdict import Options, Rdict  # noqa: E402
 
-from processor.testing import Cluster, make_command, make_event, proc_memory_kb  # noqa: E402
+from tests.support.harness import Cluster, make_command, make_event, proc_memory_kb  # noqa: E402
 
 SITE = "sizing"
 DEPARTMENTS = ["Sales", "Engineering", "Marketing", "Finance", "Support", "Legal", "HR", "IT", "Ops", "Research"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import sqlite3
 import sys
@@ -74,7 +75,9 @@ def run(bootstrap: str, db_path: str, group: str, max_idle_s: float | None = Non
     schema = load_schema()
     store = SyncStore(db_path)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                  # librdkafka's own lines (a broker that is down) through Python logging, not raw on stderr
+                  "logger": logging.getLogger("segment_sync_consumer.kafka")})
     assigned: list[bool] = []
     c.subscribe([TOPIC], on_assign=lambda consumer, parts: assigned.append(True))
     idle = 0.0

@@ -14,6 +14,7 @@ import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from processor.errors import ProcessorError
 
@@ -58,9 +59,13 @@ class EmbeddedBroker:
     # BROKER_QUIRKS value for workers on this broker (its profile: processor/runtime/broker_profile.py)
     QUIRKS = "tansu"
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None,
+                 popen_extra: dict[str, Any] | None = None) -> None:
+        """``popen_extra``: more ``subprocess.Popen`` arguments, e.g. the dev runner's
+        ``start_new_session`` (a Ctrl-C must not reach the broker before the worker stopped)."""
         self.port = port or free_port()
         self.log_path = log_path
+        self.popen_extra = popen_extra or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +79,7 @@ class EmbeddedBroker:
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=out,
             stderr=subprocess.STDOUT,
+            **self.popen_extra,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

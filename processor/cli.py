@@ -9,16 +9,27 @@ from pathlib import Path
 import click
 
 from processor.admin_client import seg  # every id in an API path is quoted as one segment
+from processor.cli_support import REJECTED, TIMED_OUT, CliError, iso_time, processor_error, require_kafka
+from processor.cli_support import site_option as site_opt
 from processor.config import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Segment automation stream processor for a Moodle-based LMS.
 
     Environment: KAFKA_BOOTSTRAP_SERVERS, STATE_DIR, WEB_PORT, ADMIN_JWT_SECRET
-    (see README for topic and partition overrides).
+    (see README for topic and partition overrides); the admin commands: API_URL, ADMIN_TOKEN.
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 Kafka or the API unreachable, 4 a command was
+    rejected, 5 timed out waiting for a result (README "Exit codes").
     """
+    # services (a worker, the Moodle sync) log librdkafka's lines with their own (JSON) logging
+    if ctx.invoked_subcommand not in ("worker", "moodle"):
+        from processor.runtime.clients import cli_kafka_log
+
+        cli_kafka_log()
 
 
 @main.command()
@@ -50,6 +61,7 @@ def topics_create(dry_run: bool) -> None:
     from processor.topics import TopicCreateError, ensure_topics
 
     s = Settings.from_env()
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
     try:
         report = ensure_topics(s, dry_run=dry_run, enforce=False)
     except TopicCreateError as err:
@@ -60,17 +72,42 @@ def topics_create(dry_run: bool) -> None:
     if report.unverifiable:
         click.echo(f"note: {len(report.unverifiable)} config(s) not verifiable on this broker (see above); "
                    "check them with your platform's tools")
+    if s.schema_registry.url:
+        _register_schemas(s, dry_run)
     if report.drift:
         click.echo(f"error: {len(report.drift)} drift(s): the topics differ from what the processor needs "
                    "(docs/deploy.md#topics-and-their-configs)", err=True)
         sys.exit(1)
 
 
-@main.command()
+def _register_schemas(s: Settings, dry_run: bool) -> None:
+    """``topics create`` with SCHEMA_REGISTRY_URL: register every contract schema under its subject
+    (compatibility FULL_TRANSITIVE), so workers and tools frame records with their ids."""
+    from processor.errors import ProcessorError
+    from processor.wire import COMPATIBILITY, register_schemas, subjects
+
+    if dry_run:
+        for subject in subjects(s.topics).values():
+            click.echo(f"plan: register {subject} at {s.schema_registry.url} (compatibility {COMPATIBILITY})")
+        return
+    try:
+        for r in register_schemas(s):
+            click.echo(f"schema: {r.subject} id {r.schema_id} (compatibility {r.compatibility})")
+    except ProcessorError as err:
+        raise processor_error(err) from None
+
+
+@main.group(invoke_without_command=True)
 @click.option("--once", is_flag=True, help="Seed, wait for the expected changes, then exit (smoke test).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait in --once mode.")
-def dev(once: bool, timeout: float) -> None:
-    """Embedded broker + topics + worker + demo seed; prints membership changes live."""
+@click.pass_context
+def dev(ctx: click.Context, once: bool, timeout: float) -> None:
+    """Embedded broker + topics + worker + demo seed; prints membership changes live (make run).
+
+    Ctrl-C stops the worker, then the broker. `dev token` gives the CLI a token for that run.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from processor.broker import EmbeddedBrokerMissing
     from processor.dev import run_dev
 
@@ -79,6 +116,32 @@ def dev(once: bool, timeout: float) -> None:
     except EmbeddedBrokerMissing as err:  # the [embedded] extra is not installed
         raise click.ClickException(str(err)) from None
     sys.exit(code)
+
+
+@dev.command("token")
+@click.option("--site", default="demo", show_default=True, help="The token's site.")
+@click.option("--export", "as_export", is_flag=True,
+              help="Print `export` lines (API_URL, ADMIN_TOKEN, KAFKA_BOOTSTRAP_SERVERS) for eval.")
+def dev_token(site: str, as_export: bool) -> None:
+    """A site_admin token for the running `make run` (started in this directory).
+
+    It asks that run's worker (its dev login: loopback only, enabled only by make run), found
+    through .state/dev-run.json, which holds no secret. Usage:
+    eval "$(python -m processor dev token --export)"
+    """
+    from processor.dev import fetch_dev_token
+
+    try:
+        run, token = fetch_dev_token(site)
+    except Exception as err:  # noqa: BLE001 - ProcessorError: no run here, or it does not answer
+        raise processor_error(err) from None
+    if as_export:
+        from processor.dev import export_lines
+
+        for line in export_lines(run["api_url"], token, run["bootstrap"]):
+            click.echo(line)
+    else:
+        click.echo(token)
 
 
 @main.group()
@@ -97,46 +160,61 @@ def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> Non
     """Publish the commands in FILE (JSON or YAML) to the commands topic."""
     from processor.client import ContractProducer
     from processor.errors import ProcessorError
-    from processor.publish import load_command_file, with_tokens
+    from processor.publish import CommandFileError, encoded_commands, load_command_file, with_tokens
 
     s = Settings.from_env()
     try:
         cmds = load_command_file(file)
+        if token:
+            cmds = with_tokens(cmds)
+        encoded = encoded_commands(cmds)  # every problem of the file, before anything is sent
+    except CommandFileError as err:
+        for e in err.errors:
+            click.echo(str(e), err=True)
+        raise CliError(f"{file}: {len(err.errors)} problem(s); nothing was published") from None
+    if token and s.commands_require_token and any(c.auth_token is None for c in cmds):
+        raise CliError("COMMANDS_REQUIRE_TOKEN=1: set ADMIN_TOKEN (a JWT for the site) or "
+                       "ADMIN_JWT_SECRET to mint one")
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    prod = ContractProducer.from_settings(s)
+    try:
+        if prod.wire.framed:  # with a Schema Registry: the framed bytes (validated above as plain Avro)
+            encoded = [prod.wire.encode_command(c) for c in cmds]
     except ProcessorError as err:
-        raise click.ClickException(str(err)) from None
-    if token:
-        cmds = with_tokens(cmds)
-        if s.commands_require_token and any(c.auth_token is None for c in cmds):
-            raise click.ClickException("COMMANDS_REQUIRE_TOKEN=1: set ADMIN_TOKEN (a JWT for the site) or "
-                                       "ADMIN_JWT_SECRET to mint one")
-    prod = ContractProducer(s.bootstrap_servers, s.topics)
-    for c in cmds:
-        prod.command(c)
+        raise processor_error(err) from None
+    for c, value in zip(cmds, encoded):
+        prod.raw(s.topics.commands, c.site_id.encode(), value)
     prod.flush()
     click.echo(f"published {len(cmds)} command(s) to {s.topics.commands}")
     if not wait:
         return
     results = wait_results(s, {c.command_id for c in cmds}, timeout)
-    rejected = 0
+    rejected = pending = 0
     for c in cmds:
         r = results.get(c.command_id)
         if r is None:
             click.echo(f"PENDING  {c.payload_type:26} {c.command_id}")
-            rejected += 1
+            pending += 1
         elif r.status == "ACCEPTED":
             click.echo(f"ACCEPTED {c.payload_type:26} {c.command_id}")
         else:
             rejected += 1
             click.echo(f"REJECTED {c.payload_type:26} {c.command_id} {r.code}: {r.message}")
     if rejected:
-        sys.exit(1)
+        sys.exit(REJECTED)
+    if pending:
+        click.echo(f"no result within {timeout:g} s for {pending} command(s): they may still be applied "
+                   "(see `python -m processor changes tail`, or wait longer with --timeout)", err=True)
+        sys.exit(TIMED_OUT)
 
 
 def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: ignore[type-arg]
     from processor.client import TopicReader
-    from processor.contract.codec import decode_command_result
+    from processor.errors import ProcessorError
+    from processor.wire import WireFormat
 
-    reader = TopicReader(s.bootstrap_servers, s.topics.command_results)
+    wire = WireFormat.from_settings(s)
+    reader = TopicReader.from_settings(s, s.topics.command_results)
     found = {}
     deadline = time.monotonic() + timeout
     try:
@@ -144,7 +222,10 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
             for _, v in reader.poll_batch():
                 if v is None:
                     continue
-                r = decode_command_result(v)
+                try:
+                    r = wire.decode_command_result(v)
+                except ProcessorError as err:  # a registry that does not answer (SCHEMA_REGISTRY_URL)
+                    raise processor_error(err) from None
                 if r.command_id in ids:
                     found[r.command_id] = r
     finally:
@@ -152,7 +233,20 @@ def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: i
     return found
 
 
-@main.command()
+REBUILD_ENV = """\b
+Environment (the same values the workers run with):
+  KAFKA_BOOTSTRAP_SERVERS   the Kafka to read and write (default localhost:9092)
+  APP_ID                    the workers' consumer group and table changelog
+                            (<APP_ID>-users-changelog; default segment-automation)
+  TOPIC_USER_EVENTS, TOPIC_CONTROL, TOPIC_CATALOG
+                            the inputs it folds
+  TOPIC_MEMBERSHIP_CHANGES  the output it compares with and writes to
+  PARTITIONS                checked against the topics (default 8)
+Stop every worker first; see docs/operations.md (rebuild).
+"""
+
+
+@main.command(epilog=REBUILD_ENV)
 @click.option("--emit", "mode", type=click.Choice(["diff", "snapshot"]), default="diff", show_default=True,
               help="diff: only changes vs the output topic; snapshot: also ADDED for every member.")
 @click.option("--run-id", default=None, help="Fixed id (default: derived from the input end offsets).")
@@ -173,13 +267,14 @@ def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> N
             return Text(f"{task.speed or 0:,.0f}/s")
 
     s = Settings.from_env()
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
     cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             RateColumn(), TimeRemainingColumn()]
     try:
         with Progress(*cols, transient=as_json) as progress:
             report = run_rebuild(s, mode, run_id, progress=progress, jobs=jobs)
     except RebuildError as err:
-        raise click.ClickException(f"{err.code}: {err.message}") from None
+        raise CliError(f"{err.code}: {err.message}") from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -194,7 +289,9 @@ def export_cmd() -> None:
     """Print every stored user (profile + managed memberships) as sorted JSON lines."""
     from processor.rebuild import export_state
 
-    for line in export_state(Settings.from_env()):
+    s = Settings.from_env()
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    for line in export_state(s):
         click.echo(line)
 
 
@@ -258,7 +355,7 @@ def _client(site: str):  # type: ignore[no-untyped-def]
     try:
         return AdminClient.from_env(site)
     except ProcessorError as err:
-        raise click.ClickException(str(err)) from None
+        raise processor_error(err) from None
 
 
 def _out(data: object, as_json: bool, columns: list[str] | None = None, rows: list[list[object]] | None = None,
@@ -289,12 +386,20 @@ def _api(fn):  # type: ignore[no-untyped-def]
         try:
             return fn(*a, **kw)
         except ProcessorError as err:
-            raise click.ClickException(str(err)) from None
+            raise processor_error(err) from None
 
     return run
 
 
-site_opt = click.option("--site", required=True, help="Site id (the token's site).")
+def _final(final: dict) -> None:  # type: ignore[type-arg]
+    """Exit 4 when a command was rejected, 5 when it is still pending after the wait."""
+    if final["status"] == "REJECTED":
+        sys.exit(REJECTED)
+    if final["status"] == "PENDING":
+        click.echo(f"no result yet for {final['command_id']}: it may still be applied", err=True)
+        sys.exit(TIMED_OUT)
+
+
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
@@ -320,8 +425,7 @@ def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # 
     res = c.ok("POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body)
     final = c.wait_command(site, res["command_id"])
     _out(final, True)
-    if final["status"] == "REJECTED":
-        sys.exit(1)
+    _final(final)
 
 
 @segments.command("manage")
@@ -348,19 +452,21 @@ def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bo
 @main.command("members")
 @click.argument("segment")
 @site_opt
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Members per page.")
+@click.option("--cursor", default="", help="Start at this page (the cursor a previous page printed).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow every page (progress bar).")
 @json_opt
 @_api
-def members_cmd(segment: str, site: str, limit: int, all_pages: bool, as_json: bool) -> None:
-    """Members of SEGMENT with the rules that matched and since when."""
+def members_cmd(segment: str, site: str, limit: int, cursor: str, all_pages: bool, as_json: bool) -> None:
+    """Members of SEGMENT with the rules that matched and since when (local time, ISO-8601)."""
     c = _client(site)
     got: list[dict] = []  # type: ignore[type-arg]
-    cursor = ""
+    total = next((s["member_count"] for s in c.ok("GET", f"/sites/{seg(site)}/segments")["segments"]
+                  if s["segment_id"] == segment), None)
     from rich.progress import Progress
 
     with Progress(transient=True, disable=not all_pages or as_json) as progress:
-        task = progress.add_task("fetching members", total=None)
+        task = progress.add_task("fetching members", total=total)
         while True:
             page = c.ok("GET", f"/sites/{seg(site)}/segments/{seg(segment)}/members"
                                f"?limit={min(limit, 500)}&cursor={seg(cursor)}")
@@ -369,9 +475,11 @@ def members_cmd(segment: str, site: str, limit: int, all_pages: bool, as_json: b
             cursor = page["next_cursor"]
             if not cursor or not all_pages:
                 break
-    _out({"members": got, "next_cursor": cursor}, as_json, ["user", "since", "rules"],
-         [[m["user_id"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((m["since"] or 0) / 1000)),
-           ",".join(m["matched_rule_ids"])] for m in got], f"{segment}: {len(got)} shown")
+    _out({"members": got, "next_cursor": cursor, "total": total}, as_json, ["user", "since", "rules"],
+         [[m["user_id"], iso_time(m["since"]), ",".join(m["matched_rule_ids"])] for m in got],
+         f"{segment}: showing {len(got)} of {total if total is not None else '?'} member(s)")
+    if cursor and not as_json:
+        click.echo(f"more members: next page with --cursor {cursor}, every page with --all", err=True)
 
 
 @main.command("explain")
@@ -447,7 +555,7 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
     existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{seg(site)}/rules")["rules"]}
     doc = yaml.safe_load(file.read_text())
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
-    failed = 0
+    rejected = pending = 0
     results = []
     for r in items or []:
         body = {k: v for k, v in r.items() if k != "rule_id"}
@@ -456,12 +564,15 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
         else:
             res = c.ok("POST", f"/sites/{seg(site)}/rules", dict(r))
         final = c.wait_command(site, res["command_id"])
-        failed += final["status"] != "ACCEPTED"
+        rejected += final["status"] == "REJECTED"
+        pending += final["status"] == "PENDING"
         results.append({"rule_id": r.get("rule_id"), **final})
     _out(results, as_json, ["rule", "status", "code", "message"],
          [[x["rule_id"], x["status"], x.get("code") or "", x.get("message") or ""] for x in results])
-    if failed:
-        sys.exit(1)
+    if rejected:
+        sys.exit(REJECTED)
+    if pending:
+        sys.exit(TIMED_OUT)
 
 
 @rules.command("delete")
@@ -473,8 +584,7 @@ def rules_delete(rule_id: str, site: str) -> None:
     c = _client(site)
     final = c.wait_command(site, c.ok("DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}")["command_id"])
     _out(final, True)
-    if final["status"] != "ACCEPTED":
-        sys.exit(1)
+    _final(final)
 
 
 @rules.command("preview")
@@ -491,6 +601,9 @@ def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, 
     if as_json:
         _out(data, True)
         return
+    if data.get("managed") is False:
+        click.echo(f"automation is off for {segment}: saving this rule changes nobody until it is turned on "
+                   f"(segments manage {segment}); with automation on:")
     click.echo(f"evaluated {data['evaluated']} users: +{data['added']} added, -{data['removed']} removed")
     click.echo(f"  added e.g.:   {', '.join(data['sample_added']) or '-'}")
     click.echo(f"  removed e.g.: {', '.join(data['sample_removed']) or '-'}")
@@ -506,17 +619,22 @@ def changes() -> None:
 def changes_tail(site: str | None) -> None:
     """Print membership changes from the beginning, then follow (Ctrl-C to stop)."""
     from processor.client import TopicReader
-    from processor.contract.codec import decode_membership_change
     from processor.dev import format_change
+    from processor.errors import ProcessorError
+    from processor.wire import WireFormat
 
     s = Settings.from_env()
-    reader = TopicReader(s.bootstrap_servers, s.topics.membership_changes)
+    require_kafka(s.bootstrap_servers, security=s.kafka_security)
+    wire = WireFormat.from_settings(s)
+    reader = TopicReader.from_settings(s, s.topics.membership_changes)
     try:
-        for ch in reader.stream(decode_membership_change):
+        for ch in reader.stream(wire.decode_membership_change):
             if site is None or ch.site_id == site:
                 click.echo(format_change(ch))
     except KeyboardInterrupt:
         pass
+    except ProcessorError as err:  # an undecodable record, or a registry that does not answer
+        raise processor_error(err) from None
     finally:
         reader.close()
 
@@ -524,6 +642,10 @@ def changes_tail(site: str | None) -> None:
 from processor.connectors.moodle.cli import moodle as _moodle  # noqa: E402 - the Moodle connector (docs/moodle.md)
 
 main.add_command(_moodle)
+
+from processor.users_cli import users as _users  # noqa: E402 - users upsert/delete: user events by hand
+
+main.add_command(_users)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

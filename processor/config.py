@@ -2,7 +2,10 @@
 
 Contract variables: KAFKA_BOOTSTRAP_SERVERS, STATE_DIR, WEB_PORT, ADMIN_JWT_SECRET.
 Every topic name and partition count is overridable, so platform teams can
-fit the processor into their naming scheme.
+fit the processor into their naming scheme. How every Kafka client connects (TLS, SASL) is
+:class:`KafkaSecurity` (checked and mapped onto each client library by
+processor/kafka_security.py); the Schema Registry is :class:`SchemaRegistry`
+(processor/wire.py).
 """
 
 from __future__ import annotations
@@ -47,8 +50,85 @@ class Topics:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How every Kafka client connects, with librdkafka's meanings (docs/deploy.md "TLS and SASL").
+
+    Values are kept as given; processor/kafka_security.py checks them (unknown protocol or
+    mechanism, unreadable files, SASL without a password: an error naming the variable) and
+    maps them onto librdkafka, aiokafka and Faust. Passwords are left out of ``repr``.
+    """
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    sasl_password_file: str | None = None
+    ssl_ca_location: str | None = None  # PEM CA bundle; unset: the system's trust store
+    ssl_certificate_location: str | None = None  # client certificate (mutual TLS)
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    ssl_key_password_file: str | None = None
+    ssl_endpoint_identification: str = "https"  # https: the broker's name must match its certificate; none
+
+    @classmethod
+    def from_env(cls) -> "KafkaSecurity":
+        d = cls()
+        # A secret is given as NAME or as NAME_FILE (a mounted secret's path). The file is read
+        # when a client is configured (processor/kafka_security.py), so a missing or unreadable
+        # one is an error naming the variable, not a crash while the environment is read.
+        return cls(
+            protocol=_env("KAFKA_SECURITY_PROTOCOL", d.protocol).upper(),
+            sasl_mechanism=_env("KAFKA_SASL_MECHANISM", "").upper() or None,
+            sasl_username=os.environ.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=os.environ.get("KAFKA_SASL_PASSWORD") or None,
+            sasl_password_file=_env("KAFKA_SASL_PASSWORD_FILE", "") or None,
+            ssl_ca_location=_env("KAFKA_SSL_CA_LOCATION", "") or None,
+            ssl_certificate_location=_env("KAFKA_SSL_CERTIFICATE_LOCATION", "") or None,
+            ssl_key_location=_env("KAFKA_SSL_KEY_LOCATION", "") or None,
+            ssl_key_password=os.environ.get("KAFKA_SSL_KEY_PASSWORD") or None,
+            ssl_key_password_file=_env("KAFKA_SSL_KEY_PASSWORD_FILE", "") or None,
+            ssl_endpoint_identification=_env("KAFKA_SSL_ENDPOINT_IDENTIFICATION", d.ssl_endpoint_identification).lower(),
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRegistry:
+    """The Confluent-compatible Schema Registry (docs/deploy.md "Schema Registry"). With ``url``
+    set, every contract topic carries the Confluent framing (processor/wire.py); without it, the
+    schemaless encoding (docs/contract.md)."""
+
+    url: str | None = None
+    basic_auth_user_info: str | None = field(default=None, repr=False)  # "user:password"
+    basic_auth_user: str | None = None
+    basic_auth_password: str | None = field(default=None, repr=False)
+    basic_auth_password_file: str | None = None
+    ssl_ca_location: str | None = None  # PEM CA bundle for an https registry; unset: the system's
+
+    @classmethod
+    def from_env(cls) -> "SchemaRegistry":
+        return cls(
+            url=_env("SCHEMA_REGISTRY_URL", "") or None,
+            basic_auth_user_info=os.environ.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") or None,
+            basic_auth_user=os.environ.get("SCHEMA_REGISTRY_BASIC_AUTH_USER") or None,
+            basic_auth_password=os.environ.get("SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD") or None,
+            basic_auth_password_file=_env("SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD_FILE", "") or None,
+            ssl_ca_location=_env("SCHEMA_REGISTRY_SSL_CA_LOCATION", "") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap_servers: str = "localhost:9092"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)  # TLS/SASL of every Kafka client
+    schema_registry: SchemaRegistry = field(default_factory=SchemaRegistry)  # unset url: schemaless Avro
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # bind address
@@ -125,6 +205,8 @@ class Settings:
         d = cls()
         return cls(
             bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", d.bootstrap_servers),
+            kafka_security=KafkaSecurity.from_env(),
+            schema_registry=SchemaRegistry.from_env(),
             state_dir=Path(_env("STATE_DIR", str(d.state_dir))),
             web_port=int(_env("WEB_PORT", str(d.web_port))),
             web_host=_env("WEB_HOST", d.web_host),

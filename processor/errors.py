@@ -18,6 +18,8 @@ class ProcessorError(Exception):
         self.path = path
 
     def __str__(self) -> str:
+        if not self.path:  # an error about no place in particular: not "CODE at : message"
+            return f"{self.code}: {self.message}"
         return f"{self.code} at {self.path}: {self.message}"
 
     def as_dict(self) -> dict[str, str]:

@@ -32,3 +32,22 @@ def json_handler() -> logging.Handler:
     h = logging.StreamHandler()
     h.setFormatter(JsonFormatter())
     return h
+
+
+# Faust/mode's level words -> logging's levels
+_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
+           "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+def worker_logging_config(level: str | int) -> dict[str, object]:
+    """A ``logging.config.dictConfig`` for a Faust worker with JSON logs: the root logger's only
+    handler is the JSON one on stderr. Faust (mode) otherwise installs its own stream handler and
+    appends ``loghandlers`` next to it, so every record came out twice, plain and JSON."""
+    lvl = level if isinstance(level, int) else _LEVELS.get(str(level).lower(), logging.INFO)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,  # the processor's and Faust's loggers exist already
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "root": {"level": lvl, "handlers": ["json"]},
+    }

@@ -37,12 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.registry import CatalogRegistry
 from processor.client import ContractProducer
-from processor.config import Settings
-from processor.contract.codec import (
-    decode_membership_change,
-    decode_user_event,
-    encode_membership_change,
-)
+from processor.config import KafkaSecurity, Settings
 from processor.contract.exceptions import ContractError
 from processor.contract.models import MembershipChange
 from processor.membership.engine import fold_user_event
@@ -52,6 +47,7 @@ from processor.state.keys import timer_key, user_key
 from processor.state.user_state import UserState, decode_state, encode_state
 from processor.runtime import clients
 from processor.topics import admin_client
+from processor.wire import WireFormat
 
 
 class RebuildError(ProcessorError):
@@ -85,14 +81,15 @@ class RebuildReport:
         return {k: v for k, v in self.__dict__.items() if k != "started"} | {"events_per_second": round(self.events / self.seconds) if self.seconds else None}
 
 
-def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
+def _consumer(bootstrap: str, group: str | None = None, security: KafkaSecurity | None = None) -> Consumer:
     return clients.new_consumer(clients.rebuild_reader_config(bootstrap,
-                                                              group or f"rebuild-reader-{uuid.uuid4().hex}"))
+                                                              group or f"rebuild-reader-{uuid.uuid4().hex}"),
+                                security)
 
 
 def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,
                  on_batch: Callable[[int], None] | None = None,
-                 ends: dict[int, int] | None = None) -> Iterator[list[Message]]:
+                 ends: dict[int, int] | None = None, security: KafkaSecurity | None = None) -> Iterator[list[Message]]:
     """Batches of records (no error events) of a topic, from the start to the end seen while reading.
 
     One consumer for all partitions; each partition is read in order. Reads until every
@@ -100,7 +97,7 @@ def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,
     offset of the last batch + 1 as its high watermark. ``ends`` receives, per partition,
     the offset after the last record read.
     """
-    c = _consumer(bootstrap)
+    c = _consumer(bootstrap, security=security)
     try:
         if parts is None:
             parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
@@ -136,42 +133,44 @@ def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,
 
 def read_topic(bootstrap: str, topic: str, parts: list[int] | None = None,
                on_batch: Callable[[int], None] | None = None,
-               ends: dict[int, int] | None = None) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+               ends: dict[int, int] | None = None, security: KafkaSecurity | None = None
+               ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
     """(partition, offset, key, value) of every record (see :func:`read_batches`)."""
-    for batch in read_batches(bootstrap, topic, parts, on_batch, ends):
+    for batch in read_batches(bootstrap, topic, parts, on_batch, ends, security):
         for m in batch:
             yield m.partition(), m.offset(), m.key(), m.value()
 
 
-def partitions(bootstrap: str, topic: str) -> list[int]:
-    c = _consumer(bootstrap)
+def partitions(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> list[int]:
+    c = _consumer(bootstrap, security=security)
     try:
         return sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
     finally:
         c.close()
 
 
-def read_ends(bootstrap: str, topic: str) -> dict[int, int]:
+def read_ends(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> dict[int, int]:
     """Offset after the last record of each partition, by reading it (see read_topic)."""
     ends: dict[int, int] = {}
-    for _ in read_topic(bootstrap, topic, ends=ends):
+    for _ in read_topic(bootstrap, topic, ends=ends, security=security):
         pass
     return ends
 
 
-def end_offsets(bootstrap: str, topic: str, parts: list[int] | None = None) -> dict[int, int]:
+def end_offsets(bootstrap: str, topic: str, parts: list[int] | None = None,
+                security: KafkaSecurity | None = None) -> dict[int, int]:
     """ListOffsets(latest) per partition: only an estimate on the test broker (progress bars)."""
-    c = _consumer(bootstrap)
+    c = _consumer(bootstrap, security=security)
     try:
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in (parts if parts is not None else partitions(bootstrap, topic))}
+                for p in (parts if parts is not None else partitions(bootstrap, topic, security))}
     finally:
         c.close()
 
 
 def ensure_group_idle(s: Settings) -> None:
     """Refuse to run while workers are in the consumer group (they would race the rebuild)."""
-    admin = admin_client(s.bootstrap_servers)
+    admin = admin_client(s.bootstrap_servers, s.kafka_security)
     try:
         desc = admin.describe_consumer_groups([s.app_id])[s.app_id].result(timeout=10)
     except KafkaException:
@@ -186,7 +185,7 @@ def ensure_group_idle(s: Settings) -> None:
 
 def load_registry(s: Settings) -> CatalogRegistry:
     reg = CatalogRegistry()
-    for _, off, _, value in read_topic(s.bootstrap_servers, s.topics.catalog, [0]):
+    for _, off, _, value in read_topic(s.bootstrap_servers, s.topics.catalog, [0], security=s.kafka_security):
         if value is not None:
             try:
                 reg.apply_entry(off, CatalogEntry.decode(value))
@@ -195,18 +194,20 @@ def load_registry(s: Settings) -> CatalogRegistry:
     return reg
 
 
-def read_published(s: Settings, keys: set[bytes] | None = None) -> dict[tuple[str, str], dict[str, MembershipChange]]:
+def read_published(s: Settings, keys: set[bytes] | None = None, wire: WireFormat | None = None
+                   ) -> dict[tuple[str, str], dict[str, MembershipChange]]:
     """Last published change per (site, user) and segment, from the output topic.
 
     ``keys``: only the users with these message keys (``site_id:user_id``); the others are
     skipped before their value is decoded.
     """
+    wire = wire or WireFormat.from_settings(s)
     out: dict[tuple[str, str], dict[str, MembershipChange]] = {}
-    for _, _, key, value in read_topic(s.bootstrap_servers, s.topics.membership_changes):
+    for _, _, key, value in read_topic(s.bootstrap_servers, s.topics.membership_changes, security=s.kafka_security):
         if value is None or (keys is not None and key not in keys):
             continue
         try:
-            ch = decode_membership_change(value)
+            ch = wire.decode_membership_change(value)
         except ContractError:
             continue
         out.setdefault((ch.site_id, ch.user_id), {})[ch.segment_id] = ch
@@ -231,6 +232,7 @@ class _Slice:
                  registry: CatalogRegistry | None = None) -> None:
         self.s, self.parts, self.mode, self.now_ms = s, parts, mode, now_ms
         self.registry = registry if registry is not None else load_registry(s)
+        self.wire = WireFormat.from_settings(s)  # a registry that does not answer stops the rebuild
         # by (partition, key): a user is folded per partition, as a worker holds it, so a user whose
         # events a producer spread over partitions comes out the same whatever the process split
         self.states: dict[tuple[int, bytes], UserState] = {}
@@ -241,11 +243,11 @@ class _Slice:
         events = skipped = 0
         states = self.states
         for batch in read_batches(self.s.bootstrap_servers, self.s.topics.user_events, self.parts,
-                                  on_batch=on_progress, ends=ends):
+                                  on_batch=on_progress, ends=ends, security=self.s.kafka_security):
             events += len(batch)
             for m in batch:
                 try:
-                    ev = decode_user_event(m.key(), m.value())
+                    ev = self.wire.decode_user_event(m.key(), m.value())
                 except ContractError:
                     skipped += 1  # already dead-lettered by the live workers
                     continue
@@ -262,10 +264,10 @@ class _Slice:
         """Evaluate every folded user, write the changes and the states; returns the counts."""
         s, t = self.s, time.monotonic()
         phases: dict[str, float] = {}
-        published = read_published(s, {key for _, key in self.states})
+        published = read_published(s, {key for _, key in self.states}, self.wire)
         phases["read_output"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
-        prod = ContractProducer(s.bootstrap_servers, s.topics, linger_ms=100)  # big batches: less broker CPU
+        prod = ContractProducer.from_settings(s, linger_ms=100)  # big batches: less broker CPU
         users = changes = 0
         by_change: dict[str, int] = {}
         for (p, _), st in sorted(self.states.items()):
@@ -275,7 +277,7 @@ class _Slice:
                                self.now_ms)
             for ch in out:
                 prod.raw(s.topics.membership_changes, f"{ch.site_id}:{ch.user_id}".encode(),
-                         encode_membership_change(ch))
+                         self.wire.encode_membership_change(ch))
                 by_change[ch.change] = by_change.get(ch.change, 0) + 1
             changes += len(out)
             prod.raw(s.changelog_topic, k, encode_state(st), partition=p)
@@ -314,7 +316,7 @@ class _Slices:
     def __init__(self, s: Settings, groups: list[list[int]], mode: str, now_ms: int,
                  on_progress: Callable[[str, int], None], target: Callable[..., None] | None = None) -> None:
         """``target``: the process's function (default :func:`_slice_main`; tests pass failing
-        ones from :mod:`processor.testing`)."""
+        ones from :mod:`tests.support.rebuild_doubles`)."""
         ctx = multiprocessing.get_context("spawn")  # no fork: librdkafka and rich run threads
         self.groups, self.on_progress = groups, on_progress
         self.procs: list[Any] = []
@@ -388,7 +390,7 @@ def run_rebuild(s: Settings, mode: str, run_id: str | None = None, progress: Any
 def _rebuild(s: Settings, mode: str, run_id: str | None, progress: Any, now_ms: int, jobs: int | None,
              report: RebuildReport, member: GroupMember) -> None:
     t = report.lap("group_check", report.started)
-    parts = partitions(s.bootstrap_servers, s.topics.user_events)
+    parts = partitions(s.bootstrap_servers, s.topics.user_events, s.kafka_security)
     jobs = max(1, min(jobs or default_jobs(len(parts)), len(parts)))
     groups = [parts[i::jobs] for i in range(jobs)]
     tasks: dict[str, Any] = {}
@@ -401,9 +403,9 @@ def _rebuild(s: Settings, mode: str, run_id: str | None, progress: Any, now_ms: 
     try:
         # the processes start first: what the parent reads next overlaps their start-up
         runner = _Slices(s, groups, mode, now_ms, advance) if jobs > 1 else None
-        control_ends = read_ends(s.bootstrap_servers, s.topics.control)
+        control_ends = read_ends(s.bootstrap_servers, s.topics.control, s.kafka_security)
         if progress:
-            hint = end_offsets(s.bootstrap_servers, s.topics.user_events, parts)  # an estimate: the bar only
+            hint = end_offsets(s.bootstrap_servers, s.topics.user_events, parts, s.kafka_security)  # the bar only
             tasks["read"] = progress.add_task("reading user events", total=sum(hint.values()))
         t = report.lap("offsets", t)
         if runner is None:  # in this process (also what a profiler sees)
@@ -474,8 +476,8 @@ class GroupMember:
         class FaustNamedAssignor(RoundRobinPartitionAssignor):
             name = "faust"
 
-        c = self._consumer = clients.rebuild_group_member(self.s.bootstrap_servers, self.s.app_id,
-                                                          FaustNamedAssignor)
+        c = self._consumer = clients.rebuild_group_member(self.s.bootstrap_servers, self.s.kafka_security,
+                                                          self.s.app_id, FaustNamedAssignor)
         await c.start()
         member = self
 
@@ -534,7 +536,7 @@ class GroupMember:
 def export_state(s: Settings) -> list[str]:
     """Sorted JSON lines of every stored user (from the table changelog): profile and memberships."""
     latest: dict[bytes, bytes | None] = {}
-    for _, _, key, value in read_topic(s.bootstrap_servers, s.changelog_topic):
+    for _, _, key, value in read_topic(s.bootstrap_servers, s.changelog_topic, security=s.kafka_security):
         if key is not None and key.startswith(b"U"):
             latest[key] = value
     lines = []

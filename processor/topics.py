@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from processor.config import Settings
+from processor.config import KafkaSecurity, Settings
 from processor.errors import ProcessorError
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,10 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
     ]
 
 
-def admin_client(bootstrap: str) -> AdminClient:
+def admin_client(bootstrap: str, security: KafkaSecurity | None = None) -> AdminClient:
     from processor.runtime import clients
 
-    return clients.new_admin(bootstrap)
+    return clients.new_admin(bootstrap, security)
 
 
 def replication_factor(s: Settings, brokers: int) -> int:
@@ -219,7 +219,7 @@ def ensure_topics(s: Settings, timeout: float = 30.0, *, dry_run: bool = False,
     with ``TOPICS_STRICT=1`` (otherwise log it as an error); ``topics create`` passes False and
     prints the report. A topic the broker refuses to create raises :class:`TopicCreateError`.
     """
-    admin = admin_client(s.bootstrap_servers)
+    admin = admin_client(s.bootstrap_servers, s.kafka_security)
     specs = specs if specs is not None else topic_specs(s)
     meta = admin.list_topics(timeout=timeout)
     report = TopicsReport(replication_factor(s, len(meta.brokers)), len(meta.brokers), dry_run=dry_run)

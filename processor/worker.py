@@ -25,11 +25,12 @@ def run_worker(settings: Settings) -> None:
     refuse_insecure_settings(settings, json_logs)
     runtime = start_or_refuse(settings, json_logs)
     level = LEVELS.get(settings.log_level, settings.log_level)
-    from processor.logs import json_handler
+    from processor.logs import worker_logging_config
 
-    if json_logs:
-        runtime.app.conf.loghandlers = [json_handler()]
-    worker = faust.Worker(runtime.app, loglevel=level)
+    # JSON: our handler replaces Faust's (mode's) own stream handler instead of joining it, which
+    # wrote every line twice (plain and JSON)
+    worker = faust.Worker(runtime.app, loglevel=level,
+                          logging_config=worker_logging_config(level) if json_logs else None)
     # Faust's terminal spinner (enabled at levels >= warn) sets the root logger to DEBUG so it
     # can spin on every record: every debug call in faust/aiokafka then builds a LogRecord
     # (measured: ~7% of a worker's CPU in a backfill). A worker has no terminal to spin in.

@@ -1,1 +1,3 @@
-"""Admin/query API: authentication, authorization and request validation (pure)."""
+"""The admin/query API's contract, without a server: authentication and authorization, request
+validation, errors, the declared routes, the OpenAPI document, command ids and the write rate
+limit. Clients and the CLI use it too; the server is processor/http."""

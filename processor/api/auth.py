@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from processor.config import Settings
 
 READ, WRITE_RULES, WRITE_CATALOG = "read", "write_rules", "write_catalog"
-INGEST = "ingest"  # POST /sites/{site}/ingest/users (processor/api/ingest.py)
+INGEST = "ingest"  # POST /sites/{site}/ingest/users (processor/http/ingest.py)
 ROLES_FOR = {
     READ: frozenset({"site_admin"}),
     WRITE_RULES: frozenset({"site_admin"}),

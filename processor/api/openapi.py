@@ -163,7 +163,7 @@ def spec() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ bridge endpoints
-# processor/api/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/api/bridges.py)
+# processor/http/ingest.py, catalog_writes.py, user_profiles.py (registered by processor/http/bridges.py)
 
 SHORTNAME = {"name": "shortname", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -198,7 +198,7 @@ _BRIDGE_SCHEMAS: dict[str, Any] = {
 
 
 def _bridge_paths() -> dict[str, Any]:
-    catalog_errors = _errors(400, 401, 403, 413)
+    catalog_errors = _errors(400, 401, 403, 413, 429)  # catalog writes are commands: rate limited like rules
     return {
         "/sites/{site}/ingest/users": {"post": {
             "summary": "User snapshots and deletions from an LMS bridge (role system or ingest); each record is "
@@ -210,7 +210,7 @@ def _bridge_paths() -> dict[str, Any]:
                                 "items": {"$ref": "#/components/schemas/IngestRecord"}}}}}}},
             "responses": {"200": _resp("Per-record results (also when some are rejected)",
                                        {"$ref": "#/components/schemas/IngestResult"}),
-                          **_errors(400, 401, 403, 413),
+                          **_errors(400, 401, 403, 413, 429),
                           "503": {**_resp("Kafka did not acknowledge the records: nothing was accepted, resend",
                                           ERROR),
                                   "headers": {"Retry-After": {"schema": {"type": "string"}}}}}}},
@@ -222,7 +222,7 @@ def _bridge_paths() -> dict[str, Any]:
                         "properties": {"name": _NAME}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a segment and its rules (DeleteSegment; role site_admin or system)",
-                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SEGMENT], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/fields/{shortname}": {
             "put": {"summary": "Declare a custom profile field (UpsertProfileField; role site_admin or system)",
                     "parameters": [SITE, SHORTNAME],
@@ -235,7 +235,7 @@ def _bridge_paths() -> dict[str, Any]:
                                         "items": {"type": "string", "maxLength": 255}}}}}}},
                     "responses": {"202": ACCEPTED, **catalog_errors}},
             "delete": {"summary": "Delete a custom profile field (DeleteProfileField; role site_admin or system)",
-                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD}}},
+                       "parameters": [SITE, SHORTNAME], "responses": {"202": ACCEPTED, **STD, **_errors(429)}}},
         "/sites/{site}/users": {"get": {
             "summary": "Stored user profiles (what the processor holds), sorted by user id, cursor pagination",
             "parameters": [SITE, {"name": "cursor", "in": "query", "schema": {"type": "string"}},

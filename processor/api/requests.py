@@ -6,6 +6,7 @@ import json
 from typing import Any, Generator
 
 from processor.api.errors import ApiError
+from processor.contract import json_depth
 from processor.contract.exceptions import ContractError
 from processor.contract.ids import check_id
 from processor.rules.compiler import MAX_DEPTH
@@ -41,36 +42,9 @@ MAX_BODY_DEPTH = 2 * MAX_DEPTH + 5
 
 
 def nesting_exceeds(text: str, limit: int = MAX_BODY_DEPTH, step: int = 8192) -> Generator[None, None, bool]:
-    """Whether JSON text nests brackets deeper than ``limit`` (strings skipped), without recursion.
-
-    A generator that yields after every ``step`` characters, so a caller on an event loop lets
-    other work run while a large body is checked; its return value is the answer. Text with at
-    most ``limit`` opening brackets cannot be too deep (the common case: one C-speed count);
-    otherwise the scan stops at the first bracket past ``limit``.
-    """
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    in_str = esc = False
-    for i, ch in enumerate(text):
-        if i and not i % step:
-            yield
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch == "[" or ch == "{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch == "]" or ch == "}":
-            depth -= 1
-    return False
+    """Whether a request body nests deeper than the API allows (a generator: see
+    :func:`processor.contract.json_depth.nesting_exceeds`)."""
+    return (yield from json_depth.nesting_exceeds(text, limit, step))
 
 
 def too_deep() -> ApiError:

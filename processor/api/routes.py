@@ -1,8 +1,8 @@
 """The only HTTP routes a worker serves: one public list, one authenticated list.
 
 Faust ships web views of its own (``/table/<name>/<key>/`` reads any table key, ``/router/``
-shows the cluster, ``/`` sensor stats); a worker serves none of them
-(``processor/runtime/faust_compat.py`` removes Faust's blueprints). :func:`only_declared_routes` is the second line: whatever gets
+shows the cluster, ``/`` sensor stats); a worker serves none of them (the runtime
+removes Faust's blueprints). :func:`only_declared_routes` is the second line: whatever gets
 into the aiohttp router, a request that does not match a route on these lists is answered
 ``404 NOT_FOUND``. ``tests/unit/test_routes.py`` fails on any route of the real worker's
 route table that is on neither list, so a new Faust version or a new view cannot open a
@@ -49,7 +49,7 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),
-    # catalog writes and bridges (docs/api.md "Bridges"; processor/api/bridges.py)
+    # catalog writes and bridges (docs/api.md "Bridges"; processor/http/bridges.py)
     ("PUT", f"{_S}/segments/{{segment}}"),
     ("DELETE", f"{_S}/segments/{{segment}}"),
     ("PUT", f"{_S}/fields/{{shortname}}"),

@@ -87,7 +87,7 @@ def _segment(cat: SiteCatalog, segment_id: str) -> Segment:
         raise Rejected(
             "UNKNOWN_SEGMENT",
             f"segment {segment_id!r} does not exist on site {cat.site_id!r} (known: {known}); "
-            "create it with UpsertSegment",
+            "segments come from the LMS: create it there first",
             "$.payload.segment_id",
         )
     return seg
@@ -98,7 +98,8 @@ def _managed(cat: SiteCatalog, segment_id: str) -> Segment:
     if not seg.managed:
         raise Rejected(
             "SEGMENT_NOT_MANAGED",
-            f"segment {segment_id!r} is not managed by automation; enable it with EnableSegmentAutomation",
+            f"automation is off for segment {segment_id!r}: turn it on first (console: Managed segments; "
+            f"CLI: segments manage {segment_id})",
             "$.payload.segment_id",
         )
     return seg
@@ -182,8 +183,8 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
     if t == "CreateRule":
         rid = _need_id(p["rule_id"], "rule_id")
         if rid in cat.rules:
-            raise Rejected("DUPLICATE_RULE", f"rule {rid!r} already exists; use UpdateRule to change it",
-                           "$.payload.rule_id")
+            raise Rejected("DUPLICATE_RULE", f"a rule with id {rid!r} already exists: choose another rule id, "
+                           "or edit that rule", "$.payload.rule_id")
         seg = _managed(cat, _need_id(p["segment_id"], "segment_id"))
         _compile(cat, p["condition_json"])
         return _plan("RULE_CREATED", (seg.segment_id, RECONCILE)) if p["enabled"] else None
@@ -191,7 +192,8 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
         rid = _need_id(p["rule_id"], "rule_id")
         old = cat.rules.get(rid)
         if old is None:
-            raise Rejected("NOT_FOUND", f"rule {rid!r} does not exist; use CreateRule", "$.payload.rule_id")
+            raise Rejected("NOT_FOUND", f"rule {rid!r} does not exist (it may have been deleted): save it as a "
+                           "new rule", "$.payload.rule_id")
         seg = _managed(cat, _need_id(p["segment_id"], "segment_id"))
         _compile(cat, p["condition_json"])
         return _plan("RULE_UPDATED", (seg.segment_id, RECONCILE), (old.segment_id, RECONCILE))

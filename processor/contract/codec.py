@@ -1,5 +1,9 @@
 """Encode and decode wire records with fastavro (schemaless binary).
 
+A record read from a Schema Registry-framed message is decoded with its writer's schema
+(:class:`WriterSchema`, built by the edge, processor/wire.py, from the schema the registry
+holds under the message's id) and resolved to ours, so a producer may add optional fields.
+
 Decoding is strict: the whole buffer must be consumed (no trailing bytes) and
 every id must be a non-empty string within limits (a user event's ids also of their
 character set, processor/contract/ids.py; a command's are checked by ``decide`` so that
@@ -11,6 +15,8 @@ which the edge turns into a dead-letter record.
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -38,12 +44,58 @@ _COMMAND_ADDED = ("auth_token",)  # fields appended to AutomationCommand after v
 # fields appended to CommandResult after v1 (all optional): a decision is written without them
 _RESULT_ADDED = ("partitions_done", "partitions_total", "users_evaluated", "users_added", "users_removed",
                  "applied_at")
+# Leading fields whose bytes the positional prechecks read (_precheck_user_event, _precheck_command)
+_PRECHECKED = {schemas.USER_EVENT: 2, schemas.AUTOMATION_COMMAND: 5}
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSchema:
+    """The schema a record was written with (a Schema Registry's), ready to read into ours.
+
+    ``parsed`` is None when it reads exactly like ours (same parsing canonical form): the record
+    is then read with our schema alone, as fast as a schemaless one. ``positional`` says whether
+    our leading fields are also the writer's, so the byte-level checks of an enum or union index
+    (see :func:`_check_index`) apply; a writer that reorders them is resolved by name only.
+    """
+
+    name: str
+    parsed: Any
+    positional: bool
+
+
+def _canonical(schema: Any) -> str:
+    return fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(schema))
+
+
+def _leading(schema: dict[str, Any], count: int) -> str:
+    return _canonical({**schema, "fields": schema.get("fields", [])[:count]})
+
+
+def writer_schema(name: str, schema: dict[str, Any] | str) -> WriterSchema:
+    """``schema`` (a writer's Avro schema, JSON text or parsed) prepared for reading records into our
+    schema ``name``; a schema that cannot be read into ours raises ``INCOMPATIBLE_SCHEMA``."""
+    try:
+        raw = schemas._strip_logical(json.loads(schema) if isinstance(schema, str) else schema)
+        if not isinstance(raw, dict) or raw.get("type") != "record":
+            raise ValueError("not an Avro record schema")
+        parsed = fastavro.parse_schema(raw)
+        ours = schemas._strip_logical(schemas.raw_schema(name))
+        if fastavro.schema.to_parsing_canonical_form(parsed) == _canonical(ours):
+            return WriterSchema(name, None, True)
+        count = _PRECHECKED.get(name, 0)
+        positional = count == 0 or _leading(raw, count) == _leading(ours, count)
+    except Exception as exc:  # noqa: BLE001 - unparsable JSON or Avro: not a schema we can read
+        raise ContractError("INCOMPATIBLE_SCHEMA", f"the writer's schema is not a usable Avro record schema "
+                            f"({type(exc).__name__}: {exc})"[:500]) from None
+    return WriterSchema(name, parsed, positional)
 
 
 def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[str, ...] = (),
-          **kw: Any) -> Any:
+          writer: WriterSchema | None = None, **kw: Any) -> Any:
     """Decode ``value``; with ``split`` (fields appended to the schema later, see
-    :func:`schemas.parsed_schema_split`), a record may end before them (their defaults apply)."""
+    :func:`schemas.parsed_schema_split`), a record may end before them (their defaults apply).
+    With ``writer``, the record was written with that schema (it says which fields it has):
+    read with it and resolved to ours."""
     if value is None:
         raise ContractError("DECODE_ERROR", "message has no value (tombstone); expected an Avro record")
     if len(value) > limits.max_message_bytes:
@@ -53,7 +105,11 @@ def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[st
         )
     buf = io.BytesIO(value)
     try:
-        if split:
+        if writer is not None and writer.parsed is not None:
+            record = fastavro.schemaless_reader(buf, writer.parsed, schemas.parsed_schema(schema_name), **kw)
+        elif writer is not None:  # written with exactly our current schema: every field is there
+            record = fastavro.schemaless_reader(buf, schemas.parsed_schema(schema_name), None, **kw)
+        elif split:
             before, added = schemas.parsed_schema_split(schema_name, split)
             record = fastavro.schemaless_reader(buf, before, None, **kw)
             if buf.tell() < len(value):  # written with the added fields
@@ -68,6 +124,9 @@ def _read(schema_name: str, value: bytes | None, limits: Limits, split: tuple[st
     except ContractError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not this schema"
+        if writer is not None and writer.parsed is not None and "Resolution" in type(exc).__name__:
+            raise ContractError("INCOMPATIBLE_SCHEMA", f"the writer's schema does not resolve to our "
+                                f"{schema_name} schema ({exc})"[:500]) from None
         raise ContractError(
             "DECODE_ERROR",
             f"value is not a valid Avro {schema_name} record ({type(exc).__name__}: {exc})"[:500],
@@ -196,13 +255,16 @@ def decode_key(key: bytes | None) -> str | None:
 # ---------------------------------------------------------------- user events
 
 
-def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> UserEvent:
-    """Decode and validate a ``UserEvent``; the key must be ``site_id:user_id``."""
-    rec = _read(schemas.USER_EVENT, value, limits)
+def decode_user_event(key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS,
+                      writer: WriterSchema | None = None) -> UserEvent:
+    """Decode and validate a ``UserEvent``; the key must be ``site_id:user_id``. ``writer``: the
+    schema the record was written with (Schema Registry framing; ``value`` is then the Avro body)."""
+    rec = _read(schemas.USER_EVENT, value, limits, writer=writer)
     if rec["event_type"] not in USER_EVENT_TYPES:  # UNKNOWN: the enum's default, never handled
         raise ContractError("DECODE_ERROR", f"event_type {rec['event_type']} is not one this processor handles "
                             f"({', '.join(USER_EVENT_TYPES)})", "$.event_type")
-    _precheck_user_event(value)  # type: ignore[arg-type]
+    if writer is None or writer.positional:
+        _precheck_user_event(value)  # type: ignore[arg-type]
     _check_id(rec["event_id"], "$.event_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
     _check_id(rec["user_id"], "$.user_id", limits)
@@ -248,14 +310,16 @@ def user_event_key(site_id: str, user_id: str) -> bytes:
 # ------------------------------------------------------------------- commands
 
 
-def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Command:
+def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS, writer: WriterSchema | None = None
+                   ) -> Command:
     """Decode an ``AutomationCommand``; ids needed to address a result must be non-empty.
 
     The key/site agreement is checked by the caller, which can still publish a
-    REJECTED result because the command is addressable.
+    REJECTED result because the command is addressable. ``writer``: as for user events.
     """
-    rec = _read(schemas.AUTOMATION_COMMAND, value, limits, _COMMAND_ADDED, return_record_name=True)
-    _precheck_command(value)  # type: ignore[arg-type]
+    rec = _read(schemas.AUTOMATION_COMMAND, value, limits, _COMMAND_ADDED, writer=writer, return_record_name=True)
+    if writer is None or writer.positional:
+        _precheck_command(value)  # type: ignore[arg-type]
     _check_id(rec["command_id"], "$.command_id", limits)
     _check_id(rec["site_id"], "$.site_id", limits)
     name, payload = rec["payload"]
@@ -264,6 +328,12 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
         payload = {"operations": [{"type": n.rsplit(".", 1)[-1], "payload": p} for n, p in payload["operations"]]}
     elif short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
         raise ContractError("DECODE_ERROR", f"unknown payload type {name}", "$.payload")
+    if short == "UpsertProfileField" and payload.get("datatype") == "UNKNOWN":
+        # The enum's default: what a symbol this version does not know reads as. Like an unknown
+        # event_type it is undecodable here (dead letter with the original bytes, replayable after
+        # an upgrade), never stored as some other type.
+        raise ContractError("DECODE_ERROR", "datatype UNKNOWN is not one this processor handles (the "
+                            "producer may use a newer schema)", "$.payload.datatype")
     return Command(
         command_id=rec["command_id"],
         site_id=rec["site_id"],
@@ -275,9 +345,11 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> Comm
     )
 
 
-def encode_command(cmd: Command) -> bytes:
+def encode_command(cmd: Command, current_schema: bool = False) -> bytes:
     """Without an ``auth_token`` the bytes are those of the schema before the field existed, so
-    consumers built on that version keep reading every command that does not carry one."""
+    consumers built on that version keep reading every command that does not carry one.
+    ``current_schema``: always write the current schema (a framed record names its schema, so
+    the bytes must be exactly that schema's)."""
     payload = _wire_payload(cmd.payload_type, cmd.payload)
     record = {
         "command_id": cmd.command_id,
@@ -286,7 +358,7 @@ def encode_command(cmd: Command) -> bytes:
         "actor": {"user_id": cmd.actor.user_id, "roles": list(cmd.actor.roles)},
         "payload": (f"{_COMMAND_NS}.{cmd.payload_type}", payload),
     }
-    if cmd.auth_token is None:
+    if cmd.auth_token is None and not current_schema:
         v1, _ = schemas.parsed_schema_split(schemas.AUTOMATION_COMMAND, _COMMAND_ADDED)
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, v1, record)
@@ -325,16 +397,16 @@ def encode_membership_change(ch: MembershipChange) -> bytes:
     )
 
 
-def decode_membership_change(value: bytes) -> MembershipChange:
-    rec = _read(schemas.MEMBERSHIP_CHANGE, value, DEFAULT_LIMITS)
+def decode_membership_change(value: bytes, writer: WriterSchema | None = None) -> MembershipChange:
+    rec = _read(schemas.MEMBERSHIP_CHANGE, value, DEFAULT_LIMITS, writer=writer)
     rec["matched_rule_ids"] = tuple(rec["matched_rule_ids"])
     return MembershipChange(**rec)
 
 
-def encode_command_result(res: CommandResult) -> bytes:
+def encode_command_result(res: CommandResult, current_schema: bool = False) -> bytes:
     """A decision (ACCEPTED / REJECTED, no progress) is written with the v1 layout: the bytes it
     always had, which every reader of v1 reads; a progress record (APPLYING / APPLIED) with the
-    fields appended since."""
+    fields appended since. ``current_schema``: always the current schema (a framed record)."""
     record = {
         "command_id": res.command_id,
         "site_id": res.site_id,
@@ -344,7 +416,7 @@ def encode_command_result(res: CommandResult) -> bytes:
         "processed_at": res.processed_at,
     }
     added = {f: getattr(res, f) for f in _RESULT_ADDED}
-    if all(v is None for v in added.values()):
+    if all(v is None for v in added.values()) and not current_schema:
         v1, _ = schemas.parsed_schema_split(schemas.COMMAND_RESULT, _RESULT_ADDED)
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, v1, record)
@@ -352,8 +424,8 @@ def encode_command_result(res: CommandResult) -> bytes:
     return _write(schemas.COMMAND_RESULT, {**record, **added})
 
 
-def decode_command_result(value: bytes) -> CommandResult:
-    return CommandResult(**_read(schemas.COMMAND_RESULT, value, DEFAULT_LIMITS, _RESULT_ADDED))
+def decode_command_result(value: bytes, writer: WriterSchema | None = None) -> CommandResult:
+    return CommandResult(**_read(schemas.COMMAND_RESULT, value, DEFAULT_LIMITS, _RESULT_ADDED, writer=writer))
 
 
 def encode_dead_letter(dl: DeadLetter) -> bytes:
@@ -390,13 +462,15 @@ def _dead_letter_v1() -> Any:
     return fastavro.parse_schema(schemas._strip_logical(v1))
 
 
-def decode_dead_letter(value: bytes) -> DeadLetter:
+def decode_dead_letter(value: bytes, writer: WriterSchema | None = None) -> DeadLetter:
     """Read a dead letter of the current schema, or one written before its optional fields
     existed (those then read as null, by Avro schema resolution)."""
     limits = Limits(max_message_bytes=1 << 30)
     try:
-        record = _read(schemas.DEAD_LETTER, value, limits)
+        record = _read(schemas.DEAD_LETTER, value, limits, writer=writer)
     except ContractError as err:
+        if writer is not None:
+            raise
         buf = io.BytesIO(value)
         try:
             record = fastavro.schemaless_reader(buf, _dead_letter_v1(), schemas.parsed_schema(schemas.DEAD_LETTER))

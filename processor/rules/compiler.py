@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
+from processor.contract.json_depth import exceeds
 from processor.rules.exceptions import CompileError, RuleError
 from processor.rules.fields import CUSTOM_PREFIX, FieldResolver, FieldSpec, FieldType
 from processor.rules.operators import REGISTRY, Operator, operators_for
@@ -281,7 +282,8 @@ class _Compiler:
             self.fail(
                 "UNKNOWN_FIELD",
                 f"unknown {kind} {name!r}"
-                + ("; define it with UpsertProfileField first" if name.startswith(CUSTOM_PREFIX) else ""),
+                + ("; custom profile fields come from the LMS: declare it there first"
+                   if name.startswith(CUSTOM_PREFIX) else ""),
                 f"{path}.field",
                 hint,
             )
@@ -330,35 +332,13 @@ class _Compiler:
 MAX_JSON_CHARS = 64 * 1024
 
 
-def _json_depth(text: str) -> int:
-    """Bracket nesting depth of JSON text (strings skipped), without recursion."""
-    depth = best = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            best = max(best, depth)
-        elif ch in "]}":
-            depth -= 1
-    return best
-
-
 def parse_condition_json(text: str) -> Any:
     """JSON text -> tree; bounded in size and nesting before the JSON parser sees it."""
     if len(text) > MAX_JSON_CHARS:
         raise CompileError([RuleError("INVALID_CONDITION",
                                       f"condition_json is longer than {MAX_JSON_CHARS} characters", "$")])
     # a condition level is at most an object plus a list: 2 brackets per level (+ values)
-    if _json_depth(text) > 2 * MAX_DEPTH + 4:
+    if exceeds(text, 2 * MAX_DEPTH + 4):
         raise CompileError([RuleError("INVALID_CONDITION",
                                       f"condition is nested deeper than {MAX_DEPTH} levels", "$")])
     try:

@@ -29,10 +29,15 @@ def parse_duration(text: object, path: str = "$") -> int:
                         "durations go up to 100 years, e.g. \"P36600D\"", path)
     m = _RE.match(t)
     if not m or t in ("P", "PT") or t.endswith("T"):
+        if re.match(r"^-|^P(?:T)?[0-9]*-", t):
+            raise RuleError("INVALID_VALUE", f"a duration must be a positive number of weeks, days, hours, minutes or "
+                            f"seconds; {show(text)} is negative", path)
         hint = ""
         if re.match(r"^P\d+[MY]", t):
             hint = "; months and years have no fixed length: use days, e.g. \"P30D\" or \"P365D\""
-        raise RuleError("INVALID_VALUE", f"{show(text)} is not a duration like \"P30D\", \"P2W\" or \"PT12H\"{hint}", path)
+        raise RuleError("INVALID_VALUE", f"a duration is a number of weeks, days, hours, minutes or seconds, written "
+                        f"\"P30D\" (30 days), \"P2W\" (2 weeks) or \"PT12H\" (12 hours); {show(text)} is not one{hint}",
+                        path)
     secs = (
         int(m["w"] or 0) * 7 * 86400
         + int(m["d"] or 0) * 86400

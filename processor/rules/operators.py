@@ -255,6 +255,36 @@ def _duration(value: Any, spec: FieldSpec, cs: bool, path: str) -> int:
     return parse_duration(value, path)
 
 
+def re2_problem(exc: Exception) -> str:
+    """RE2's compile error (bytes such as ``b'invalid perl operator: (?='``) in an admin's words."""
+    raw = exc.args[0] if exc.args else ""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    kind, _, part = text.partition(": ")
+    if kind == "invalid perl operator" and part.startswith(("(?=", "(?!", "(?<=", "(?<!")):
+        what = "lookahead" if part[2] in "=!" else "lookbehind"
+        alt = " (to exclude a pattern, use the condition 'does not match' instead)" if "!" in part else ""
+        return f"{part}...) is a {what}, which RE2 does not support{alt}"
+    if kind == "invalid escape sequence" and part[1:].isdigit():
+        return f"{part} is a backreference, which RE2 does not support"
+    explained = {
+        "missing ]": "a '[' is not closed by ']' in {}",
+        "missing )": "a '(' is not closed by ')' in {}",
+        "unexpected )": "a ')' has no '(' to close in {}",
+        "invalid escape sequence": "{} is not a valid escape (write \\\\ for a backslash)",
+        "invalid repetition size": "a repetition count may be at most 1000, found {}",
+        "no argument for repetition operator": "{} must follow something to repeat",
+        "missing argument to repetition operator": "{} must follow something to repeat",
+        "bad repetition operator": "{} is not a valid repetition",
+        "invalid character class range": "{} is not a valid character class or range",
+        "invalid named capture group": "{} is not a valid named group: write (?P<name>...)",
+        "invalid perl operator": "{} is not a valid group: write (...), (?:...) or (?P<name>...)",
+        "pattern too large - compile failed": "the regular expression is too large: make it simpler",
+    }
+    if kind in explained:
+        return explained[kind].format(part)
+    return text
+
+
 def _regex(value: Any, spec: FieldSpec, cs: bool, path: str) -> Any:
     if not isinstance(value, str) or not value:
         raise RuleError("INVALID_VALUE", "matches takes a non-empty regular expression string", path)
@@ -267,7 +297,7 @@ def _regex(value: Any, spec: FieldSpec, cs: bool, path: str) -> Any:
     try:
         return re2.compile(value, opts)
     except re2.error as exc:
-        raise RuleError("INVALID_VALUE", f"invalid regular expression (RE2 syntax): {exc}", path) from None
+        raise RuleError("INVALID_VALUE", f"invalid regular expression: {re2_problem(exc)}", path) from None
     except (ValueError, TypeError, OverflowError):  # e.g. a lone surrogate, which has no UTF-8 form
         raise RuleError("INVALID_VALUE", "invalid regular expression: it must be valid Unicode text", path) from None
 

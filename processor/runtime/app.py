@@ -111,19 +111,19 @@ class Runtime:
         self.metrics.watch_gc()
         self.stats = Stats(self.metrics)
         self.registry = CatalogRegistry(s.command_window)
-        self.catalog = CatalogLog(s.bootstrap_servers, t.catalog, self.registry)
+        self.catalog = CatalogLog(s.bootstrap_servers, t.catalog, self.registry, s.kafka_security)
 
         # the users table: Faust's store, our changelog client (processor/runtime/store.py)
         table = app.Table("users", partitions=s.partitions, key_type=bytes, value_type=bytes)
         self.table = table
         self.changelog = ChangelogProducer(s.changelog_topic, clients.changelog_config(
-            s.bootstrap_servers, f"{s.app_id}-changelog", profile.records_per_batch))
+            s.bootstrap_servers, f"{s.app_id}-changelog", profile.records_per_batch), s.kafka_security)
         self.changelog.on_error = self._changelog_failed
         self.store = RocksTableStore(table.data, self.changelog, s.changelog_topic, self._owned_partitions)
 
         # the outbox and the commit protocol (processor/runtime/checkpoint.py)
         self.outputs = OutputProducer(s.bootstrap_servers, client_id=f"{s.app_id}-changes",
-                                      linger_ms=s.output_linger_ms)
+                                      linger_ms=s.output_linger_ms, security=s.kafka_security)
         self.outbox = Outbox()
         self._fault_armed = False  # FAULT_EXIT_BEFORE_SEND (crash tests only)
         self.checkpoint = Checkpoint(
@@ -150,7 +150,7 @@ class Runtime:
         self.dead_letters = DeadLetters(
             t.dead_letters,
             DeadLetterProducer(s.bootstrap_servers, f"{s.app_id}-dead-letters", s.dead_letter_max_bytes,
-                               s.dead_letter_timeout_ms),
+                               s.dead_letter_timeout_ms, s.kafka_security),
             faust_compat.ConsumerPartitions(app), self.metrics, s.dead_letter_max_bytes, s.dead_letter_retry_max_s)
         self.guard = Guard(self.dead_letters, self.replay, self.stats)
 

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class CatalogLog:
-    def __init__(self, bootstrap: str, topic: str, registry: CatalogRegistry) -> None:
+    def __init__(self, bootstrap: str, topic: str, registry: CatalogRegistry, security: Any = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security  # the settings' KafkaSecurity (TLS/SASL; None: plaintext)
         self.topic = topic
         self.registry = registry
         self.tp = TopicPartition(topic, 0)
@@ -37,7 +38,7 @@ class CatalogLog:
     async def start(self) -> None:
         from processor.runtime import clients
 
-        self._consumer = clients.catalog_consumer(self.bootstrap)
+        self._consumer = clients.catalog_consumer(self.bootstrap, self.security)
         await self._consumer.start()
         self._consumer.assign([self.tp])
         await self._consumer.seek_to_beginning(self.tp)

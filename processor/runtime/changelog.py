@@ -36,8 +36,10 @@ class ChangelogProducer:
     """``put(partition, key, value | None)``, ``flush()``, ``acked`` (partition -> highest
     acknowledged offset), ``error`` / ``on_error``."""
 
-    def __init__(self, topic: str, config: dict[str, Any]) -> None:
+    def __init__(self, topic: str, config: dict[str, Any], security: Any = None) -> None:
+        """``security``: the settings' KafkaSecurity (TLS/SASL; None: plaintext)."""
         self.topic = topic
+        self._security = security
         self._config = {**config, "on_delivery": self._on_delivery}
         self._producer: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,7 +54,7 @@ class ChangelogProducer:
     def _client(self) -> Any:
         if self._producer is None:
             self._loop = asyncio.get_running_loop()
-            self._producer = clients.new_producer(self._config)
+            self._producer = clients.new_producer(self._config, self._security)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="changelog-flush")
         return self._producer
 

@@ -1,10 +1,13 @@
 """The one place that creates Kafka clients: librdkafka (confluent-kafka), aiokafka and Faust.
 
-Every client starts from :func:`base_config` (where the cluster is, and how librdkafka logs), then
-adds what its job needs. Connection security (TLS, SASL) is to be added to :func:`base_config`
-and its two translations (:func:`aiokafka_base` for aiokafka, :func:`faust_app` for Faust's
-broker settings), and reaches every client from there. ``tests/unit/test_clients.py`` fails on a
-client built anywhere else under ``processor/`` (the embedded broker's launcher aside).
+Every client is built by one of the constructors here (:func:`new_producer`, :func:`new_consumer`,
+:func:`new_admin`, :func:`new_aiokafka_consumer`, :func:`faust_app`), each of which applies the
+connection security of the settings (``KafkaSecurity``: TLS, SASL) through processor/kafka_security.py's
+mappings, so no client can be built without it. The job-specific settings start from
+:func:`base_config` (where the cluster is, and how librdkafka logs).
+``tests/unit/test_clients.py`` fails on a client built anywhere else under ``processor/`` (the
+embedded broker's launcher aside); ``tests/unit/test_kafka_client_security.py`` fails on a
+construction here without a security mapping.
 
 The job-specific settings keep a partition's records in order (one request in flight, or the
 idempotent producer), use the Java client's partitioner (``murmur2_random``, as aiokafka and
@@ -16,8 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from processor.config import KafkaSecurity
+from processor.kafka_security import aiokafka_config, faust_config, librdkafka_config
 
 if TYPE_CHECKING:
     from processor.config import Settings
@@ -28,10 +36,11 @@ if TYPE_CHECKING:
 # librdkafka hands them over on poll and flush.
 KAFKA_LOG = logging.getLogger("processor.kafka")
 JAVA_PARTITIONER = "murmur2_random"
+PLAINTEXT = KafkaSecurity()
 
 
 def base_config(bootstrap_servers: str) -> dict[str, Any]:
-    """What every librdkafka client of the project starts from (security settings go here)."""
+    """What every librdkafka client of the project starts from (the constructors add security)."""
     return {"bootstrap.servers": bootstrap_servers, "log.connection.close": False, "logger": KAFKA_LOG}
 
 
@@ -41,32 +50,46 @@ def aiokafka_base(bootstrap_servers: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- constructors
-def new_producer(config: dict[str, Any]) -> Any:
+def new_producer(config: dict[str, Any], security: KafkaSecurity | None) -> Any:
+    """A librdkafka producer with ``config`` and ``security``'s TLS/SASL keys."""
     from confluent_kafka import Producer
 
-    return Producer(config)
+    return Producer({**config, **librdkafka_config(security or PLAINTEXT)})
 
 
-def new_consumer(config: dict[str, Any]) -> Any:
+def new_consumer(config: dict[str, Any], security: KafkaSecurity | None) -> Any:
+    """A librdkafka consumer with ``config`` and ``security``'s TLS/SASL keys."""
     from confluent_kafka import Consumer
 
-    return Consumer(config)
+    return Consumer({**config, **librdkafka_config(security or PLAINTEXT)})
 
 
-def new_admin(bootstrap_servers: str) -> Any:
+def new_admin(bootstrap_servers: str, security: KafkaSecurity | None, extra: dict[str, Any] | None = None) -> Any:
+    """A librdkafka admin client (``extra``: more config keys, e.g. the preflight's ``error_cb``)."""
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({**base_config(bootstrap_servers), "socket.timeout.ms": 10000})
+    return AdminClient({**base_config(bootstrap_servers), "socket.timeout.ms": 10000, **(extra or {}),
+                        **librdkafka_config(security or PLAINTEXT)})
 
 
-def new_aiokafka_consumer(bootstrap_servers: str, **kwargs: Any) -> Any:
+def new_aiokafka_consumer(bootstrap_servers: str, security: KafkaSecurity | None, **kwargs: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
-    return AIOKafkaConsumer(**aiokafka_base(bootstrap_servers), **kwargs)
+    return AIOKafkaConsumer(**aiokafka_base(bootstrap_servers), **kwargs,
+                            **aiokafka_config(security or PLAINTEXT))
+
+
+def preflight(bootstrap_servers: str, security: KafkaSecurity | None, timeout: float = 10.0) -> int:
+    """processor/kafka_security.py's preflight (a metadata request that fails fast, naming the
+    setting, on a refused TLS/SASL login) with an admin client built here; the number of brokers."""
+    from processor.kafka_security import preflight as _preflight
+
+    return _preflight(bootstrap_servers, security or PLAINTEXT, timeout,
+                      new_admin=lambda extra: new_admin(bootstrap_servers, security, extra))
 
 
 def faust_app(settings: "Settings", profile: "BrokerProfile", **app_settings: Any) -> Any:
-    """The worker's Faust app: its broker and client settings here, the rest from the caller."""
+    """The worker's Faust app: its broker, client and security settings here, the rest from the caller."""
     import faust
 
     st = settings.session_timeout_s
@@ -84,7 +107,7 @@ def faust_app(settings: "Settings", profile: "BrokerProfile", **app_settings: An
     )
     if profile.records_per_batch is not None:
         kafka["producer_max_batch_size"] = profile.records_per_batch
-    return faust.App(settings.app_id, **kafka, **app_settings)
+    return faust.App(settings.app_id, **kafka, **app_settings, **faust_config(settings.kafka_security))
 
 
 # ------------------------------------------------------------ the worker's clients
@@ -153,13 +176,13 @@ def ingest_config(settings: "Settings", delivery_timeout_s: float) -> dict[str, 
 
 
 def ingest_producer(settings: "Settings", delivery_timeout_s: float) -> Any:
-    return new_producer(ingest_config(settings, delivery_timeout_s))
+    return new_producer(ingest_config(settings, delivery_timeout_s), settings.kafka_security)
 
 
-def catalog_consumer(bootstrap_servers: str) -> Any:
+def catalog_consumer(bootstrap_servers: str, security: KafkaSecurity | None) -> Any:
     """The catalog log's group-less reader (processor/runtime/catalog_log.py); 50 ms fetch wait:
     a command waits for the catalog to catch up, and some brokers answer only when the wait ends."""
-    return new_aiokafka_consumer(bootstrap_servers, enable_auto_commit=False, group_id=None,
+    return new_aiokafka_consumer(bootstrap_servers, security, enable_auto_commit=False, group_id=None,
                                  auto_offset_reset="earliest", fetch_max_wait_ms=50)
 
 
@@ -184,9 +207,10 @@ def rebuild_reader_config(bootstrap_servers: str, group_id: str) -> dict[str, An
             "fetch.wait.max.ms": 50}
 
 
-def rebuild_group_member(bootstrap_servers: str, group_id: str, assignor: Any) -> Any:
+def rebuild_group_member(bootstrap_servers: str, security: KafkaSecurity | None, group_id: str,
+                         assignor: Any) -> Any:
     """The rebuild's member of the workers' group, which commits the rebuilt offsets."""
-    return new_aiokafka_consumer(bootstrap_servers, group_id=group_id, enable_auto_commit=False,
+    return new_aiokafka_consumer(bootstrap_servers, security, group_id=group_id, enable_auto_commit=False,
                                  session_timeout_ms=6000, heartbeat_interval_ms=1000,
                                  partition_assignment_strategy=(assignor,))
 
@@ -205,6 +229,44 @@ def moodle_sync_producer_config(bootstrap_servers: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- helpers
+# "FAIL [rdkafka#consumer-2] [thrd:127.0.0.1:9092/bootstrap]: 127.0.0.1:9092/bootstrap: Connect to
+# ipv4#127.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)" -> the part after the
+# thread name, without the counters that make every repetition unique
+_PREFIX = re.compile(r"^\S+ \[[^\]]*\] \[thrd:[^\]]*\]: ")
+_COUNTERS = re.compile(r"\s*\((?:after \d+ms.*|\d+ identical error\(s\) suppressed\))$")
+
+
+class _OncePerProblem(logging.Handler):
+    """Writes ``kafka: <problem>`` once per distinct problem: librdkafka repeats a connection
+    failure on every reconnect attempt (several per second)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self.stream = stream
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = _COUNTERS.sub("", _PREFIX.sub("", record.getMessage())).strip()
+        if text in self.seen:
+            return
+        self.seen.add(text)
+        stream = self.stream or sys.stderr
+        stream.write(f"kafka: {text}\n")
+        stream.flush()
+
+
+def cli_kafka_log(stream: IO[str] | None = None) -> logging.Handler:
+    """Show librdkafka's warnings and errors on a command-line tool's stderr, each distinct one
+    once, as ``kafka: ...`` (not the worker's JSON lines, not librdkafka's raw ones). Idempotent."""
+    for h in KAFKA_LOG.handlers:
+        if isinstance(h, _OncePerProblem):
+            return h
+    handler = _OncePerProblem(stream)
+    KAFKA_LOG.addHandler(handler)
+    KAFKA_LOG.propagate = False
+    return handler
+
+
 async def warm(client: Any, executor: Executor | None, topic: str, timeout: float, log: logging.Logger,
                what: str) -> bool:
     """Fetch ``topic``'s metadata through a librdkafka ``client`` on ``executor``, so the client

@@ -54,14 +54,16 @@ class DeadLetterProducer:
     """One librdkafka client; :meth:`send` returns once the broker acknowledged the record and
     raises :class:`DeadLetterSendError` if it did not (after at most ``timeout_ms``)."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int) -> None:
+    def __init__(self, bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int,
+                 security: Any = None) -> None:
+        self._security = security  # the settings' KafkaSecurity (TLS/SASL; None: plaintext)
         self._config = clients.dead_letter_config(bootstrap_servers, client_id, max_bytes, timeout_ms)
         self._producer: Any = None
         self._executor: ThreadPoolExecutor | None = None
 
     def _client(self) -> Any:
         if self._producer is None:
-            self._producer = clients.new_producer(self._config)
+            self._producer = clients.new_producer(self._config, self._security)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-letters")
         return self._producer
 

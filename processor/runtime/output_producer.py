@@ -31,8 +31,10 @@ class OutputProducer:
     dedicated thread, which also runs the delivery callbacks; they count failures."""
 
     def __init__(self, bootstrap_servers: str, client_id: str, linger_ms: int = 5,
-                 config: dict[str, Any] | None = None) -> None:
-        """``config``: extra librdkafka settings (tests use it for short delivery timeouts)."""
+                 config: dict[str, Any] | None = None, security: Any = None) -> None:
+        """``config``: extra librdkafka settings (tests use it for short delivery timeouts);
+        ``security``: the settings' KafkaSecurity (TLS/SASL; None: plaintext)."""
+        self._security = security
         self._config = {**clients.output_config(bootstrap_servers, client_id, linger_ms), **(config or {}),
                         "on_delivery": self._on_delivery}
         self._producer: Any = None
@@ -44,7 +46,7 @@ class OutputProducer:
 
     def _client(self) -> Any:
         if self._producer is None:
-            self._producer = clients.new_producer(self._config)
+            self._producer = clients.new_producer(self._config, self._security)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="output-flush")
         return self._producer
 

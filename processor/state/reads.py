@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
-from processor.state.user_state import UserState, decode_state
+from processor.state.user_state import UserState, decode_state, is_deleted
 
 Handle = Any  # get(key), keys(from_key=), items(from_key=): one partition's store
 
@@ -97,13 +97,13 @@ class HandleScan:
                     break
                 yield decode_state(v)
 
-    def user_count_keys(self) -> Iterator[None]:
+    def user_deleted_flags(self) -> Iterator[bool]:
         prefix = user_prefix(self.site_id)
         for db in self.handles:
-            for k in db.keys(from_key=prefix):
+            for k, v in db.items(from_key=prefix):
                 if not k.startswith(prefix):
                     break
-                yield None
+                yield is_deleted(v)  # reads the flag only, not the whole state
 
     def member_segments(self) -> Iterator[str]:
         prefix = member_prefix(self.site_id)

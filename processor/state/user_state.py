@@ -83,8 +83,17 @@ class _Stored(msgspec.Struct, array_like=True):
     last_control_offset: int
 
 
+class _Head(msgspec.Struct, array_like=True):
+    """The first fields of :class:`_Stored` (the rest of the array is skipped unread)."""
+
+    site_id: str
+    user_id: str
+    deleted: bool
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Stored).decode
+_decode_head = msgspec.msgpack.Decoder(_Head).decode
 
 
 def encode_state(st: UserState) -> bytes:
@@ -95,6 +104,33 @@ def encode_state(st: UserState) -> bytes:
                f.emitted_at) for seg, f in st.facts.items()},
         st.last_control_offset,
     ))
+
+
+def _skip_string(raw: bytes, i: int) -> int:
+    """Index after the Avro string at ``raw[i]`` (zigzag varint length, then the bytes)."""
+    n = shift = 0
+    while True:
+        b = raw[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    return i + ((n >> 1) ^ -(n & 1))
+
+
+def is_deleted(raw: bytes) -> bool:
+    """The ``deleted`` flag of an encoded state without decoding the rest: every format starts
+    with site_id, user_id, deleted. Counting a site's live users reads only this."""
+    fmt = raw[:1]
+    if fmt == FORMAT_V3:
+        try:
+            return _decode_head(memoryview(raw)[1:]).deleted
+        except msgspec.DecodeError as err:
+            raise ValueError(f"corrupt user state (format 3): {err}") from err
+    if fmt not in (FORMAT_V1, FORMAT_V2):
+        raise ValueError(f"unknown user state format {fmt!r}")
+    return raw[_skip_string(raw, _skip_string(raw, 1))] == 1
 
 
 def decode_state(raw: bytes) -> UserState:

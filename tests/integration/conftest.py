@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from processor.testing import Cluster, make_command
+from tests.support.harness import Cluster, make_command
 
 pytestmark = pytest.mark.integration
 

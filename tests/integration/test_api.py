@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, fold_membership, make_command, make_event
 
 
 def call(base: str, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -51,7 +51,7 @@ def api_site(cluster: Cluster, site: str) -> str:
         cluster.producer.user_event(make_event(site, f"user{i:02d}", department="Sales" if i % 3 == 0 else "HR"))
     cluster.producer.flush()
     cluster.wait_results([c.command_id for c in cmds])
-    time.sleep(1.0)
+    cluster.wait(lambda: cluster.stored_users(site) == 30, what="every user stored")
     return site
 
 

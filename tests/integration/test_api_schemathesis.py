@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from processor.api.auth import make_token
 from processor.api.openapi import spec
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command, make_event
 
 SITE = "schemathesis-site"
 SEED = 20_260_417

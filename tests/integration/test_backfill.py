@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 DEPTS = ["Sales", "Marketing", "HR", "Engineering"]
 
@@ -31,12 +31,10 @@ def test_rule_create_update_delete_backfill_200_users(cluster: Cluster, site: st
     marker = make_event(site, "zz-marker", department="none")
     cluster.producer.user_event(marker)
     cluster.producer.flush()
-    # the users must be stored before the rule: wait until the worker has consumed them
+    # the users must be stored before the rule: wait until the worker holds all of them
     # (a rule created earlier would add them through USER_CREATED instead, which is fine
     #  for membership but not what this test is about)
-    import time
-
-    time.sleep(3)
+    cluster.wait(lambda: cluster.stored_users(site) == len(users) + 1, what="every user stored")
 
     sales = {u for u, p in users.items() if p["department"] == "Sales"}
     _run(cluster, make_command(site, "CreateRule", rule_id="r-sales", segment_id="seg", name="sales",

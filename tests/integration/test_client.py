@@ -14,7 +14,7 @@ from processor.runtime.clients import changelog_config
 from processor.client import ContractProducer
 from processor.runtime.output_producer import OutputProducer
 from processor.rebuild import read_topic
-from processor.testing import Cluster
+from tests.support.harness import Cluster
 
 
 def test_tools_put_each_key_on_the_partition_the_workers_use(cluster: Cluster) -> None:

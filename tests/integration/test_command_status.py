@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from processor.api.command_ids import CLOCK_SKEW_MS, issued_ms, new_command_id
-from processor.testing import Cluster
+from tests.support.harness import Cluster
 from tests.integration.test_api import admin, call
 
 

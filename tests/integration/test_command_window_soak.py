@@ -20,7 +20,7 @@ import pytest
 
 from processor.catalog.entry import CatalogEntry
 from processor.contract.models import Actor, Command
-from processor.testing import Cluster, WorkerProcess, proc_memory_kb
+from tests.support.harness import Cluster, WorkerProcess, proc_memory_kb
 from tests.integration.conftest import warm_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]

@@ -7,6 +7,12 @@ condition, and a command the processor rejects shows as rejected with its messag
 makes no request outside 127.0.0.1 and carries no secret. Screenshots of each screen go to
 docs/screenshots/.
 
+The first hour (issue 22): what the form checks before anything is sent (ids, long names, empty
+values, negative durations), values kept across operator changes, an unmanaged segment said as
+such (with a way to turn automation on), no stale banners or previews, the Commands panel and the
+members tab's segment kept across a reload, and "why is this user (not) in the segment" for any
+user id.
+
 Never downloads a browser: Chromium comes from Debian (``apt-get install -y chromium``).
 Without /usr/bin/chromium these tests skip, saying so.
 """
@@ -26,7 +32,7 @@ from typing import Any, Iterator
 import pytest
 
 from processor.api.auth import make_token
-from processor.testing import (TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command,
+from tests.support.harness import (TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command,
                                make_event)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -79,10 +85,12 @@ def members_of(cluster: Cluster, site: str, segment: str) -> set[str]:
 
 @pytest.fixture
 def console_site(cluster: Cluster, site: str) -> str:
-    """A site with a custom MENU field, a managed segment with a rule, an unmanaged one, 12 users."""
+    """A site with a custom MENU field, a managed segment with a rule, two unmanaged ones (the empty
+    "archive" sorts first), 12 users and one deleted user."""
     cmds = [
         make_command(site, "UpsertProfileField", shortname="level", name="Level", datatype="MENU",
                      options=LEVELS),
+        make_command(site, "UpsertSegment", segment_id="archive", name="Archive"),
         make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
         make_command(site, "UpsertSegment", segment_id="seniors", name="Senior staff"),
         make_command(site, "EnableSegmentAutomation", segment_id="sales"),
@@ -101,6 +109,8 @@ def console_site(cluster: Cluster, site: str) -> str:
         cluster.producer.user_event(make_event(site, f"u{i:02d}", firstname=f"User {i}",
                                                department="Sales" if i < 6 else "HR",
                                                profile_field_level=LEVELS[i % 3]))
+    cluster.producer.user_event(make_event(site, "gone", department="Sales"))
+    cluster.producer.user_event(make_event(site, "gone", "USER_DELETED"))  # stored as a tombstone, not a user
     cluster.producer.flush()
     results = cluster.wait_results([c.command_id for c in cmds])
     assert all(r.status == "ACCEPTED" for r in results.values()), results
@@ -351,6 +361,8 @@ def test_console_end_to_end(cluster: Cluster, console_site: str, browser: Any) -
     second.get_by_label("Regular expression (RE2)").fill("([a-z")
     page.get_by_role("button", name="Save changes").click()
     expect(second.locator(".node-error")).to_contain_text("INVALID_VALUE")
+    expect(second.locator(".node-error")).to_contain_text("a '[' is not closed by ']'")
+    expect(second.locator(".node-error")).not_to_contain_text("b'")
     expect(second).to_have_class(re.compile(r"\binvalid\b"))
     expect(second.get_by_label("Regular expression (RE2)")).to_have_attribute("aria-invalid", "true")
     expect(first.locator(".node-error")).to_be_hidden()
@@ -378,7 +390,9 @@ def test_console_end_to_end(cluster: Cluster, console_site: str, browser: Any) -
     rejected = page.locator("#command-list li", has_text="Create rule bad-pattern")
     expect(rejected).to_contain_text("rejected")
     expect(rejected).to_contain_text("SEGMENT_NOT_MANAGED")
-    expect(page.locator("#form-errors")).to_contain_text("not managed")
+    expect(page.locator("#form-errors")).to_contain_text("automation is off for segment 'seniors'")
+    expect(page.locator("#form-errors")).to_contain_text("Managed segments")  # the control to use
+    expect(page.locator("#form-errors")).not_to_contain_text("EnableSegmentAutomation")
     page.unroute(f"**/sites/{site}/rules*")
 
     # -- disable Sales and remove its members (the dialog offers it)
@@ -445,3 +459,171 @@ def test_dev_login_only_when_enabled(tmp_path: Path, browser: Any) -> None:
         context.close()
     finally:
         c.close()
+
+
+def test_console_first_hour(cluster: Cluster, console_site: str, browser: Any) -> None:
+    """What a new admin meets in the first hour (issue 22), each checked in Chromium."""
+    from playwright.sync_api import expect
+
+    site = console_site
+    base = cluster.workers[0].url
+    token = make_token(TEST_JWT_SECRET, "alice", site, ["site_admin"])
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)
+    writes: list[str] = []  # rule writes that reached the server (not dry runs, previews or reads)
+    page.on("request", lambda r: writes.append(r.method + " " + r.url)
+            if r.method in ("POST", "PUT") and "/rules" in r.url and "dry_run" not in r.url
+            and "preview" not in r.url else None)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+    page.goto(base + "/console/")
+    page.get_by_label("Admin token (JWT)").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#whoami")).to_contain_text(site)
+
+    # -- a deleted user is not counted as stored
+    expect(page.locator("#users-stored")).to_contain_text("12 users stored")
+
+    # -- the members tab opens on a segment with members, not on the first (empty) one
+    page.get_by_role("tab", name="User segment members").click()
+    expect(page.locator("#members-segment")).to_have_value("sales")
+    expect(page.locator("#members-summary")).to_have_text("Sales: 6 member(s).")
+
+    # -- why is a user NOT in the segment: any user id, member or not
+    page.get_by_label("Why is a user in this segment, or not?").fill("u07")
+    page.get_by_role("button", name="Explain", exact=True).click()
+    explain = page.locator("#explain")
+    expect(explain).to_contain_text("Why is u07 not in “Sales”?")
+    expect(explain.locator(".leaf-result")).to_contain_text('department equals "Sales"')
+    expect(explain.locator(".leaf-result")).to_contain_text('"HR"')
+    expect(explain.locator(".leaf-result .res-false")).to_have_count(1)
+    shot(page, "09-explain-any-user.png")
+    page.get_by_label("Why is a user in this segment, or not?").fill("gone")
+    page.get_by_role("button", name="Explain", exact=True).click()
+    expect(explain).to_contain_text("Why is gone not in “Sales”?")
+    expect(explain).to_contain_text("deleted")
+    page.get_by_label("Why is a user in this segment, or not?").fill("nobody-here")
+    page.get_by_role("button", name="Explain", exact=True).click()
+    expect(explain).to_contain_text("No stored user “nobody-here”")
+
+    # -- a banner belongs to its tab: switching tabs clears it
+    page.get_by_label("Why is a user in this segment, or not?").fill("")
+    page.get_by_role("button", name="Explain", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Enter a user id")
+    page.get_by_role("tab", name="Rule editor").click()
+    expect(page.locator("#status")).to_have_text("")  # (hidden while empty)
+
+    # -- the steps read 1, 2, 3 in page order
+    labels = page.evaluate("""() => [...document.querySelectorAll('#panel-editor label')]
+        .map(l => l.textContent.trim()).filter(t => /^[123]\\. /.test(t))""")
+    steps = [t[:2] for t in labels]
+    assert steps == sorted(steps) and steps[0] == "1." and steps[-1] == "3.", labels
+
+    # -- ids are checked as typed; nothing is sent with a bad one
+    page.get_by_label("Name", exact=True).fill("Sales dept")
+    page.get_by_label("Rule id").fill("sales dept!")
+    rule_id_error = page.locator("#rule-id-error")
+    expect(rule_id_error).to_contain_text("a space at position 6 is not allowed")
+    expect(page.get_by_label("Rule id")).to_have_attribute("aria-invalid", "true")
+    leaf = page.locator(".leaf").first
+    leaf.get_by_label("1. Profile field").select_option("department")
+    leaf.get_by_label(VALUE).fill("Sales")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("not saved")
+    expect(rule_id_error).to_be_visible()
+    page.get_by_label("Rule id").fill("sales-dept-2")
+    expect(rule_id_error).to_be_hidden()
+
+    # -- an over-long name is said at the field, never cut; the generated id is clean
+    page.get_by_role("button", name="New rule").click()
+    long_name = "Sales and marketing team members " * 9 + "x" * 10  # 307 characters
+    page.get_by_label("Name", exact=True).fill(long_name)
+    assert page.get_by_label("Name", exact=True).input_value() == long_name  # not silently cut
+    expect(page.locator("#rule-name-error")).to_contain_text(f"{len(long_name)} characters long; at most 255")
+    generated = page.get_by_label("Rule id").input_value()
+    assert 0 < len(generated) <= 60 and not generated.endswith("-") and " " not in generated, generated
+    assert long_name.lower().replace(" ", "-").startswith(generated), generated
+    expect(page.locator("#rule-id-help")).to_contain_text("shortened")
+
+    # -- department equals "" is refused with "is empty" as the way
+    leaf = page.locator(".leaf").first
+    leaf.get_by_label("1. Profile field").select_option("department")
+    expect(leaf.get_by_label("2. Condition")).to_have_value("equals")
+    page.get_by_role("button", name="Save changes").click()
+    expect(leaf.locator(".node-error")).to_contain_text("choose the condition “is empty”")
+    expect(leaf.get_by_label(VALUE)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#rule-name-error")).to_be_visible()  # every problem shows at once
+    shot(page, "10-rule-editor-checks.png")
+    page.get_by_label("Name", exact=True).fill("Sales")
+    expect(page.locator("#rule-name-error")).to_be_hidden()
+
+    # -- changing the operator keeps the value where it fits
+    leaf.get_by_label(VALUE).fill("Sales")
+    leaf.get_by_label("2. Condition").select_option("in")
+    expect(leaf.get_by_label(re.compile(r"^Values \(one per line\)"))).to_have_value("Sales")
+    leaf.get_by_label("2. Condition").select_option("is_empty")
+    leaf.get_by_label("2. Condition").select_option("equals")
+    expect(leaf.get_by_label(VALUE)).to_have_value("Sales")
+    leaf.get_by_label("1. Profile field").select_option("profile_field_level")
+    leaf.get_by_label(VALUE).select_option("Senior")
+    leaf.get_by_label("2. Condition").select_option("in")
+    expect(leaf.get_by_label("Senior", exact=True)).to_be_checked()
+    expect(leaf.get_by_label("Lead", exact=True)).not_to_be_checked()
+
+    # -- a negative duration keeps the number input, with the error next to it
+    leaf.get_by_label("1. Profile field").select_option("lastlogin")
+    expect(leaf.get_by_label("2. Condition")).to_have_value("within_last")
+    duration = leaf.get_by_label(re.compile(r"^Duration"))
+    duration.fill("-5")
+    page.get_by_role("button", name="Preview").click()
+    expect(leaf.locator(".node-error")).to_contain_text("whole number of at least 1")
+    expect(leaf.get_by_label(re.compile(r"^Duration"))).to_have_attribute("type", "number")
+    expect(leaf.get_by_label(re.compile(r"^Duration"))).to_have_value("-5")
+    expect(leaf.get_by_label(re.compile(r"^Duration"))).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_text("Value (JSON)")).to_have_count(0)
+    leaf.get_by_label(re.compile(r"^Duration")).fill("30")
+    leaf.get_by_label("1. Profile field").select_option("department")
+    leaf.get_by_label("2. Condition").select_option("equals")
+    leaf.get_by_label(VALUE).fill("Sales")
+
+    # -- an unmanaged segment says so, previews honestly, and offers to turn automation on
+    page.get_by_label("3. User segment").select_option("archive")
+    note = page.locator("#rule-segment-note")
+    expect(note).to_contain_text("Automation is off for “Archive”")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-unmanaged")).to_contain_text("Not managed: nothing would change")
+    expect(page.locator("#preview-added")).to_have_text("6")  # what turning it on would do
+    shot(page, "11-unmanaged-segment-preview.png")
+    note.get_by_role("button", name="Turn on automation for Archive").click()
+    page.get_by_role("dialog").get_by_role("button", name="Enable automation").click()
+    expect(page.locator("#command-list li", has_text="Enable automation for Archive")).to_contain_text("accepted")
+    expect(note).to_be_hidden()
+
+    # -- after a save the preview no longer says nothing has changed
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-unmanaged")).to_have_count(0)
+    expect(page.locator("#preview-note")).to_contain_text("Nothing has changed yet")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#command-list li", has_text="Create rule sales")).to_contain_text("accepted")
+    expect(page.locator("#preview-note")).not_to_contain_text("Nothing has changed yet")
+    expect(page.locator("#preview-note")).to_contain_text("Saved at")
+    assert [w for w in writes if w.startswith("POST")] and all("/rules" in w for w in writes), writes
+    assert len([w for w in writes if w.startswith("POST")]) == 1, writes  # only the valid rule was sent
+    cluster.wait(lambda: members_of(cluster, site, "archive") == {f"u{i:02d}" for i in range(6)},
+                 what="archive members")
+
+    # -- a reload keeps the Commands panel and the members tab's last segment
+    page.get_by_role("tab", name="User segment members").click()
+    page.locator("#members-segment").select_option("archive")
+    expect(page.locator("#members-summary")).to_contain_text("Archive:")
+    page.reload()
+    expect(page.locator("#whoami")).to_contain_text(site)
+    expect(page.locator("#command-list li", has_text="Create rule sales")).to_contain_text("accepted")
+    expect(page.locator("#command-list li", has_text="Enable automation for Archive")).to_contain_text("accepted")
+    page.get_by_role("tab", name="User segment members").click()
+    expect(page.locator("#members-segment")).to_have_value("archive")
+    context.close()
+    assert not problems, problems

@@ -20,14 +20,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from processor.client import TopicReader
 from processor.contract.codec import encode_dead_letter, encode_user_event, user_event_key
-from processor.testing import Cluster, WorkerProcess, make_event
 from tests.integration.test_user_events import setup_site
+from tests.support.harness import Cluster, WorkerProcess, make_event, partition_of
 
 TANSU_MAX_REQUEST = 2**28  # tansu 0.6.0: the largest produce request it accepts (bytes)
 
@@ -62,11 +61,6 @@ def event_of_size(site: str, user: str, size: int) -> bytes:
     value = encode_user_event(make_event(site, user, event_id="e", first="x" * pad))
     assert len(value) == size
     return value
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The worker's partitioner (aiokafka's default: Java's murmur2)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class NothingToRead:
@@ -200,7 +194,11 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
     assert not set(held) & {ch.user_id for ch in c.changes_for(site)}
     committed = Consumer({"bootstrap.servers": s.bootstrap_servers, "group.id": s.app_id})
     try:
-        time.sleep(3)  # commits run every second
+        # marker: a commit that covers the other partition's event, made after the garbage was held
+        other_tp = TopicPartition(t.user_events, on[other])
+        other_end = committed.get_watermark_offsets(other_tp, timeout=10)[1]
+        c.wait(lambda: committed.committed([other_tp], timeout=10)[0].offset >= other_end, 30,
+               "a commit past the other partition's event")
         (tp,) = committed.committed([TopicPartition(t.user_events, blocked)], timeout=10)
         assert tp.offset == garbage_offset, (tp.offset, garbage_offset)
     finally:

@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "segment_sync_consumer.py"
 

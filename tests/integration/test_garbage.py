@@ -8,7 +8,7 @@ import random
 import fastavro
 
 from processor.contract.codec import encode_user_event, user_event_key
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 
 def _wrong_schema(i: int) -> bytes:

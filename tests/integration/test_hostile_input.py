@@ -31,7 +31,7 @@ import pytest
 
 from processor.contract.codec import encode_command, encode_user_event, user_event_key
 from processor.contract.models import Actor, Command, UserEvent
-from processor.testing import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command, make_event
 from tests.integration.test_api import admin, call
 
 pytestmark = pytest.mark.integration
@@ -136,9 +136,15 @@ def test_ids_on_the_topics_have_the_contracts_limits(cluster: Cluster, site: str
     """A command with a bad id is REJECTED INVALID_ID (with a result); a user event with one is
     dead-lettered INVALID_ID with its original bytes."""
     bad_site = f"{site}:x"
-    cmds = [make_command(site, "DeleteRule", rule_id="r" * 5000),
-            make_command(site, "UpsertSegment", segment_id="a/b", name="x", roles=("system",)),
-            make_command(bad_site, "UpsertSegment", segment_id="s", name="x", roles=("system",))]
+    def raw(site_id: str, ptype: str, roles: tuple[str, ...], **payload: object) -> Command:
+        # built by hand: the tools' own builder (processor.publish) refuses these ids before they
+        # reach the topic, which is what another producer would not do
+        return Command(f"cmd-{uuid.uuid4().hex[:12]}", site_id, int(time.time() * 1000), Actor("tester", roles),
+                       ptype, payload)
+
+    cmds = [raw(site, "DeleteRule", ("site_admin",), rule_id="r" * 5000),
+            raw(site, "UpsertSegment", ("system",), segment_id="a/b", name="x"),
+            raw(bad_site, "UpsertSegment", ("system",), segment_id="s", name="x")]
     for c in cmds:
         cluster.producer.command(c)
     ev = UserEvent(f"ev-{uuid.uuid4().hex[:8]}", "USER_CREATED", site, "a/zzz", 1, {"department": "Sales"})

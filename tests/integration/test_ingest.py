@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from processor.api.auth import make_token
-from processor.testing import TEST_JWT_SECRET, Cluster, make_command
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command
 from tests.integration.test_api import call
 
 

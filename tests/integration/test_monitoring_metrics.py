@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from processor.testing import Cluster, eventually
+from tests.support.harness import Cluster, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

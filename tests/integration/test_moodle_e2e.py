@@ -22,7 +22,7 @@ import pytest
 
 from processor.api.auth import make_token
 from processor.broker import free_port
-from processor.testing import TEST_JWT_SECRET, Cluster, eventually, make_command
+from tests.support.harness import TEST_JWT_SECRET, Cluster, eventually, make_command
 from tests.integration.test_api import call
 from tests.support.moodle_double import MoodleDouble
 

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from processor.testing import Cluster, make_command
+from tests.support.harness import Cluster, make_command
 from tests.integration.test_api import call
 from tests.integration.test_moodle_e2e import Env
 from tests.support.moodle_double import MoodleDouble

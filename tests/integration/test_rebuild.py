@@ -14,9 +14,9 @@ import pytest
 
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import MembershipChange
-from processor.oracle import COMMAND, EVENT, check, expected_membership, generate
 from processor.rebuild import default_jobs, export_state, run_rebuild
-from processor.testing import Cluster, fold_membership, make_command, make_event, produce_steps
+from tests.support.harness import Cluster, fold_membership, make_command, make_event, produce_steps
+from tests.support.oracle import COMMAND, EVENT, check, expected_membership, generate
 
 from .conftest import warm_up
 
@@ -83,11 +83,15 @@ def test_rebuild_reproduces_live_state_and_diff_emits_nothing(rb: Cluster) -> No
     warm_up(rb, timeout=120)
     rb.producer.user_event(make_event(SITE, "u2", "USER_UPDATED", department="Sales"))  # u2: Ops/Paris? -> check
     rb.producer.user_event(make_event(SITE, "u3", "USER_UPDATED", department="Sales"))
+    # markers: a new Sales user on u2's and u3's partitions, processed after their events
+    markers = set(rb.marker_users(SITE, {rb.user_partition(SITE, u) for u in ("u2", "u3")}).values())
+    for m in sorted(markers):
+        rb.producer.user_event(make_event(SITE, m, department="Sales"))
     rb.producer.flush()
     want2 = set(want) | {"u3"} | ({"u2"} if "u2" not in want else set())
-    rb.wait(lambda: _members(rb) == want2, timeout=60, what="post-rebuild events")
-    time.sleep(1)
-    new = rb.changes_for(SITE)[before:]
+    rb.wait(lambda: _members(rb) == want2 | markers, timeout=60, what="post-rebuild events, then the markers")
+    rb.catch_up()
+    new = [c for c in rb.changes_for(SITE)[before:] if c.user_id not in markers]
     assert all(c.cause_kind == "USER_UPDATED" for c in new)
     assert len(new) == len(want2 - want)
 

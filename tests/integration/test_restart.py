@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 from .conftest import warm_up
 
@@ -63,11 +63,16 @@ def test_wiped_state_is_recovered_from_the_changelog(solo: Cluster) -> None:
         solo.producer.user_event(make_event(site, f"u{i}", "USER_UPDATED", city="Y"))
     for i in range(0, 10, 2):  # these leave
         solo.producer.user_event(make_event(site, f"u{i}", "USER_UPDATED", department="HR"))
+    # markers: a new Sales user on each of those users' partitions, processed after them
+    markers = set(solo.marker_users(site, {solo.user_partition(site, f"u{i}") for i in range(50)}).values())
+    for m in sorted(markers):
+        solo.producer.user_event(make_event(site, m, department="Sales"))
     solo.producer.flush()
     gone = {f"u{i}" for i in range(0, 10, 2)}
-    solo.wait(lambda: fold_membership(solo.changes_for(site)).get((site, "s")) == want - gone, what="removals")
-    time.sleep(1)
-    delta = solo.changes_for(site)[before:]
+    solo.wait(lambda: fold_membership(solo.changes_for(site)).get((site, "s")) == (want - gone) | markers,
+              what="removals, and the markers added")
+    solo.catch_up()
+    delta = [c for c in solo.changes_for(site)[before:] if c.user_id not in markers]
     assert sorted(c.user_id for c in delta) == sorted(gone)
     assert {c.change for c in delta} == {"REMOVED"}
 
@@ -129,8 +134,13 @@ def test_graceful_stop_records_each_partitions_changelog_position(solo: Cluster)
     solo.wait(lambda: fold_membership(solo.changes_for(site)).get((site, "s")) == want, what="members")
     for i in range(0, 200, 3):  # profile-only updates: state writes that emit no change
         solo.producer.user_event(make_event(site, f"p{i}", "USER_UPDATED", city="Y"))
+    # markers: a new Sales user on each of those users' partitions, processed after the updates
+    markers = set(solo.marker_users(site, {solo.user_partition(site, f"p{i}") for i in range(0, 200, 3)}).values())
+    for m in sorted(markers):
+        solo.producer.user_event(make_event(site, m, department="Sales"))
     solo.producer.flush()
-    time.sleep(3)
+    want |= markers
+    solo.wait(lambda: fold_membership(solo.changes_for(site)).get((site, "s")) == want, what="markers added")
     old = solo.workers.pop()
     old.stop()
     s = solo.settings

@@ -21,7 +21,7 @@ from processor.api.auth import make_token
 from processor.client import TopicReader
 from processor.contract.codec import encode_command
 from processor.state.keys import user_key
-from processor.testing import TEST_JWT_SECRET, Cluster, WorkerProcess, make_command, make_event
+from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, make_command, make_event
 from tests.integration.conftest import warm_up
 
 
@@ -167,7 +167,7 @@ def test_cli_publish_attaches_a_token(strict: Cluster, tmp_path: Path) -> None:
     out = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and "ACCEPTED" in out.stdout, out.stdout + out.stderr
     out = subprocess.run([*run, "--no-token"], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 1 and "REJECTED" in out.stdout and "FORBIDDEN" in out.stdout, out.stdout
+    assert out.returncode == 4 and "REJECTED" in out.stdout and "FORBIDDEN" in out.stdout, out.stdout  # 4: rejected
 
 
 def _code(body: str) -> Any:

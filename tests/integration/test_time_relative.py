@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 DAY = 86400
 

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from processor.testing import Cluster, fold_membership, make_command, make_event
+from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
 from .conftest import warm_up
 
@@ -68,9 +68,7 @@ def test_rule_change_backfills_users_on_every_partition(two: Cluster) -> None:
     for uid, city in users.items():
         two.producer.user_event(make_event(site, uid, city=city))
     two.producer.flush()
-    import time
-
-    time.sleep(3)
+    two.wait(lambda: two.stored_users(site) == len(users), what="every user stored")
     rule = make_command(site, "CreateRule", rule_id="paris", segment_id="s", name="paris",
                         condition={"field": "city", "op": "equals", "value": "paris"})
     two.producer.command(rule)
@@ -90,7 +88,7 @@ def test_member_listing_gathers_every_worker(two: Cluster) -> None:
     """Each worker's API lists the complete, identically ordered member set (pages gathered
     from both workers' partitions), and segment counts agree."""
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 
@@ -132,7 +130,7 @@ def test_member_listing_survives_takeover_by_a_fresh_worker(two: Cluster) -> Non
     that takes over every partition derives them from the restored user states. Its listing is
     the same, entry for entry (since, matched rules, cause), as before the takeover."""
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 
@@ -172,7 +170,7 @@ def test_a_hung_peer_is_a_503_within_the_peer_timeout(two: Cluster) -> None:
     import urllib.request
 
     from processor.api.auth import make_token
-    from processor.testing import TEST_JWT_SECRET
+    from tests.support.harness import TEST_JWT_SECRET
 
     from .test_api import call
 

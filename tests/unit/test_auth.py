@@ -19,7 +19,7 @@ import pytest
 from processor.api.auth import AuthConfig, authenticate, make_token, secret_problem, verify_token
 from processor.api.errors import ApiError
 from processor.config import Settings
-from processor.testing import TEST_JWT_SECRET
+from tests.support.harness import TEST_JWT_SECRET
 from processor.worker import security_problems
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from processor.api.catalog_writes import field_payload, segment_payload
 from processor.api.errors import ApiError
-from processor.api.ingest import Ingest, Rejection, parse_body, parse_record
 from processor.config import Settings
 from processor.contract.models import UserEvent
+from processor.http.catalog_writes import field_payload, segment_payload
+from processor.http.ingest import Ingest, Rejection, parse_body, parse_record
 
 
 def rec(**kw: object) -> dict[str, object]:
@@ -83,10 +83,11 @@ async def test_an_unreachable_broker_is_503_and_nothing_is_accepted() -> None:
     from processor.broker import free_port
 
     settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    from processor.runtime import clients
+    from processor.runtime.clients import ingest_producer
 
-    model = SimpleNamespace(ingest_producer=lambda timeout_s: clients.ingest_producer(settings, timeout_s))
-    ingest = Ingest(SimpleNamespace(model=model, settings=settings))  # type: ignore[arg-type]
+    model = SimpleNamespace(ingest_producer=lambda timeout_s: ingest_producer(settings, timeout_s))
+    api = SimpleNamespace(settings=settings, model=model)
+    ingest = Ingest(api)  # type: ignore[arg-type]
     ingest.delivery_timeout_s = 1.0
     ev = parse_record(0, rec(), "demo")
     assert isinstance(ev, UserEvent)

@@ -1,5 +1,5 @@
 """processor/rebuild.py ``_Slices``: the parent side of a parallel rebuild, with real spawned
-processes running the doubles in processor/testing.py (no broker needed)."""
+processes running the doubles in tests/support/rebuild_doubles.py (no broker needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from processor.config import Settings
 from processor.rebuild import RebuildError, _Slices
-from processor.testing import rebuild_slice_that_dies, rebuild_slice_that_fails, rebuild_slice_that_works
+from tests.support.rebuild_doubles import rebuild_slice_that_dies, rebuild_slice_that_fails, rebuild_slice_that_works
 
 GROUPS = [[0, 2], [1, 3]]
 

@@ -113,6 +113,7 @@ def sync_cmd(**kw: Any) -> None:
     """Apply membership changes to Moodle cohorts (long-running; stop with SIGTERM)."""
     from processor.config import Settings
     from processor.connectors.moodle.sync import MoodleSync, SyncConfig, SyncMetrics, install_signal_handlers
+    from processor.wire import WireFormat
 
     _logging()
     mapping, client, writer = _setup(kw)
@@ -121,7 +122,8 @@ def sync_cmd(**kw: Any) -> None:
     s = Settings.from_env()
     cfg = SyncConfig(mapping.site_id, s.bootstrap_servers, s.topics.membership_changes, s.topics.dead_letters,
                      kw["group"] or f"moodle-sync-{mapping.site_id}", poll_max=kw["poll_max"],
-                     session_timeout_s=s.session_timeout_s, exit_when_idle_s=kw["exit_when_idle"])
+                     session_timeout_s=s.session_timeout_s, exit_when_idle_s=kw["exit_when_idle"],
+                     security=s.kafka_security, wire=WireFormat.from_settings(s))
     sync = MoodleSync(cfg, writer, metrics)
     install_signal_handlers(sync)
     if kw["port"]:

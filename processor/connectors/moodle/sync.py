@@ -37,9 +37,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from processor.connectors.moodle.cohorts import Assertion, CohortWriter, Failure
 from processor.connectors.moodle.ws import MoodleFatal, MoodleUnavailable
-from processor.contract.codec import decode_membership_change, encode_dead_letter
+from processor.config import KafkaSecurity
 from processor.contract.exceptions import ContractError
 from processor.contract.models import DeadLetter
+from processor.kafka_security import PLAINTEXT
+from processor.wire import SCHEMALESS, WireFormat
 
 log = logging.getLogger("processor.connectors.moodle.sync")
 
@@ -89,6 +91,10 @@ class SyncConfig:
     session_timeout_s: float = 30.0
     dedupe_ids: int = 200_000
     exit_when_idle_s: float | None = None  # tests and benchmarks: stop after this long without messages
+    security: KafkaSecurity = PLAINTEXT  # TLS/SASL (processor/kafka_security.py)
+    # schemaless or Schema Registry-framed (processor/wire.py); a registry that does not answer
+    # stops the sync before it commits, so the batch is read again after a restart
+    wire: WireFormat = SCHEMALESS
 
 
 class _Probes(ThreadingHTTPServer):
@@ -155,8 +161,8 @@ class MoodleSync:
 
         c = self.cfg
         self._consumer = clients.new_consumer(
-            clients.moodle_sync_consumer_config(c.bootstrap, c.group_id, c.session_timeout_s))
-        self._producer = clients.new_producer(clients.moodle_sync_producer_config(c.bootstrap))
+            clients.moodle_sync_consumer_config(c.bootstrap, c.group_id, c.session_timeout_s), c.security)
+        self._producer = clients.new_producer(clients.moodle_sync_producer_config(c.bootstrap), c.security)
 
         def on_assign(consumer: Any, parts: list[Any]) -> None:
             self._assigned = True
@@ -228,7 +234,7 @@ class MoodleSync:
         ids: dict[str, None] = {}
         for m in msgs:
             try:
-                ch = decode_membership_change(m.value())
+                ch = self.cfg.wire.decode_membership_change(m.value())
             except ContractError as err:
                 failures.append((m, "DECODE_ERROR", f"{err.path}: {err.message}"))
                 continue
@@ -285,7 +291,7 @@ class MoodleSync:
             if err is not None:
                 self._dlq_errors.append(str(err))
 
-        self._producer.produce(self.cfg.dlq_topic, encode_dead_letter(dl), m.key(), on_delivery=report)
+        self._producer.produce(self.cfg.dlq_topic, self.cfg.wire.encode_dead_letter(dl), m.key(), on_delivery=report)
 
     def _flush_dead_letters(self) -> None:
         if self._producer is None:

@@ -8,6 +8,12 @@
 "use strict";
 (function () {
   const TOKEN_KEY = "segment-automation.console.token";
+  const COMMANDS_KEY = "segment-automation.console.commands";  // + ":" + site: the Commands panel
+  const MEMBERS_SEGMENT_KEY = "segment-automation.console.members-segment";  // + ":" + site: last used
+  const NAME_MAX = 255;  // the API's limit of a rule name
+  const ID_MAX = 255;  // processor/contract/ids.py: ids of the contract
+  const SLUG_MAX = 60;  // a rule id generated from the name
+  const ID_CHAR = /[^\p{L}\p{N}_.-]/u;  // letters, digits, "_", "-", "." (as processor/contract/ids.py)
   const TABS = ["segments", "editor", "rules", "members"];
   const DEFAULT_OP = { TEXT: "equals", TEXTAREA: "contains", MENU: "equals", MULTISELECT: "any_of",
     CHECKBOX: "is_checked", DATETIME: "within_last", NUMBER: "equals" };
@@ -67,6 +73,32 @@
     const s = $("#status");
     s.className = "status " + (kind || "info");
     s.textContent = message;
+  }
+
+  function sessionGet(key) {
+    try { return sessionStorage.getItem(key); } catch (e) { return null; }
+  }
+  function sessionSet(key, value) {
+    try { sessionStorage.setItem(key, value); } catch (e) { /* storage full or disabled: not kept */ }
+  }
+
+  // Why ``v`` is not a valid rule id (processor/contract/ids.py, kind NAME), or null.
+  function idProblem(v) {
+    if (!v) return "Enter a rule id.";
+    if (v.length > ID_MAX) return "The rule id is " + v.length + " characters long; at most " + ID_MAX + ".";
+    if (v === "." || v === "..") return "A rule id cannot be “" + v + "”.";
+    const m = ID_CHAR.exec(v);
+    if (m) {
+      const what = m[0] === " " ? "a space" : "“" + m[0] + "”";
+      return "A rule id may contain only letters, digits, -, _ and . — " + what + " at position " + (m.index + 1)
+        + " is not allowed.";
+    }
+    return null;
+  }
+
+  function nameProblem(v) {
+    return v.length > NAME_MAX ? "The name is " + v.length + " characters long; at most " + NAME_MAX
+      + " are kept by the server: shorten it." : null;
   }
 
   function sitePath(rest) {
@@ -178,6 +210,7 @@
       + (state.exp ? " · token expires " + new Date(state.exp * 1000).toLocaleTimeString() : "");
     await Promise.all([loadSegments(), loadRules()]);
     resetEditor();
+    restoreCommands();
     selectTab("segments", false);
     say("Signed in to site " + state.site + ".", "ok");
     $("#tab-segments").focus();
@@ -186,6 +219,7 @@
 
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
+    if (state.site) sessionStorage.removeItem(COMMANDS_KEY + ":" + state.site);
     state.token = null;
     state.site = null;
     state.commands = [];
@@ -214,6 +248,7 @@
 
   // --------------------------------------------------------------------- tabs
   function selectTab(name, focus) {
+    if (currentTab() !== name) say("", "info");  // a banner belongs to the tab it was shown on
     for (const t of TABS) {
       const tab = $("#tab-" + t);
       const on = t === name;
@@ -272,6 +307,7 @@
 
   // ----------------------------------------------------------------- commands
   function renderCommands() {
+    if (state.site) sessionSet(COMMANDS_KEY + ":" + state.site, JSON.stringify(state.commands.slice(0, 20)));
     const list = $("#command-list");
     list.replaceChildren(...state.commands.slice(0, 20).map((c) => {
       const kind = c.status.toLowerCase();
@@ -283,6 +319,40 @@
     }));
   }
 
+  // The Commands panel of this tab and site survives a reload (sessionStorage); pending ones are
+  // polled again.
+  function restoreCommands() {
+    let saved = [];
+    try { saved = JSON.parse(sessionGet(COMMANDS_KEY + ":" + state.site) || "[]"); } catch (e) { saved = []; }
+    state.commands = Array.isArray(saved) ? saved.filter((c) => c && c.id && c.poll && c.label) : [];
+    renderCommands();
+    for (const c of state.commands) if (c.status === "PENDING") pollCommand(c);
+  }
+
+  async function pollCommand(cmd) {
+    const started = Date.now();
+    let delay = 150;
+    for (;;) {
+      const p = await api("GET", cmd.poll);
+      if (!state.token) return false;
+      if (p.status === 200 && p.data && p.data.status !== "PENDING") {
+        cmd.status = p.data.status;
+        cmd.code = p.data.code;
+        cmd.message = p.data.message;
+        renderCommands();
+        return true;
+      }
+      if (p.status === 410) {  // decided long ago and no longer tracked (COMMAND_EXPIRED)
+        cmd.status = "EXPIRED";
+        cmd.message = p.data && p.data.message;
+        renderCommands();
+        return true;
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 1.5, Date.now() - started > 30000 ? 3000 : 800);
+    }
+  }
+
   // Send a write (202 + poll URL), show it as pending, poll until accepted or rejected.
   async function submitCommand(method, path, body, label) {
     const r = await api(method, path, body);
@@ -291,26 +361,7 @@
     state.commands.unshift(cmd);
     renderCommands();
     say(label + ": pending…", "info");
-    const started = Date.now();
-    let delay = 150;
-    for (;;) {
-      const p = await api("GET", cmd.poll);
-      if (!state.token) return { queued: true, command: cmd };
-      if (p.status === 200 && p.data && p.data.status !== "PENDING") {
-        cmd.status = p.data.status;
-        cmd.code = p.data.code;
-        cmd.message = p.data.message;
-        break;
-      }
-      if (p.status === 410) {  // decided long ago and no longer tracked (COMMAND_EXPIRED)
-        cmd.status = "EXPIRED";
-        cmd.message = p.data && p.data.message;
-        break;
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 1.5, Date.now() - started > 30000 ? 3000 : 800);
-    }
-    renderCommands();
+    if (!await pollCommand(cmd)) return { queued: true, command: cmd };
     if (cmd.status === "ACCEPTED") {
       say(label + ": accepted.", "ok");
       scheduleRefresh();
@@ -378,10 +429,32 @@
     const segs = state.segments;
     const rs = $("#rule-segment");
     const keep = rs.value || (segs.find((s) => s.managed) || {}).segment_id;
-    fillSelect(rs, segs.map((s) => [s.segment_id, s.managed ? s.name : s.name + " (automation off: enable it first)"]), keep);
+    fillSelect(rs, segs.map((s) => [s.segment_id, s.managed ? s.name : s.name + " (automation off)"]), keep);
+    renderSegmentNote();
     const ms = $("#members-segment");
-    const mkeep = ms.value || (segs.find((s) => s.managed) || segs[0] || {}).segment_id;
+    // the segment last looked at, else one with members (a managed one first)
+    const remembered = sessionGet(MEMBERS_SEGMENT_KEY + ":" + state.site);
+    const mkeep = (segs.some((s) => s.segment_id === ms.value) && ms.value)
+      || (segs.some((s) => s.segment_id === remembered) && remembered)
+      || (segs.find((s) => s.managed && s.member_count > 0) || segs.find((s) => s.member_count > 0)
+        || segs.find((s) => s.managed) || segs[0] || {}).segment_id;
     fillSelect(ms, segs.map((s) => [s.segment_id, s.name + (s.managed ? "" : " (not managed)")]), mkeep);
+  }
+
+  // Under the rule editor's segment: automation off means a rule changes nobody; offer to turn it on.
+  function renderSegmentNote() {
+    const note = $("#rule-segment-note");
+    const seg = state.segments.find((s) => s.segment_id === $("#rule-segment").value);
+    if (!seg || seg.managed) {
+      note.hidden = true;
+      note.replaceChildren();
+      return;
+    }
+    note.replaceChildren(
+      h("span", { text: "Automation is off for “" + seg.name + "”: its rules change nobody until it is turned on." }),
+      h("button", { type: "button", id: "rule-segment-enable", onclick: () => toggleAutomation(seg) },
+        "Turn on automation for " + seg.name));
+    note.hidden = false;
   }
 
   async function toggleAutomation(seg) {
@@ -502,13 +575,69 @@
   }
 
   const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
+  // "P30D" -> {n: "30", unit: "D"}. A negative or fractional number is kept (the input shows what
+  // was typed, with an error next to it) rather than falling back to a raw JSON box.
   function parseDuration(v) {
     if (typeof v !== "string") return null;
-    let m = /^P(\d+)([DW])$/.exec(v);
+    let m = /^P(-?\d+(?:\.\d+)?)([DW])$/.exec(v);
     if (m) return { n: m[1], unit: m[2] };
-    m = /^PT(\d+)([HM])$/.exec(v);
+    m = /^PT(-?\d+(?:\.\d+)?)([HM])$/.exec(v);
     if (m) return { n: m[1], unit: m[2] };
     return null;
+  }
+
+  // A value for ``newKind`` that keeps what was chosen for ``oldKind`` where it still fits
+  // (equals "Sales" -> is one of ["Sales"], a date -> the start of a range, ...).
+  function convertValue(oldKind, newKind, v, field) {
+    if (oldKind === newKind) return v;
+    const first = Array.isArray(v) ? v[0] : v;
+    const text = (x) => typeof x === "string" && x !== "";
+    const options = field ? field.options : [];
+    switch (newKind) {
+      case "list": return Array.isArray(v) ? v.filter(text) : (text(v) ? [v] : []);
+      case "options-list": return (Array.isArray(v) ? v : (text(v) ? [v] : [])).filter((x) => options.includes(x));
+      case "text": case "regex": return text(first) ? first : "";
+      case "menu": return text(first) && options.includes(first) ? first : "";
+      case "number": return typeof first === "number" ? first : "";
+      case "number-range": return [typeof first === "number" ? first : "", ""];
+      case "date": return text(first) && DATE_RE.test(first) ? first : "";
+      case "date-range": return [text(first) && DATE_RE.test(first) ? first : "", ""];
+      default: return defaultValue(newKind);
+    }
+  }
+
+  // What is wrong with a leaf's value before it is sent (null: nothing), in the admin's words.
+  function valueProblem(leaf) {
+    const field = state.fieldMap.get(leaf.field) || null;
+    const kind = valueKind(field, leaf.op);
+    const v = leaf.value;
+    const label = field ? field.label.toLowerCase() : leaf.field;
+    const empty = (x) => x === undefined || x === null || x === "";
+    switch (kind) {
+      case "text":
+        if (!empty(v)) return null;
+        if (leaf.op === "equals") return "An empty value matches only users whose " + label + " is empty: for "
+          + "that, choose the condition “is empty”; otherwise enter a value.";
+        if (leaf.op === "not_equals") return "An empty value: to match users whose " + label + " is set, choose the "
+          + "condition “is not empty”; otherwise enter a value.";
+        return "Enter a value.";
+      case "regex": return empty(v) ? "Enter a regular expression." : null;
+      case "menu": return empty(v) ? "Choose one of the options (or the condition “is empty”)." : null;
+      case "list": case "options-list": return !Array.isArray(v) || !v.length ? "Add at least one value." : null;
+      case "number":
+        if (empty(v)) return "Enter a number.";
+        return typeof v === "number" ? null : "“" + v + "” is not a number.";
+      case "number-range": case "date-range":
+        return !Array.isArray(v) || v.some(empty) ? "Enter both ends of the range." : null;
+      case "date": return empty(v) ? "Choose a date." : null;
+      case "duration": {
+        const d = parseDuration(v);
+        if (empty(v) || !d) return "Enter a number of " + "days, weeks, hours or minutes.";
+        return /^\d+$/.test(d.n) && Number(d.n) >= 1 ? null
+          : "Enter a whole number of at least 1 (“" + d.n + "” is not): e.g. 30 days.";
+      }
+      default: return null;
+    }
   }
 
   function representable(kind, v, field) {
@@ -583,14 +712,19 @@
     return node.not ? { not: core } : core;
   }
 
-  function localProblems(node, out) {
+  // Problems the form can see without the server; ``values``: also each value (before a preview or a
+  // save; switching to the text form can show an incomplete value).
+  function localProblems(node, out, values) {
     if (node.kind === "group") {
       if (!node.children.length) out.push([node, "Add at least one condition to this group, or remove it.", ""]);
-      node.children.forEach((c) => localProblems(c, out));
+      node.children.forEach((c) => localProblems(c, out, values));
     } else if (!node.field) {
       out.push([node, "Choose a profile field.", "field"]);
     } else if (!node.op) {
       out.push([node, "Choose a condition.", "op"]);
+    } else if (values) {
+      const why = valueProblem(node);
+      if (why) out.push([node, why, "value"]);
     }
     return out;
   }
@@ -607,7 +741,7 @@
       if (!text.trim()) { showTextError("Write a condition.", null); return null; }
       return { value: text, map: null };
     }
-    const problems = localProblems(ed.root, []);
+    const problems = localProblems(ed.root, [], true);
     if (problems.length) {
       for (const [node, message, part] of problems) addError(node, { message, part });
       renderCondForm();
@@ -632,7 +766,7 @@
     const fe = $("#form-errors");
     fe.hidden = true;
     fe.replaceChildren();
-    for (const id of ["rule-id", "rule-segment"]) {
+    for (const id of ["rule-name", "rule-id", "rule-segment"]) {
       $("#" + id).removeAttribute("aria-invalid");
       const p = $("#" + id + "-error");
       p.hidden = true;
@@ -836,7 +970,11 @@
         const oldKind = valueKind(field, leaf.op);
         leaf.op = e.target.value;
         const kind = valueKind(field, leaf.op);
-        if (kind !== oldKind || !representable(kind, leaf.value, field)) leaf.value = defaultValue(kind);
+        // a condition without a value (is empty, ...) keeps the last one for when a value is needed again
+        if (kind === "none" && oldKind !== "none") leaf.stash = { kind: oldKind, value: leaf.value };
+        const from = oldKind === "none" && leaf.stash ? leaf.stash : { kind: oldKind, value: leaf.value };
+        const kept = convertValue(from.kind, kind, from.value, field);
+        leaf.value = kind !== "none" && representable(kind, kept, field) ? kept : defaultValue(kind);
         touched(leaf);
         renderCondForm();
       } },
@@ -1013,8 +1151,10 @@
     rid.value = "";
     rid.readOnly = false;
     $("#rule-enabled").checked = true;
+    $("#rule-id-help").textContent = ID_HELP;
     const managed = state.segments.find((s) => s.managed);
     if (managed) $("#rule-segment").value = managed.segment_id;
+    renderSegmentNote();
     $("#cond-textarea").value = "";
     setMode("form");
     renderCondForm();
@@ -1031,6 +1171,7 @@
     rid.value = rule.rule_id;
     rid.readOnly = true;
     $("#rule-segment").value = rule.segment_id;
+    renderSegmentNote();
     $("#rule-enabled").checked = !!rule.enabled;
     try {
       ed.root = rootFromTree(rule.condition);
@@ -1045,8 +1186,46 @@
     if (rule.status === "broken") say("This rule is broken: " + (rule.broken_reason || "") + ". Fix it and save.", "bad");
   }
 
+  // A rule id from a name: lower case ASCII words joined by "-", at most SLUG_MAX characters, cut at
+  // a word boundary (never a trailing "-"). ``cut`` says it was shortened.
   function slug(s) {
-    return s.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60);
+    const full = s.toLowerCase().normalize("NFKD").replace(/[\u0300-\u036f]/g, "")
+      .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+    if (full.length <= SLUG_MAX) return { id: full, cut: false };
+    let id = full.slice(0, SLUG_MAX);
+    const dash = id.lastIndexOf("-");
+    if (full[SLUG_MAX] !== "-" && dash >= SLUG_MAX / 2) id = id.slice(0, dash);
+    return { id: id.replace(/-+$/, ""), cut: true };
+  }
+
+  const ID_HELP = "Letters, digits, -, _ and . (no spaces). Cannot change after creation.";
+
+  function onNameInput() {
+    const ed = state.editor;
+    const name = $("#rule-name").value;
+    const bad = nameProblem(name.trim());
+    if (bad) fieldError("rule-name", bad); else clearFieldError("rule-name");
+    if (!ed.editing && !ed.idTouched) {
+      const g = slug(name);
+      $("#rule-id").value = g.id;
+      clearFieldError("rule-id");
+      $("#rule-id-help").textContent = ID_HELP + (g.cut ? " Generated from the name and shortened to "
+        + g.id.length + " characters (at most " + SLUG_MAX + ", cut between words)." : "");
+    }
+  }
+
+  function onIdInput() {
+    state.editor.idTouched = true;
+    $("#rule-id-help").textContent = ID_HELP;
+    const bad = $("#rule-id").value ? idProblem($("#rule-id").value.trim()) : null;
+    if (bad) fieldError("rule-id", bad); else clearFieldError("rule-id");
+  }
+
+  function clearFieldError(id) {
+    const p = $("#" + id + "-error");
+    p.hidden = true;
+    p.textContent = "";
+    $("#" + id).removeAttribute("aria-invalid");
   }
 
   async function preview() {
@@ -1064,7 +1243,9 @@
       const r = await api("POST", sitePath("/rules/preview"), body);
       if (r.status === 200) {
         renderPreview(r.data, seg);
-        say("Preview ready: " + r.data.added + " would be added, " + r.data.removed + " removed.", "ok");
+        say(r.data.managed === false
+          ? "Preview ready: nothing would change while automation is off for " + segName(seg) + "."
+          : "Preview ready: " + r.data.added + " would be added, " + r.data.removed + " removed.", "ok");
       } else if (r.status === 422 || r.status === 400) {
         showErrors(errorsOf(r.data), cond.map);
         say("The rule has errors: see the highlighted conditions.", "bad");
@@ -1083,16 +1264,19 @@
   }
 
   function renderPreview(d, seg) {
+    const off = d.managed === false;
     const sample = (title, users, total, id) => h("div", {},
       h("h4", { text: title + (total > users.length ? " (first " + users.length + " of " + total + ")" : "") }),
       users.length ? h("ul", { id, class: "sample" }, users.map((u) => h("li", {}, h("code", { text: u }))))
         : h("p", { class: "hint", text: "none" }));
     $("#preview-body").replaceChildren(
+      off ? h("p", { class: "unmanaged", id: "preview-unmanaged", text: "Not managed: nothing would change until "
+        + "automation is turned on for “" + segName(seg) + "”. With automation on, this rule would:" }) : null,
       h("p", { class: "counts" },
-        h("span", {}, "Would add ", h("strong", { id: "preview-added", text: String(d.added) })),
-        h("span", {}, "Would remove ", h("strong", { id: "preview-removed", text: String(d.removed) })),
+        h("span", {}, (off ? "Add " : "Would add "), h("strong", { id: "preview-added", text: String(d.added) })),
+        h("span", {}, (off ? "Remove " : "Would remove "), h("strong", { id: "preview-removed", text: String(d.removed) })),
         h("span", {}, "Users evaluated ", h("strong", { id: "preview-evaluated", text: String(d.evaluated) }))),
-      h("p", { class: "hint", text: "Compared with the current members of “" + segName(seg)
+      h("p", { class: "hint", id: "preview-note", text: "Compared with the current members of “" + segName(seg)
         + "”, with the segment's other rules still applying. Nothing has changed yet: “Save changes” applies it." }),
       sample("Users added", d.sample_added, d.added, "preview-sample-added"),
       sample("Users removed", d.sample_removed, d.removed, "preview-sample-removed"));
@@ -1103,10 +1287,19 @@
     e.preventDefault();
     clearErrors();
     const ed = state.editor;
-    const cond = buildCondition();
-    if (!cond) return;
     const id = ed.editing || $("#rule-id").value.trim();
-    if (!id) { fieldError("rule-id", "Enter a rule id."); $("#rule-id").focus(); return; }
+    // every problem the form can see shows at once: the name, the id and each condition
+    const badName = nameProblem($("#rule-name").value.trim());
+    if (badName) fieldError("rule-name", badName);
+    const badId = ed.editing ? null : idProblem(id);
+    if (badId) fieldError("rule-id", badId);
+    const cond = buildCondition();
+    if (badName || badId) {
+      say("The rule was not saved: " + (badName || badId), "bad");
+      $(badName ? "#rule-name" : "#rule-id").focus();
+      return;
+    }
+    if (!cond) return;
     const seg = $("#rule-segment").value;
     if (!seg) { fieldError("rule-segment", "Choose a segment."); return; }
     const name = $("#rule-name").value.trim() || id;
@@ -1137,6 +1330,12 @@
         ed.editing = id;
         $("#rule-id").readOnly = true;
         $("#editor-title").textContent = "Edit rule “" + name + "”";
+        const note = document.getElementById("preview-note");
+        if (note && !$("#preview").hidden) {  // the preview above was just applied
+          note.textContent = "Saved at " + new Date().toLocaleTimeString() + ": this change is being applied; "
+            + "members update within seconds (User segment members).";
+          note.className = "applied";
+        }
         say("Rule “" + name + "” saved (command accepted); members are being updated.", "ok");
       } else if (c.status === "REJECTED") {
         const fe = $("#form-errors");
@@ -1191,6 +1390,14 @@
   async function explain(user, seg) {
     const r = await api("GET", sitePath("/users/" + enc(user) + "/segments/" + enc(seg) + "/explain"));
     const box = $("#explain");
+    if (r.status === 404 && r.data && r.data.code === "UNKNOWN_USER") {
+      $("#explain-title").textContent = "No stored user “" + user + "”";
+      $("#explain-body").replaceChildren(h("p", { text: "The processor holds no user with this id for site "
+        + state.site + ": check the id (it is the id the LMS sends, e.g. a Moodle user id or username)." }));
+      box.hidden = false;
+      box.focus();
+      return;
+    }
     if (r.status !== 200) { if (r.status !== 401) say("Could not explain: " + errText(r.data), "bad"); return; }
     const d = r.data;
     const name = segName(seg);
@@ -1401,7 +1608,18 @@
     $("#rules-add").addEventListener("click", () => { resetEditor(); selectTab("editor", false); $("#rule-name").focus(); });
     $("#new-rule-btn").addEventListener("click", () => { resetEditor(); $("#rule-name").focus(); });
     $("#members-refresh").addEventListener("click", () => loadMembers(false));
-    $("#members-segment").addEventListener("change", () => { $("#explain").hidden = true; loadMembers(true); });
+    $("#members-segment").addEventListener("change", () => {
+      sessionSet(MEMBERS_SEGMENT_KEY + ":" + state.site, $("#members-segment").value);
+      $("#explain").hidden = true;
+      loadMembers(true);
+    });
+    $("#explain-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const user = $("#explain-user").value.trim();
+      const seg = $("#members-segment").value;
+      if (!user) { say("Enter a user id to explain.", "bad"); $("#explain-user").focus(); return; }
+      if (seg) explain(user, seg);
+    });
     $("#members-page-size").addEventListener("change", () => loadMembers(true));
     $("#members-next").addEventListener("click", () => {
       const m = state.members;
@@ -1416,11 +1634,9 @@
     });
     $("#rule-form").addEventListener("submit", save);
     $("#preview-btn").addEventListener("click", preview);
-    $("#rule-name").addEventListener("input", () => {
-      if (!state.editor.editing && !state.editor.idTouched) $("#rule-id").value = slug($("#rule-name").value);
-    });
-    $("#rule-id").addEventListener("input", () => { state.editor.idTouched = true; });
-    $("#rule-segment").addEventListener("change", () => { $("#preview").hidden = true; });
+    $("#rule-name").addEventListener("input", onNameInput);
+    $("#rule-id").addEventListener("input", onIdInput);
+    $("#rule-segment").addEventListener("change", () => { $("#preview").hidden = true; renderSegmentNote(); });
     $("#cond-textarea").addEventListener("input", () => { $("#preview").hidden = true; showTextError("", null); });
     for (const r of document.querySelectorAll("input[name=cond-mode]")) r.addEventListener("change", onModeChange);
     const saved = sessionStorage.getItem(TOKEN_KEY);

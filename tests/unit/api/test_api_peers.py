@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from processor.api import peers
+from processor.http import peers
 from processor.api.errors import ApiError
 
 PATH = "/internal/sites/s/counts"

@@ -16,13 +16,13 @@ from typing import Any, Iterator
 import pytest
 import rocksdict
 
-from processor.api import scans
+from processor.http import scans
 from processor.api.errors import ApiError
 from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
 from processor.rules.compiler import compile_condition
-from processor.state.reads import HandleScan
 from processor.state.keys import member_key, user_key
+from processor.state.reads import HandleScan
 from processor.state.user_state import Fact, UserState, encode_state
 
 SITE = "scan-site"
@@ -70,8 +70,8 @@ def candidate() -> ActiveRuleSet:
     return ActiveRuleSet.build({"seg": [("r1", cond)]})
 
 
-def scan_of(dbs: list[tuple[int, Any]], current: Any = lambda: True) -> HandleScan:
-    """The site's scan over these rocksdict partitions, as the worker's store builds it."""
+def site_scan(dbs: list[tuple[int, Any]], current: Any = lambda: True) -> HandleScan:
+    """The site's scan over these partitions (as the worker's read model builds it)."""
     return HandleScan([db for _, db in dbs], SITE, current)
 
 
@@ -103,7 +103,7 @@ async def test_preview_gives_the_exact_answer_while_other_tasks_run(store) -> No
     """A preview over 50,000 users: other tasks get many turns during it, and its counts are
     exact (expected values come from how the users were written, not from the scanner)."""
     scanner = scans.Scanner(2)
-    result, turns = await run_with_ticker(scanner.preview(scan_of(store), candidate(), "seg", 0, far()))
+    result, turns = await run_with_ticker(scanner.preview(site_scan(store), candidate(), "seg", 0, far()))
     want_added = sum(1 for i in range(USERS) if department(i) == "Sales" and not is_member(i))
     want_removed = sum(1 for i in range(USERS) if department(i) != "Sales" and is_member(i))
     assert result["evaluated"] == USERS
@@ -116,8 +116,8 @@ async def test_preview_gives_the_exact_answer_while_other_tasks_run(store) -> No
 
 async def test_counts_give_the_exact_answer_while_other_tasks_run(store) -> None:
     scanner = scans.Scanner(2)
-    result, turns = await run_with_ticker(scanner.counts(scan_of(store), far()))
-    assert result == {"members": {"seg": sum(1 for i in range(USERS) if is_member(i))}, "users": USERS}
+    result, turns = await run_with_ticker(scanner.counts(site_scan(store), far()))
+    assert result == {"members": {"seg": sum(1 for i in range(USERS) if is_member(i))}, "users": USERS, "deleted_users": 0}
     assert scanner.last is not None and scanner.last.yields >= 1
     assert turns >= 1
 
@@ -128,7 +128,7 @@ async def test_other_ready_work_goes_first_between_slices(store) -> None:
     scan defers to it. Without that, each step would wait one slice (one scan yield per step).
     (No rest between slices here: the deferral alone is under test.)"""
     scanner = scans.Scanner(2, rest_s=0.0)
-    scan = asyncio.ensure_future(scanner.preview(scan_of(store), candidate(), "seg", 0, far()))
+    scan = asyncio.ensure_future(scanner.preview(site_scan(store), candidate(), "seg", 0, far()))
     while scanner.last is None or scanner.last.yields < 3:
         await asyncio.sleep(0)
     before = scanner.last.yields
@@ -144,7 +144,7 @@ async def test_other_ready_work_goes_first_between_slices(store) -> None:
 async def test_a_zero_slice_yields_after_every_user(store) -> None:
     """The slicing is per item: with a zero budget the scan gives the loop back after each user."""
     scanner = scans.Scanner(2, slice_s=0.0, rest_s=0.0)
-    result = await scanner.preview(scan_of(store[:1]), candidate(), "seg", 0, far())
+    result = await scanner.preview(site_scan(store[:1]), candidate(), "seg", 0, far())
     assert scanner.last is not None and scanner.last.yields == result["evaluated"] == USERS // 2
 
 
@@ -152,23 +152,23 @@ async def test_a_third_concurrent_scan_is_refused_with_retry_after(store) -> Non
     """Two scans run; the third is refused at once (429 SCAN_BUSY, Retry-After); once they
     finish, a scan runs again."""
     scanner = scans.Scanner(2)
-    first = [asyncio.ensure_future(scanner.preview(scan_of(store), candidate(), "seg", 0, far())) for _ in range(2)]
+    first = [asyncio.ensure_future(scanner.preview(site_scan(store), candidate(), "seg", 0, far())) for _ in range(2)]
     while scanner.gate.running < 2:
         await asyncio.sleep(0)
     with pytest.raises(ApiError) as err:
-        await scanner.counts(scan_of(store), far())
+        await scanner.counts(site_scan(store), far())
     assert (err.value.status, err.value.code) == (429, "SCAN_BUSY")
     assert err.value.headers()["Retry-After"].isdigit()
     assert all(not t.done() for t in first), "the refusal must not wait for the running scans"
     for r in await asyncio.gather(*first):
         assert r["evaluated"] == USERS
     assert scanner.gate.running == 0
-    assert (await scanner.counts(scan_of(store), far()))["users"] == USERS
+    assert (await scanner.counts(site_scan(store), far()))["users"] == USERS
 
 
 async def test_a_cancelled_scan_gives_its_slot_back(store) -> None:
     scanner = scans.Scanner(1)
-    task = asyncio.ensure_future(scanner.preview(scan_of(store), candidate(), "seg", 0, far()))
+    task = asyncio.ensure_future(scanner.preview(site_scan(store), candidate(), "seg", 0, far()))
     while scanner.gate.running < 1:
         await asyncio.sleep(0)
     task.cancel()
@@ -185,7 +185,8 @@ async def test_a_scan_whose_partition_moves_stops_and_releases_the_database(tmp_
         db[user_key(SITE, f"u{i:05d}")] = encode_state(UserState(SITE, f"u{i:05d}", profile={"department": "HR"}))
     moved = False
     scanner = scans.Scanner(2, slice_s=0.0, rest_s=0.0)
-    task = asyncio.ensure_future(scanner.preview(scan_of([(3, db)], lambda: not moved), candidate(), "seg", 0, far()))
+    moving = site_scan([(3, db)], lambda: not moved)
+    task = asyncio.ensure_future(scanner.preview(moving, candidate(), "seg", 0, far()))
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     moved = True  # a rebalance dropped the handle while the scan waited for its next slice
@@ -193,7 +194,7 @@ async def test_a_scan_whose_partition_moves_stops_and_releases_the_database(tmp_
         await task
     assert (err.value.status, err.value.code) == (503, "WORKER_UNAVAILABLE")
     assert err.value.retry_after is not None
-    del task, err, db, scanner
+    del task, err, db, scanner, moving
     await asyncio.sleep(0)  # the loop's handle that resumed this test held the finished task
     again = open_db(tmp_path / "p3")  # raises "lock hold by current process" while a handle is open
     assert len(list(again.keys())) == 5000
@@ -203,6 +204,6 @@ async def test_a_scan_whose_partition_moves_stops_and_releases_the_database(tmp_
 async def test_a_scan_past_its_deadline_stops(store) -> None:
     scanner = scans.Scanner(2, slice_s=0.0, rest_s=0.0)
     with pytest.raises(ApiError) as err:
-        await scanner.preview(scan_of(store), candidate(), "seg", 0, time.monotonic() - 1)
+        await scanner.preview(site_scan(store), candidate(), "seg", 0, time.monotonic() - 1)
     assert (err.value.status, err.value.code) == (503, "SCAN_TIMEOUT")
     assert scanner.gate.running == 0

@@ -21,7 +21,7 @@ from processor.contract.codec import decode_user_event, encode_user_event, user_
 from processor.contract.exceptions import ContractError
 from processor.contract.ids import ID_KINDS, NAME, OPAQUE, SHORTNAME, check_id, id_problem
 from processor.contract.models import Actor, Command, UserEvent
-from processor.oracle.workload import generate
+from tests.support.oracle.workload import generate
 
 VALID_NAMES = ["acme", "site-a", "site-ü", "école", "sales-team", "rule-001", "r1", "v1.2", "a_b", "x" * 255, "..."]
 INVALID_NAMES = ["", "a:b", "a/b", "a b", " a", "a?b", "a#b", "a%2Fb", "a\\b", ".", "..", "x" * 256, "a\x00",

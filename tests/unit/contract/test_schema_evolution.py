@@ -23,7 +23,9 @@ from processor.catalog.commands import decide
 from processor.catalog.model import SiteCatalog
 from processor.contract import schemas
 from processor.contract.codec import (
+    decode_command,
     decode_user_event,
+    encode_command,
     encode_command_result,
     encode_dead_letter,
     encode_membership_change,
@@ -209,6 +211,16 @@ def test_a_user_event_of_unknown_type_is_a_decode_error() -> None:
         decode_user_event(b"s:u", value)
     assert (info.value.code, info.value.path) == ("DECODE_ERROR", "$.event_type")
     assert "UNKNOWN" in info.value.message and "USER_CREATED" in info.value.message
+
+
+def test_a_command_with_a_datatype_of_unknown_is_a_decode_error() -> None:
+    """On the wire, datatype UNKNOWN (what a datatype added later reads as) is undecodable, like an
+    unknown event type: the command is dead-lettered with its bytes, never stored as another type."""
+    cmd = Command("c-1", "site-a", 1, Actor("a", ("system",)), "UpsertProfileField",
+                  {"shortname": "team", "name": "Team", "datatype": "UNKNOWN", "options": []})
+    with pytest.raises(ContractError) as info:
+        decode_command(encode_command(cmd))
+    assert (info.value.code, info.value.path) == ("DECODE_ERROR", "$.payload.datatype")
 
 
 def test_a_profile_field_of_unknown_datatype_is_rejected() -> None:

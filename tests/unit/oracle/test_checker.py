@@ -1,4 +1,4 @@
-"""Unit tests for processor/oracle/checker.py (output vs oracle, as a consumer folds it).
+"""Unit tests for tests/support/oracle/checker.py (output vs oracle, as a consumer folds it).
 
 Behaviour: changes are de-duplicated by change_id (first delivery wins) and
 applied in the given order (ADDED = member now, REMOVED = not a member now);
@@ -17,7 +17,7 @@ import dataclasses
 import pytest
 
 from processor.contract.models import MembershipChange
-from processor.oracle import Report, check
+from tests.support.oracle import Report, check
 
 _n = [0]
 

@@ -1,6 +1,6 @@
 """End-to-end cross-check, in memory: the processor's pure engine against the oracle.
 
-processor/oracle/simulate.py drives processor.membership.engine exactly as
+tests/support/oracle/simulate.py drives processor.membership.engine exactly as
 the workers do (commands decided and folded through the catalog registry,
 then apply_backfill over every stored user of the site for an accepted
 command's backfill plan; events through apply_user_event at increasing
@@ -21,9 +21,9 @@ import pytest
 
 from processor.contract.models import Actor, Command, UserEvent
 from processor.membership.engine import Outcome
-from processor.oracle import COMMAND, EVENT, check, expected_membership, fold, generate
-from processor.oracle import simulate
-from processor.oracle.simulate import run_engine
+from tests.support.oracle import COMMAND, EVENT, check, expected_membership, fold, generate
+from tests.support.oracle import simulate
+from tests.support.oracle.simulate import run_engine
 
 
 def _outcomes(wl, run) -> list[str]:

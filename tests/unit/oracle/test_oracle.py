@@ -1,4 +1,4 @@
-"""Unit tests for processor/oracle/oracle.py (expected membership from the final catalog and profiles).
+"""Unit tests for tests/support/oracle/oracle.py (expected membership from the final catalog and profiles).
 
 Behaviour: commands are decided in order against the catalog of the moment
 (REJECTED ones change nothing, a re-sent command id is ignored); each
@@ -21,7 +21,7 @@ import random
 import pytest
 
 from processor.contract.models import Actor, Command, UserEvent
-from processor.oracle import COMMAND, EVENT, OracleError, expected_membership, fold, generate
+from tests.support.oracle import COMMAND, EVENT, OracleError, expected_membership, fold, generate
 
 ADMIN, SYSTEM = ("site_admin",), ("system",)
 SALES = {"field": "department", "op": "equals", "value": "Sales"}

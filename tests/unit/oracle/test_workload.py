@@ -1,4 +1,4 @@
-"""Unit tests for processor/oracle/workload.py (the seeded workload generator).
+"""Unit tests for tests/support/oracle/workload.py (the seeded workload generator).
 
 Behaviour: ``generate(seed, ...)`` is a pure function of its arguments (and
 the Faker version): same seed => identical steps, ids, timestamps and
@@ -21,9 +21,9 @@ from collections import Counter
 import pytest
 
 from processor.catalog.authorize import CATALOG_COMMANDS, RULE_COMMANDS
-from processor.oracle import COMMAND, EVENT, fold, generate
-from processor.oracle.workload import DUPLICATE_WINDOW
 from processor.rules.operators import REGISTRY
+from tests.support.oracle import COMMAND, EVENT, fold, generate
+from tests.support.oracle.workload import DUPLICATE_WINDOW
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 
@@ -70,7 +70,7 @@ def test_different_seed_different_workload():
 
 def test_deterministic_across_processes_and_hash_seeds():
     """The digest is the same in a fresh interpreter with another PYTHONHASHSEED (no set iteration order)."""
-    code = "from processor.oracle import generate; print(generate(9, 400, sites=3).digest())"
+    code = "from tests.support.oracle import generate; print(generate(9, 400, sites=3).digest())"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == generate(9, 400, sites=3).digest()

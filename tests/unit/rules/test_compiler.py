@@ -207,11 +207,12 @@ def test_unknown_field_path_inside_tree():
 
 
 def test_custom_field_must_be_defined_first():
-    """profile_field_<x> is unknown until defined; the message says to define it with UpsertProfileField."""
+    """profile_field_<x> is unknown until defined; the message says where it comes from, in the admin's
+    words (not the command's name)."""
     err = only_error(leaf("profile_field_region"))
     assert err.code == "UNKNOWN_FIELD"
     assert "profile_field_region" in err.message
-    assert "UpsertProfileField" in err.message
+    assert "come from the LMS" in err.message and "UpsertProfileField" not in err.message
     err = only_error(leaf("profile_field_team", value="Red"), StaticFields())
     assert err.code == "UNKNOWN_FIELD"
 

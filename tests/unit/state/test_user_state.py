@@ -21,6 +21,7 @@ from processor.state.user_state import (
     UserState,
     decode_state,
     encode_state,
+    is_deleted,
 )
 
 
@@ -124,6 +125,7 @@ def test_format_2_bytes_written_by_the_avro_codec_still_decode(name):
     assert raw[:1] == b"\x02"
     got = decode_state(raw)
     assert got == want
+    assert is_deleted(raw) is want.deleted
     assert {k: type(v) for k, v in got.profile.items()} == {k: type(v) for k, v in want.profile.items()}
     assert decode_state(encode_state(got)) == want and encode_state(got)[:1] == FORMAT_V3
 
@@ -134,6 +136,7 @@ def test_format_1_bytes_still_decode(name):
     want = fixture_states()[name]
     raw = bytes.fromhex(OLD_STATES["format_1"][name])
     assert raw[:1] == FORMAT_V1
+    assert is_deleted(raw) is want.deleted
     got = decode_state(raw)
     assert got.last_control_offset == -1
     got.last_control_offset = want.last_control_offset
@@ -151,6 +154,12 @@ def test_corrupt_current_format_is_rejected(raw):
     """Format 3 bytes of the wrong shape or types raise ValueError instead of yielding a bad state."""
     with pytest.raises(ValueError, match="format 3"):
         decode_state(raw)
+
+
+def test_is_deleted_of_a_corrupt_current_format_is_rejected():
+    """The deleted flag of format 3 bytes whose first fields are of the wrong type: ValueError."""
+    with pytest.raises(ValueError, match="format 3"):
+        is_deleted(FORMAT_V3 + msgspec.msgpack.encode(["s", "u", "no"]))
 
 
 def test_remember_event_keeps_most_recent_bounded():

@@ -1,4 +1,4 @@
-"""Edge: catalog writes over HTTP (segments and custom profile fields), for bridges and imports.
+"""Catalog writes over HTTP (segments and custom profile fields), for bridges and imports.
 
 ``PUT``/``DELETE /sites/{site}/segments/{segment}`` and ``/sites/{site}/fields/{shortname}``
 become ``UpsertSegment``/``DeleteSegment``/``UpsertProfileField``/``DeleteProfileField``
@@ -19,7 +19,7 @@ from processor.api.requests import require_object
 from processor.rules.fields import FieldType
 
 if TYPE_CHECKING:
-    from processor.web import Api
+    from processor.http.api import Api
 
 MAX_OPTIONS = 1000
 

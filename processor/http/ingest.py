@@ -1,4 +1,4 @@
-"""Edge: ``POST /sites/{site}/ingest/users``, user snapshots over HTTP for bridges that cannot
+"""``POST /sites/{site}/ingest/users``, user snapshots over HTTP for bridges that cannot
 speak Kafka and Avro (the Moodle plugin, scripts). Contract: /work INGEST_CONTRACT.md, docs/api.md.
 
 Each record becomes a ``UserEvent`` validated exactly as the topic validates it (the record is
@@ -30,7 +30,7 @@ from processor.contract.exceptions import ContractError
 from processor.contract.models import UserEvent
 
 if TYPE_CHECKING:
-    from processor.web import Api
+    from processor.http.api import Api
 
 log = logging.getLogger("processor.api.ingest")
 
@@ -171,6 +171,8 @@ class Ingest:
         return [("POST", "/sites/{site}/ingest/users", self.ingest_users)]
 
     def _client(self) -> Any:
+        """The runtime's ingest producer (``acks=all``, the workers' partitioner, one request in
+        flight so a user's records stay in order), giving up on a record after the delivery timeout."""
         if self._producer is None:
             self._producer = self.api.model.ingest_producer(self.delivery_timeout_s)
         return self._producer

@@ -1,4 +1,8 @@
-"""Calls to peer workers' ``/internal/...`` endpoints, bounded in time and size.
+"""Reads gathered from every worker: this one answers by a direct call, peers over HTTP.
+
+Each internal read is a typed request (:class:`InternalRead`): for this worker it goes straight
+to the local answer; for a peer it becomes a call of that peer's ``/internal/...`` endpoint,
+bounded in time and size, whose answer is checked against the read's shape.
 
 A read that gathers from every worker must answer even when one of them is slow, gone or
 broken: every way a peer can fail (no answer within the timeout, refused or reset connection,
@@ -12,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, ClassVar
+from urllib.parse import quote
 
 import aiohttp
 
@@ -104,7 +111,8 @@ def _strs(v: Any) -> bool:
 
 def counts_shape(p: dict[str, Any]) -> bool:
     m = p.get("members")
-    return isinstance(m, dict) and all(_int(n) for n in m.values()) and _int(p.get("users"))
+    return (isinstance(m, dict) and all(_int(n) for n in m.values()) and _int(p.get("users"))
+            and _int(p.get("deleted_users", 0)))
 
 
 def members_shape(p: dict[str, Any]) -> bool:
@@ -136,3 +144,129 @@ def profiles_shape(p: dict[str, Any]) -> bool:
 def preview_shape(p: dict[str, Any]) -> bool:
     return (all(_int(p.get(k)) for k in ("evaluated", "added", "removed"))
             and _strs(p.get("sample_added")) and _strs(p.get("sample_removed")))
+
+
+# ------------------------------------------------------------ the internal reads, typed
+def _q(value: str) -> str:
+    return quote(value, safe="")  # an id's "/" (refused anyway) could not change the path
+
+
+@dataclass(frozen=True)
+class InternalRead:
+    """One read every worker answers for its own partitions."""
+
+    method: ClassVar[str] = "GET"
+    scan: ClassVar[bool] = False  # a preview decodes every stored user: SCAN_TIMEOUT_S, not PEER_TIMEOUT_S
+    site_id: str
+
+    def path(self) -> str:
+        """The peer's ``/internal/...`` endpoint for this read."""
+        raise NotImplementedError
+
+    def payload(self) -> Any:
+        return None
+
+    @staticmethod
+    def shape(answer: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MembersRead(InternalRead):
+    segment_id: str
+    after: str
+    limit: int
+
+    def path(self) -> str:
+        return (f"/internal/sites/{_q(self.site_id)}/segments/{_q(self.segment_id)}/members"
+                f"?after={_q(self.after)}&limit={self.limit}")
+
+    shape = staticmethod(members_shape)
+
+
+@dataclass(frozen=True)
+class CountsRead(InternalRead):
+    def path(self) -> str:
+        return f"/internal/sites/{_q(self.site_id)}/counts"
+
+    shape = staticmethod(counts_shape)
+
+
+@dataclass(frozen=True)
+class UserRead(InternalRead):
+    user_id: str
+
+    def path(self) -> str:
+        return f"/internal/sites/{_q(self.site_id)}/users/{_q(self.user_id)}"
+
+    shape = staticmethod(user_shape)
+
+
+@dataclass(frozen=True)
+class ProfilesRead(InternalRead):
+    after: str
+    limit: int
+
+    def path(self) -> str:
+        return f"/internal/sites/{_q(self.site_id)}/profiles?after={_q(self.after)}&limit={self.limit}"
+
+    shape = staticmethod(profiles_shape)
+
+
+@dataclass(frozen=True)
+class PreviewRead(InternalRead):
+    method: ClassVar[str] = "POST"
+    scan: ClassVar[bool] = True
+    segment_id: str
+    rule_id: str
+    condition: Any
+
+    def path(self) -> str:
+        return f"/internal/sites/{_q(self.site_id)}/preview"
+
+    def payload(self) -> Any:
+        return {"segment_id": self.segment_id, "rule_id": self.rule_id, "condition": self.condition}
+
+    shape = staticmethod(preview_shape)
+
+
+Local = Callable[[InternalRead, float], Awaitable[dict[str, Any]]]  # (read, deadline) -> this worker's answer
+
+
+class Peers:
+    """Gathers one internal read from every worker owning user partitions."""
+
+    def __init__(self, self_url: Callable[[], str], peer_urls: Callable[[], list[str]], local: Local,
+                 peer_timeout_s: float, scan_timeout_s: float) -> None:
+        self.self_url = self_url
+        self.peer_urls = peer_urls
+        self.local = local
+        self.peer_timeout_s = peer_timeout_s
+        self.scan_timeout_s = scan_timeout_s
+        self.client = PeerClient()
+
+    def timeout_s(self, read: InternalRead) -> float:
+        """How long a gathered read waits for every worker: PEER_TIMEOUT_S, or SCAN_TIMEOUT_S for
+        a preview (it decodes and evaluates every stored user: seconds on a large site; member
+        counts only walk keys)."""
+        return self.scan_timeout_s if read.scan else self.peer_timeout_s
+
+    async def gather(self, read: InternalRead, authorization: str) -> list[dict[str, Any]]:
+        """Every worker's answer to ``read`` (the caller's ``Authorization`` goes to the peers).
+        Any worker that fails, does not answer in time or answers garbage makes the whole answer
+        503 WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
+        other calls are then cancelled."""
+        me = self.self_url()
+        timeout = self.timeout_s(read)
+        headers = {"Authorization": authorization}
+
+        async def one(base: str) -> dict[str, Any]:
+            if base == me:
+                return await self.local(read, time.monotonic() + timeout)
+            return await self.client.call(base, read.method, read.path(), headers, read.payload(), timeout,
+                                          read.shape)
+
+        return await gather_all([lambda b=b: one(b) for b in self.peer_urls()])
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -39,7 +39,7 @@ What a workload contains, per site:
    (re-)creation, exact re-sends of earlier commands (same ``command_id``),
    and a few deliberately invalid commands.
 
-Rules the generator guarantees, so that :func:`processor.oracle.oracle.expected_membership`
+Rules the generator guarantees, so that :func:`tests.support.oracle.oracle.expected_membership`
 is exact whatever the timing between topics:
 
 * **No frozen segment at the end.** A segment disabled *without*

@@ -1,18 +1,18 @@
 """Correctness oracle for tests and benchmarks (pure Python: no faust, no Kafka).
 
-* :mod:`processor.oracle.workload` -- deterministic, seeded workloads: catalog
+* :mod:`tests.support.oracle.workload` -- deterministic, seeded workloads: catalog
   setup, rules, user events and interleaved rule changes as one ordered list
   of steps (``("command", Command)`` / ``("event", UserEvent)``).
-* :mod:`processor.oracle.oracle` -- the membership every consumer must end up
+* :mod:`tests.support.oracle.oracle` -- the membership every consumer must end up
   with, computed from the *final* catalog and the *final* profiles only.
-* :mod:`processor.oracle.checker` -- folds membership changes as a consumer
+* :mod:`tests.support.oracle.checker` -- folds membership changes as a consumer
   would and reports every difference from the oracle.
-* :mod:`processor.oracle.simulate` -- drives the processor's own pure engine
+* :mod:`tests.support.oracle.simulate` -- drives the processor's own pure engine
   over a workload in memory (an end-to-end cross-check without a broker).
 
 Typical use::
 
-    from processor.oracle import generate, expected_membership, check
+    from tests.support.oracle import generate, expected_membership, check
 
     wl = generate(seed=7, n_events=3000)
     ...  # feed wl.steps to the processor (or to simulate.run_engine)
@@ -20,9 +20,9 @@ Typical use::
     assert report.ok, str(report)
 """
 
-from processor.oracle.checker import Difference, Report, check
-from processor.oracle.oracle import Folded, OracleError, expected_membership, fold, membership
-from processor.oracle.workload import COMMAND, EVENT, Step, Workload, generate
+from tests.support.oracle.checker import Difference, Report, check
+from tests.support.oracle.oracle import Folded, OracleError, expected_membership, fold, membership
+from tests.support.oracle.workload import COMMAND, EVENT, Step, Workload, generate
 
 __all__ = [
     "COMMAND",

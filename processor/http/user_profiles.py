@@ -1,4 +1,4 @@
-"""Edge: ``GET /sites/{site}/users``, the stored profile of every user, in pages sorted by user id.
+"""``GET /sites/{site}/users``: the stored profile of every user, in pages sorted by user id.
 
 What the processor *holds*, read from the RocksDB user table that the answers of every other
 read come from; a resync (``moodle resync``) compares it with the LMS and publishes only the
@@ -12,17 +12,16 @@ from __future__ import annotations
 import base64
 import heapq
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from aiohttp import web as aioweb
 
-from processor.api import peers
 from processor.api.auth import READ
 from processor.api.errors import ApiError
 from processor.api.requests import page_limit
+from processor.http.peers import ProfilesRead
 
 if TYPE_CHECKING:
-    from processor.web import Api
+    from processor.http.api import Api
 
 
 def _encode_cursor(user: str) -> str:
@@ -49,34 +48,19 @@ class UserProfiles:
         return [("GET", "/sites/{site}/users", self.list_users),
                 ("GET", "/internal/sites/{site}/profiles", self.local_profiles)]
 
-    def _local(self, site: str, after: str, limit: int) -> list[dict[str, Any]]:
-        return [{"user_id": st.user_id, "deleted": st.deleted, "profile": st.profile}
-                for st in self.api.model.store.users(site, after, limit)]
-
     async def local_profiles(self, request: aioweb.Request) -> aioweb.Response:
         self.api.principal(request, READ)
         q = request.query
-        return aioweb.json_response({"users": self._local(request.match_info["site"], q.get("after", ""),
-                                                          page_limit(q.get("limit")))})
+        read = ProfilesRead(request.match_info["site"], q.get("after", ""), page_limit(q.get("limit")))
+        return await self.api.respond_local(request, read)
 
     async def list_users(self, request: aioweb.Request) -> aioweb.Response:
         self.api.principal(request, READ)
         site = request.match_info["site"]
         limit = page_limit(request.query.get("limit"))
         after = _decode_cursor(request.query.get("cursor"))
-        me = self.api.model.self_url()
-        path = f"/internal/sites/{quote(site, safe='')}/profiles?after={quote(after, safe='')}&limit={limit}"
-        headers = {"Authorization": request.headers.get("Authorization", "")}
-        timeout = self.api.timeout_s(False)
-
-        async def one(base: str) -> list[dict[str, Any]]:
-            if base == me:
-                return self._local(site, after, limit)
-            answer = await self.api.peer_client.call(base, "GET", path, headers, None, timeout, peers.profiles_shape)
-            return list(answer["users"])
-
         # bounded like every gathered read: a slow, failing or garbled worker is 503 WORKER_UNAVAILABLE
-        parts = await peers.gather_all([lambda b=b: one(b) for b in await self.api.peers()])
-        merged = list(heapq.merge(*parts, key=lambda r: r["user_id"]))[:limit]
+        parts = await self.api.gather(request, ProfilesRead(site, after, limit))
+        merged = list(heapq.merge(*(p["users"] for p in parts), key=lambda r: r["user_id"]))[:limit]
         nxt = _encode_cursor(merged[-1]["user_id"]) if len(merged) == limit else None
         return aioweb.json_response({"users": merged, "next_cursor": nxt})

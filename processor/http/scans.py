@@ -1,10 +1,11 @@
-"""Full-site scans of a worker's own RocksDB partitions (preview, member counts), time-sliced.
+"""Full-site scans of a worker's own partitions (preview, member counts), time-sliced.
 
-A scan reads every stored user of a site (a preview decodes and evaluates each one, ~36 us a
-user). Run in one go on the worker's event loop it would stall the agents, heartbeats and the
-outbox for seconds at 100k+ users. So a scan works in slices of ``slice_s`` (default 1 ms):
+A scan reads every stored user of a site (a preview decodes and evaluates each one). Run in one
+go on the worker's event loop it would stall the agents, heartbeats and the outbox for as long as
+it lasts (docs/performance.md, "Previews under load"). So a scan works in slices of ``slice_s``:
 after each it rests and lets other work go first (:meth:`Slicer.pause`), then checks that the
 partitions it reads are still this worker's and that its deadline has not passed, and goes on.
+The scan itself (which keys, decoding) comes from the read model (:class:`SiteScan`).
 
 Why not a thread: decoding and evaluating are Python, so a thread would hold the GIL as long as
 the loop thread lets it and the stall would only be spread differently; slicing on the loop
@@ -26,8 +27,8 @@ from typing import Any, Iterator
 
 from processor.api.errors import ApiError
 from processor.catalog.active import ActiveRuleSet
+from processor.http.model import SiteScan
 from processor.membership.decide import desired
-from processor.state.reads import HandleScan as SiteScan
 
 SLICE_S = 0.001  # longest stretch a scan runs without yielding to the event loop (SCAN_SLICE_MS)
 REST_S = 0.001  # then it rests this long (SCAN_REST_MS), so the worker is never a busy process
@@ -82,7 +83,7 @@ class Slicer:
         event loop without it (uvloop) the scan only rests. Measured in bench/preview_load_bench.py."""
         await asyncio.sleep(self.rest_s)
         self.yields += 1
-        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        ready = _ready_callbacks()
         if ready:
             give_up = time.perf_counter() + DEFER_S
             while ready and time.perf_counter() < give_up:
@@ -94,7 +95,7 @@ class Slicer:
                            retry_after=5)
         if not self.scan.current():
             raise ApiError(503, "WORKER_UNAVAILABLE", "partitions moved between workers during the scan "
-                               "(rebalance); retry", retry_after=1)
+                           "(rebalance); retry", retry_after=1)
         self.slice_end = time.perf_counter() + self.slice_s
 
 
@@ -121,19 +122,28 @@ class Scanner:
             return await preview(scan, candidate, segment, now, self._slicer(scan, deadline))
 
 
+def _ready_callbacks() -> Any:
+    """The running loop's queue of ready callbacks (asyncio's ``_ready``; None on a loop without
+    it, such as uvloop, where a scan only rests between slices)."""
+    return getattr(asyncio.get_running_loop(), "_ready", None)
+
+
 async def count_members(scan: SiteScan, slicer: Slicer) -> dict[str, Any]:
     """Members per segment and stored users of one site, over this worker's partitions."""
     counts: dict[str, int] = {}
-    users = 0
+    users = deleted = 0
     for seg in scan.member_segments():
         counts[seg] = counts.get(seg, 0) + 1
         if time.perf_counter() >= slicer.slice_end:
             await slicer.pause()
-    for _ in scan.user_count_keys():
-        users += 1
+    for is_deleted in scan.user_deleted_flags():
+        if is_deleted:  # kept as a tombstone (de-duplication); not a user any more
+            deleted += 1
+        else:
+            users += 1
         if time.perf_counter() >= slicer.slice_end:
             await slicer.pause()
-    return {"members": counts, "users": users}
+    return {"members": counts, "users": users, "deleted_users": deleted}
 
 
 async def preview(scan: SiteScan, candidate: ActiveRuleSet, segment: str, now: int,
@@ -143,8 +153,10 @@ async def preview(scan: SiteScan, candidate: ActiveRuleSet, segment: str, now: i
     removed: list[str] = []
     n_add = n_rem = evaluated = 0
     for st in scan.users():
-        evaluated += 1
         now_member = st.is_member(segment)
+        if st.deleted and not now_member:  # a deleted user's tombstone: not a user to evaluate
+            continue
+        evaluated += 1
         would = bool(desired(candidate, segment, st.profile, st.deleted, now))
         if would and not now_member:
             n_add += 1

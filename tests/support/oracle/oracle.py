@@ -25,7 +25,7 @@ Unmanaged segments are absent from the result (a consumer's view of them
 must be empty: see the frozen-segment rule below).
 
 The result is exact only for workloads that respect three rules
-(:func:`processor.oracle.workload.generate` guarantees them; with
+(:func:`tests.support.oracle.workload.generate` guarantees them; with
 ``strict=True``, the default, :func:`expected_membership` raises
 :class:`OracleError` when they are broken):
 
@@ -50,7 +50,7 @@ from processor.catalog.registry import CatalogRegistry
 from processor.contract.models import Command, Profile, UserEvent
 from processor.membership.decide import is_suspended
 from processor.membership.profile import merge_profile
-from processor.oracle.workload import COMMAND, EVENT, Step
+from tests.support.oracle.workload import COMMAND, EVENT, Step
 from processor.state.user_state import RECENT_EVENT_IDS
 
 Membership = dict[tuple[str, str], set[str]]

@@ -1,7 +1,7 @@
 """Routes for LMS bridges and connectors: the ingest endpoint, catalog writes, stored profiles.
 
-Registered by ``processor.web.Api.routes`` in one line, so the handlers live in their own modules
-(``ingest``, ``catalog_writes``, ``user_profiles``) and move with the API package.
+Registered by ``processor.http.api.Api.routes`` in one line, so the handlers live in their own
+modules (``ingest``, ``catalog_writes``, ``user_profiles``).
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from processor.web import Api
+    from processor.http.api import Api
 
 # Query parameters each handler accepts (merged into Api.QUERY; any other is a 400).
 QUERY = {"list_users": {"cursor", "limit"}, "local_profiles": {"after", "limit"}}
 
 
 def routes(api: "Api") -> list[tuple[str, str, Any]]:
-    from processor.api.catalog_writes import CatalogWrites
-    from processor.api.ingest import Ingest
-    from processor.api.user_profiles import UserProfiles
+    from processor.http.catalog_writes import CatalogWrites
+    from processor.http.ingest import Ingest
+    from processor.http.user_profiles import UserProfiles
 
     return [*Ingest(api).routes(), *CatalogWrites(api).routes(), *UserProfiles(api).routes()]

@@ -1,7 +1,7 @@
 """Test and benchmark harness: real broker, real worker processes, output collectors.
 
-Ships with the code (like structlog's test doubles) so integration tests,
-benchmarks and ops drills share one way of driving the processor.
+Integration tests and benches share one way of driving the processor. It lives with the tests,
+not in the runtime package: the worker image ships neither it nor its dev-only dependencies.
 """
 
 from __future__ import annotations
@@ -13,15 +13,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from processor.broker import EmbeddedBroker, free_port
 from processor.client import ContractProducer, TopicReader
 from processor.config import Settings
-from processor.contract.codec import decode_command_result, decode_dead_letter, decode_membership_change
+from processor.contract.codec import (
+    decode_command_result,
+    decode_dead_letter,
+    decode_membership_change,
+    user_event_key,
+)
 from processor.contract.models import CommandResult, DeadLetter, MembershipChange
 from processor.topics import ensure_topics
 
+if TYPE_CHECKING:
+    from processor.contract.models import Command, UserEvent
+    from tests.support.oracle import Report
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789"
 
@@ -188,6 +196,64 @@ class Cluster:
     def wait(self, pred: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
         self._wait(lambda: (self.poll() is not None) and pred(), timeout, what)
 
+    def catch_up(self, timeout: float = 30.0) -> Outputs:
+        """Read every output topic up to its end as of now.
+
+        The readers poll partition by partition, so having seen one record (a marker's change)
+        does not mean every record written before it was read. A negative test waits for its
+        marker's effect, then calls this before asserting that nothing else arrived."""
+        ends = []
+        for reader in self._readers.values():
+            consumer = getattr(reader, "c", None)  # a test may swap a reader for a stand-in
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                ends.append((consumer, tp, consumer.get_watermark_offsets(tp, timeout=10)[1]))
+
+        def read() -> bool:
+            return all(end <= 0 or consumer.position([tp])[0].offset >= end for consumer, tp, end in ends)
+
+        self._wait(lambda: (self.poll() is not None) and read(), timeout, "outputs read to their end")
+        return self.out
+
+    def user_partition(self, site: str, user: str) -> int:
+        """The user-events partition of ``user``'s records (the same for every event of the user)."""
+        return partition_of(user_event_key(site, user), self.settings.partitions)
+
+    def marker_users(self, site: str, partitions: Iterable[int] | None = None,
+                     prefix: str = "zz-marker-") -> dict[int, str]:
+        """For each of ``partitions`` (default: all), a user id of ``site`` whose events land on it.
+
+        Events are processed in order per partition: a marker user's event sent after the events
+        under test is processed after them, so its effect (say, an ADDED) proves they were."""
+        want = set(range(self.settings.partitions) if partitions is None else partitions)
+        out: dict[int, str] = {}
+        n = 0
+        while want - set(out):
+            user = f"{prefix}{n}"
+            out.setdefault(self.user_partition(site, user), user)
+            n += 1
+        return {p: out[p] for p in sorted(want)}
+
+    def stored_users(self, site: str) -> int:
+        """How many users of ``site`` the workers hold (``GET /sites/{site}/segments``, gathered
+        from every worker): what to wait for before a rule change is to find them stored."""
+        import json as _json
+        import urllib.request
+        from urllib.parse import quote
+
+        from processor.api.auth import make_token
+
+        worker = next(w for w in self.workers if w.alive)
+        token = make_token(TEST_JWT_SECRET, "harness", site, ["site_admin"])
+        req = urllib.request.Request(f"{worker.url}/sites/{quote(site, safe='')}/segments",
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return int(_json.loads(r.read())["users"])
+        except OSError:  # not assigned yet, a peer unavailable (503): none counted yet
+            return -1
+
     def close(self) -> None:
         for w in self.workers:
             w.stop()
@@ -195,6 +261,14 @@ class Cluster:
             r.close()
         if self.broker:
             self.broker.stop()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record: the workers' partitioner (aiokafka's default, Java's
+    murmur2), which the producers here use too (librdkafka's ``murmur2_random``)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def fold_membership(changes: Iterable[MembershipChange]) -> dict[tuple[str, str], set[str]]:
@@ -214,7 +288,7 @@ def fold_membership(changes: Iterable[MembershipChange]) -> dict[tuple[str, str]
 
 
 def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]]) -> int:
-    """Publish workload steps (``processor.oracle``: ``("command", Command)`` / ``("event", UserEvent)``)
+    """Publish workload steps (``tests.support.oracle``: ``("command", Command)`` / ``("event", UserEvent)``)
     in order, keyed as the contract says; returns how many were produced (not flushed)."""
     n = 0
     for kind, item in steps:
@@ -231,14 +305,14 @@ def produce_steps(producer: ContractProducer, steps: Iterable[tuple[str, object]
 def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]], sites: Iterable[str],
                     timeout: float = 120.0, settle: float = 1.0, idle: float | None = None,
                     what: str = "") -> "Report":
-    """Poll the output until :func:`processor.oracle.check` reports no difference for ``sites``.
+    """Poll the output until :func:`tests.support.oracle.check` reports no difference for ``sites``.
 
     Once it does, wait ``settle`` seconds and check again (late re-deliveries must not break it).
     With ``idle``, give up early when no new membership change (of any site) arrived for that
     many seconds while differences remain: the output has settled on a wrong answer.
     On failure, raise with the last report and each live worker's log tail.
     """
-    from processor.oracle import check
+    from tests.support.oracle import check
 
     only = list(sites)
     last: list["Report | None"] = [None]
@@ -307,32 +381,3 @@ def make_event(site: str, user: str, etype: str = "USER_CREATED", event_id: str 
 
     return UserEvent(event_id or f"ev-{uuid.uuid4().hex[:12]}", etype, site, user, int(time.time() * 1000),
                      dict(profile))  # type: ignore[arg-type]
-
-
-if False:  # pragma: no cover - typing only
-    from processor.contract.models import Command, UserEvent
-    from processor.oracle import Report
-
-
-# ------------------------------------------------------------ rebuild process doubles
-# Targets for processor.rebuild._Slices in tests (module level: spawned processes import them).
-
-
-def rebuild_slice_that_fails(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Reports a failure the way ``_slice_main`` does when its work raises."""
-    conn.send(("progress", ("read", 1)))
-    conn.send(("error", f"Traceback (most recent call last):\nRuntimeError: partitions {parts} failed"))
-    conn.close()
-
-
-def rebuild_slice_that_dies(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Dies without a word (as under kill -9 or an out-of-memory kill)."""
-    os._exit(3)
-
-
-def rebuild_slice_that_works(conn: Any, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:
-    """Folds nothing, then answers the run id it receives."""
-    conn.send(("folded", {"parts": parts}))
-    run_id = conn.recv()
-    conn.send(("done", {"parts": parts, "run_id": run_id}))
-    conn.close()

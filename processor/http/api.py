@@ -1,11 +1,11 @@
-"""Edge: the admin/query HTTP API on each worker's Faust web server.
+"""The admin/query API: its routes and handlers.
 
-Reads come from the in-memory catalog (identical on every worker) and from
-the RocksDB user table, which is partitioned across workers: member lists,
-counts, user lookups and previews gather from every worker (found through
-Faust's assignor metadata) via internal endpoints that require the same
-bearer token. Writes are commands on the commands topic, so Kafka stays the
-single source of truth; they answer 202 with a URL to poll.
+Reads come from the catalog view (identical on every worker) and from the users table, which is
+partitioned across workers: member lists, counts, user lookups and previews gather from every
+worker (processor/http/peers.py), each answering for its own partitions, also on internal
+endpoints that require the same bearer token. Writes are commands on the commands topic, so
+Kafka stays the single source of truth; they answer 202 with a URL to poll. Everything comes
+from the narrow read model (processor/http/model.py), never from the Faust app.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import asyncio
 import base64
 import json
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import http_exceptions
 from aiohttp import web as aioweb
 
-from processor.api import bridges, command_ids, peers, scans
+from processor.api import command_ids
 from processor.api.auth import READ, WRITE_RULES, AuthConfig, authenticate, authorize
 from processor.api.errors import ApiError
 from processor.api.ratelimit import WriteLimiter
@@ -38,16 +38,25 @@ from processor.api.requests import (
 )
 from processor.catalog.active import ActiveRuleSet
 from processor.catalog.model import SiteCatalog
+from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
+from processor.http import bridges, scans
+from processor.http.model import ReadModel
+from processor.http.peers import (
+    CountsRead,
+    InternalRead,
+    MembersRead,
+    Peers,
+    PreviewRead,
+    ProfilesRead,
+    UserRead,
+)
 from processor.membership.decide import is_suspended
 from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
-
-if TYPE_CHECKING:
-    from processor.runtime.read_model import WorkerReadModel
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 PREVIEW_SAMPLE = scans.SAMPLE
@@ -80,6 +89,17 @@ def _cursor_decode(raw: str | None) -> str:
                        "$query.cursor") from None
 
 
+def _user_answer(st: Any) -> dict[str, Any]:
+    """A stored user state as the internal user read answers it (``found`` false when absent)."""
+    if st is None:
+        return {"found": False}
+    return {"found": True, "deleted": st.deleted, "profile": st.profile,
+            "facts": {s: {"member": f.member, "change": f.change, "cause_kind": f.cause_kind,
+                          "cause_id": f.cause_id, "since": f.emitted_at,
+                          "matched_rule_ids": list(f.matched_rule_ids)}
+                      for s, f in st.facts.items()}}
+
+
 def _dry_run(request: aioweb.Request) -> bool:
     raw = request.query.get("dry_run")
     if raw is None or raw == "false":
@@ -90,11 +110,12 @@ def _dry_run(request: aioweb.Request) -> bool:
 
 
 class Api:
-    def __init__(self, model: "WorkerReadModel", auth: AuthConfig) -> None:
+    def __init__(self, model: ReadModel, settings: Settings, auth: AuthConfig) -> None:
         self.model = model
+        self.settings = settings
         self.auth = auth
-        s = self.settings = model.settings
-        self.peer_client = peers.PeerClient()
+        s = settings
+        self.peers = Peers(model.self_url, model.peer_urls, self.answer, s.peer_timeout_s, s.scan_timeout_s)
         self.scanner = scans.Scanner(s.scan_concurrency, s.scan_slice_ms / 1000, s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
 
@@ -130,8 +151,15 @@ class Api:
             aio_app.router.add_route(method, path, self._wrap(handler))
         aio_app.on_response_prepare.append(_no_store)
 
+        async def openapi(request: aioweb.Request) -> aioweb.Response:
+            from processor.api.openapi import spec
+
+            return aioweb.json_response(spec())
+
+        aio_app.router.add_get("/openapi.json", openapi)
+
         async def close_peer_client(app: aioweb.Application) -> None:
-            await self.peer_client.close()
+            await self.peers.close()
 
         aio_app.on_cleanup.append(close_peer_client)
 
@@ -199,107 +227,73 @@ class Api:
     def site(self, request: aioweb.Request) -> SiteCatalog:
         return self.model.registry.site(request.match_info["site"])
 
-    async def peers(self) -> list[str]:
-        """Base URLs of every worker owning user-table partitions (this one included)."""
-        return self.model.peer_urls()
-
-    def timeout_s(self, preview: bool = False) -> float:
-        """How long a gathered read waits for every worker: PEER_TIMEOUT_S, or SCAN_TIMEOUT_S
-        for a preview (it decodes and evaluates every stored user: seconds on a large site;
-        member counts only walk keys)."""
-        return self.settings.scan_timeout_s if preview else self.settings.peer_timeout_s
-
-    async def gather(self, request: aioweb.Request, method: str, path: str, shape: peers.Shape,
-                     payload: Any = None, preview: bool = False) -> list[Any]:
-        """Call an internal endpoint on every worker (this one directly). Any worker that fails,
-        does not answer in time (``timeout_s``) or answers garbage makes the whole answer 503
-        WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
-        other calls are then cancelled."""
-        me = self.model.self_url()
-        timeout = self.timeout_s(preview)
-        headers = {"Authorization": request.headers.get("Authorization", "")}
-
-        async def one(base: str) -> Any:
-            if base == me:
-                return await self._local(method, path, payload, time.monotonic() + timeout)
-            return await self.peer_client.call(base, method, path, headers, payload, timeout, shape)
-
-        return await peers.gather_all([lambda b=b: one(b) for b in await self.peers()])
-
-    async def _local(self, method: str, path: str, payload: Any, deadline: float) -> Any:
-        # direct call of the local handler's logic (no HTTP round trip to ourselves)
-        from urllib.parse import unquote
-
-        from yarl import URL
-
-        url = URL(path)
-        parts = [unquote(p) for p in url.raw_path.split("/")]  # an id's %2F stays inside its segment
-        site = parts[3]
-        if parts[4] == "segments":
-            return self._members_local(site, parts[5], url.query.get("after", ""), int(url.query.get("limit", "50")))
-        if parts[4] == "counts":
-            return await self._counts_local(site, deadline)
-        if parts[4] == "users":
-            return self._user_local(site, parts[5])
-        return await self._preview_local(site, payload, deadline)
+    async def gather(self, request: aioweb.Request, read: InternalRead) -> list[dict[str, Any]]:
+        """``read`` answered by every worker (see :meth:`Peers.gather`), with the caller's token."""
+        return await self.peers.gather(read, request.headers.get("Authorization", ""))
 
     # -------------------------------------------------------------- local reads
-    def _members_local(self, site: str, segment: str, after: str, limit: int) -> dict[str, Any]:
-        return {"members": [m.as_dict() for m in self.model.store.members(site, segment, after, limit)]}
+    async def answer(self, read: InternalRead, deadline: float) -> dict[str, Any]:
+        """This worker's answer to ``read``, for its own partitions (the internal endpoints'
+        body, and this worker's part of a gathered read)."""
+        store = self.model.store
+        if isinstance(read, MembersRead):
+            return {"members": [m.as_dict() for m in store.members(read.site_id, read.segment_id, read.after,
+                                                                   read.limit)]}
+        if isinstance(read, CountsRead):
+            return await self.scanner.counts(store.scan(read.site_id), deadline)
+        if isinstance(read, UserRead):
+            return _user_answer(store.user(read.site_id, read.user_id))
+        if isinstance(read, ProfilesRead):
+            return {"users": [{"user_id": st.user_id, "deleted": st.deleted, "profile": st.profile}
+                              for st in store.users(read.site_id, read.after, read.limit)]}
+        if isinstance(read, PreviewRead):
+            return await self._preview_local(read, deadline)
+        raise TypeError(f"no local answer for {type(read).__name__}")  # pragma: no cover - a programming error
 
-    async def _counts_local(self, site: str, deadline: float) -> dict[str, Any]:
-        return await self.scanner.counts(self.model.store.scan(site), deadline)
-
-    def _user_local(self, site: str, user: str) -> dict[str, Any]:
-        st = self.model.store.user(site, user)
-        if st is None:
-            return {"found": False}
-        return {"found": True, "deleted": st.deleted, "profile": st.profile,
-                "facts": {s: {"member": f.member, "change": f.change, "cause_kind": f.cause_kind,
-                              "cause_id": f.cause_id, "since": f.emitted_at,
-                              "matched_rule_ids": list(f.matched_rule_ids)}
-                          for s, f in st.facts.items()}}
-
-    async def _preview_local(self, site_id: str, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
-        site = self.model.registry.site(site_id)
-        segment = payload["segment_id"]
-        rule_id = payload.get("rule_id") or ""
+    async def _preview_local(self, read: PreviewRead, deadline: float) -> dict[str, Any]:
+        site = self.model.registry.site(read.site_id)
+        segment, rule_id = read.segment_id, read.rule_id
         try:
-            cond = compile_condition(payload["condition"], site)
+            cond = compile_condition(read.condition, site)
         except CompileError as err:
             first = err.errors[0]
             raise ApiError(422, first.code, first.message, first.path) from None
         others = [(rid, c) for rid, c in site.active.get(segment, ()) if rid != rule_id]
         candidate = ActiveRuleSet.build({segment: [*others, (rule_id or "(new rule)", cond)]})
-        return await self.scanner.preview(self.model.store.scan(site_id), candidate, segment, int(time.time()),
-                                          deadline)
+        return await self.scanner.preview(self.model.store.scan(read.site_id), candidate, segment,
+                                          int(time.time()), deadline)
+
+    async def respond_local(self, request: aioweb.Request, read: InternalRead) -> aioweb.Response:
+        """An internal endpoint's answer: ``read`` for this worker's partitions."""
+        return _json(await self.answer(read, time.monotonic() + self.peers.timeout_s(read)))
 
     # ------------------------------------------------------- internal endpoints
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         q = request.query
-        return _json(self._members_local(request.match_info["site"], request.match_info["segment"],
-                                         q.get("after", ""), page_limit(q.get("limit"))))
+        read = MembersRead(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
+                           page_limit(q.get("limit")))
+        return await self.respond_local(request, read)
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        return _json(await self._counts_local(request.match_info["site"], time.monotonic() + self.timeout_s()))
+        return await self.respond_local(request, CountsRead(request.match_info["site"]))
 
     async def local_user(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
-        return _json(self._user_local(request.match_info["site"], request.match_info["user"]))
+        return await self.respond_local(request, UserRead(request.match_info["site"], request.match_info["user"]))
 
     async def local_preview(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         payload = preview_payload(await self.body(request))
-        return _json(await self._preview_local(request.match_info["site"], payload,
-                                               time.monotonic() + self.timeout_s(preview=True)))
+        read = PreviewRead(request.match_info["site"], payload["segment_id"], payload["rule_id"], payload["condition"])
+        return await self.respond_local(request, read)
 
     # ------------------------------------------------------------ public reads
     async def list_segments(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         site = self.site(request)
-        parts = await self.gather(request, "GET", f"/internal/sites/{site.site_id}/counts", peers.counts_shape)
+        parts = await self.gather(request, CountsRead(site.site_id))
         counts: dict[str, int] = {}
         for part in parts:
             for seg, n in part["members"].items():
@@ -311,7 +305,7 @@ class Api:
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
              "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
-        ], "users": sum(p["users"] for p in parts)})
+        ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
     async def list_fields(self, request: aioweb.Request) -> aioweb.Response:
         """The field catalog a rule can use: standard fields, the site's custom fields, and the
@@ -348,12 +342,7 @@ class Api:
             raise ApiError(404, "UNKNOWN_SEGMENT", f"segment {segment!r} does not exist")
         limit = page_limit(request.query.get("limit"))
         after = _cursor_decode(request.query.get("cursor"))
-        from urllib.parse import quote
-
-        parts = await self.gather(
-            request, "GET",
-            f"/internal/sites/{quote(site_id)}/segments/{quote(segment)}/members?after={quote(after)}&limit={limit}",
-            peers.members_shape)
+        parts = await self.gather(request, MembersRead(site_id, segment, after, limit))
         merged = sorted((m for p in parts for m in p["members"]), key=lambda m: m["user_id"])[:limit]
         nxt = _cursor_encode(merged[-1]["user_id"]) if len(merged) == limit else None
         return _json({"members": merged, "next_cursor": nxt})
@@ -369,11 +358,8 @@ class Api:
             for seg, f in sorted(state["facts"].items())]})
 
     async def _find_user(self, request: aioweb.Request) -> dict[str, Any]:
-        from urllib.parse import quote
-
         site_id, user = request.match_info["site"], request.match_info["user"]
-        path = f"/internal/sites/{quote(site_id, safe='')}/users/{quote(user, safe='')}"  # '/' cannot change it
-        found = [p for p in await self.gather(request, "GET", path, peers.user_shape) if p.get("found")]
+        found = [p for p in await self.gather(request, UserRead(site_id, user)) if p.get("found")]
         if not found:
             raise ApiError(404, "UNKNOWN_USER", f"user {user!r} is not stored for this site")
         return found[0]
@@ -443,10 +429,11 @@ class Api:
             first = err.errors[0]
             return _json({"valid": False, "code": first.code, "message": first.message, "path": first.path,
                           "errors": [e.as_dict() for e in err.errors]}, 422)
-        payload = {"segment_id": seg, "rule_id": b.get("rule_id") or "", "condition": tree}
-        parts = await self.gather(request, "POST", f"/internal/sites/{site.site_id}/preview", peers.preview_shape,
-                                  payload, preview=True)
+        parts = await self.gather(request, PreviewRead(site.site_id, seg, b.get("rule_id") or "", tree))
         return _json({
+            # false: automation is off for the segment, so saving the rule changes nobody until it is
+            # enabled; the counts say what enabling it (with this rule) would do
+            "managed": site.segments[seg].managed,
             "evaluated": sum(p["evaluated"] for p in parts),
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],

@@ -41,7 +41,7 @@ from processor.contract.codec import (
 )
 from processor.contract.models import Command, MembershipChange, UserEvent
 from processor.membership.engine import Cause, apply_backfill, apply_user_event
-from processor.oracle.workload import COMMAND, EVENT, Step
+from tests.support.oracle.workload import COMMAND, EVENT, Step
 from processor.state.user_state import UserState, decode_state, encode_state
 
 

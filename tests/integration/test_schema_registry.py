@@ -1,0 +1,213 @@
+"""The tools with a Schema Registry, on a real broker (issue 19, part 2): ``topics create``
+registers every contract schema with compatibility FULL_TRANSITIVE; ``commands publish`` and
+``users upsert`` frame their records with the registered ids (read back by confluent-kafka's
+AvroDeserializer); ``changes tail`` and ``rebuild`` read records a Confluent serializer framed
+with a schema that has a field of its own, and the rebuild skips a record of an unknown id.
+
+Tools run as subprocesses, so the registry is the REST double (tests/support/schema_registry.py),
+not confluent-kafka's per-process ``mock://``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from processor.broker import EmbeddedBroker
+from processor.client import ContractProducer, TopicReader
+from processor.config import Settings, Topics
+from processor.contract import schemas
+from tests.support.harness import make_command
+from tests.support.schema_registry import SchemaRegistryDouble
+
+pytestmark = pytest.mark.integration
+
+SOURCE = {"name": "source_system", "type": ["null", "string"], "default": None, "doc": "the producer's own field"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedBroker, SchemaRegistryDouble]]:
+    registry = SchemaRegistryDouble().start()
+    broker = EmbeddedBroker(log_path=tmp_path_factory.mktemp("sr-broker") / "broker.log").start()
+    try:
+        yield broker, registry
+    finally:
+        broker.stop()
+        registry.stop()
+
+
+def _env(broker: EmbeddedBroker, registry: SchemaRegistryDouble) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    t = Topics()
+    names = {"TOPIC_USER_EVENTS": t.user_events, "TOPIC_COMMANDS": t.commands,
+             "TOPIC_MEMBERSHIP_CHANGES": t.membership_changes, "TOPIC_COMMAND_RESULTS": t.command_results,
+             "TOPIC_DEAD_LETTERS": t.dead_letters, "TOPIC_CATALOG": t.catalog, "TOPIC_CONTROL": t.control}
+    return {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SCHEMA_REGISTRY_URL": registry.url,
+            **{k: f"{v}.{suffix}" for k, v in names.items()}, "APP_ID": f"sa-sr-{suffix}", "PARTITIONS": "2",
+            "COMMAND_PARTITIONS": "1", "BROKER_QUIRKS": "tansu", "BROKER_SESSION_TIMEOUT": "6"}
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))}
+    return subprocess.run([sys.executable, "-m", "processor", *args], capture_output=True, text=True,
+                          env={**clean, **env}, timeout=120)
+
+
+def _read_all(s: Settings, topic: str, want: int, timeout: float = 20) -> list[bytes]:
+    reader = TopicReader.from_settings(s, topic)
+    got: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            got += [v for _, v in reader.poll_batch() if v is not None]
+    finally:
+        reader.close()
+    return got
+
+
+def _extended(name: str) -> str:
+    raw = copy.deepcopy(schemas.raw_schema(name))
+    raw["fields"].append(SOURCE)
+    return json.dumps(raw)
+
+
+def test_the_tools_speak_the_registry_framing(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
+                                              tmp_path: Path) -> None:
+    broker, registry = world
+    env = _env(broker, registry)
+    s = _settings(env)
+    created = _cli("topics", "create", env=env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    subjects = {f"{getattr(s.topics, t)}-value" for t in
+                ("user_events", "commands", "membership_changes", "command_results", "dead_letters")}
+    assert {registry.config.get(x) for x in subjects} == {"FULL_TRANSITIVE"}, registry.config
+    assert all(f"schema: {x} id " in created.stdout for x in subjects), created.stdout
+    client = SchemaRegistryClient({"url": registry.url})
+    ctx = lambda topic: SerializationContext(topic, MessageField.VALUE)  # noqa: E731
+
+    f = tmp_path / "cmds.yaml"
+    f.write_text("site_id: sr-site\nactor: {user_id: ops, roles: [site_admin]}\ncommands:\n"
+                 "  - UpsertSegment: {segment_id: sales, name: Sales}\n")
+    published = _cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
+    assert published.returncode == 0, published.stdout + published.stderr
+    upserted = _cli("users", "upsert", "--site", "sr-site", "u-cli", "department=Sales", "--no-catalog", env=env)
+    assert upserted.returncode == 0, upserted.stdout + upserted.stderr
+    [cmd] = _read_all(s, s.topics.commands, 1)
+    [ev] = _read_all(s, s.topics.user_events, 1)
+    for value, topic, field, want in [(cmd, s.topics.commands, "site_id", "sr-site"),
+                                      (ev, s.topics.user_events, "user_id", "u-cli")]:
+        assert value[0] == 0
+        assert struct.unpack(">I", value[1:5])[0] == client.get_latest_version(f"{topic}-value").schema_id
+        assert AvroDeserializer(client)(value, ctx(topic))[field] == want
+
+    # records of a producer whose schema has a field of its own (registered by its serializer)
+    change_ser = AvroSerializer(client, _extended("membership_change"))
+    event_ser = AvroSerializer(client, _extended("user_event"))
+    raw = ContractProducer.from_settings(s)
+    change = {"change_id": "c-sr", "site_id": "sr-site", "segment_id": "sales", "user_id": "u-sr", "change": "ADDED",
+              "cause_kind": "RULE_CREATED", "cause_id": "r1", "matched_rule_ids": ["r1"], "occurred_at": 1,
+              "emitted_at": 2, "source_system": "other-processor"}
+    raw.raw(s.topics.membership_changes, b"sr-site:u-sr", change_ser(change, ctx(s.topics.membership_changes)))
+    for i in range(4):
+        event = {"event_id": f"e{i}", "event_type": "USER_CREATED", "site_id": "sr-site", "user_id": f"u{i}",
+                 "occurred_at": 1, "profile": {"department": "Sales"}, "source_system": "debezium"}
+        raw.raw(s.topics.user_events, f"sr-site:u{i}".encode(), event_ser(event, ctx(s.topics.user_events)))
+    raw.raw(s.topics.user_events, b"sr-site:u9", b"\x00" + struct.pack(">I", 9999) + ev[5:])  # unknown id
+    raw.flush(20)
+    raw.close()
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))}
+    tail = subprocess.Popen([sys.executable, "-m", "processor", "changes", "tail"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**clean, **env})
+    try:
+        line = tail.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        tail.terminate()
+        _, err = tail.communicate(timeout=20)
+    assert "u-sr" in line and "ADDED" in line, (line, err)
+
+    rebuilt = _cli("rebuild", "--emit", "diff", "--json", "--jobs", "1", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    report = json.loads(rebuilt.stdout.strip().splitlines()[-1])
+    # the hand-made event, the four framed with a field of their own, and one of an unknown id
+    assert (report["events"], report["skipped_invalid"], report["users"]) == (6, 1, 5), report
+
+
+def test_a_tool_says_when_the_registry_does_not_answer(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
+                                                      tmp_path: Path) -> None:
+    broker, registry = world
+    env = _env(broker, registry)
+    assert _cli("topics", "create", env=env).returncode == 0
+    f = tmp_path / "cmds.yaml"
+    f.write_text("site_id: s\nactor: {user_id: ops, roles: [site_admin]}\ncommands:\n"
+                 "  - UpsertSegment: {segment_id: a, name: A}\n")
+    registry.down()
+    try:
+        out = _cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
+    finally:
+        registry.up()
+    assert out.returncode == 3 and "SCHEMA_REGISTRY_UNAVAILABLE" in out.stderr, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert _read_all(_settings(env), _settings(env).topics.commands, 1, timeout=3) == []  # nothing was sent
+
+
+@pytest.mark.xfail(strict=True, reason="wired after the runtime merge: the worker decodes and encodes with "
+                   "processor.contract.codec directly; the runtime must use processor.wire.WireFormat")
+def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
+                                                          tmp_path: Path) -> None:
+    """A framed event with a field of its own is processed; the change is framed (read by
+    AvroDeserializer); an unknown schema id is dead-lettered as UNKNOWN_SCHEMA_ID."""
+    from tests.support.harness import WorkerProcess
+    from processor.wire import WireFormat
+
+    broker, registry = world
+    env = _env(broker, registry)
+    s = _settings(env)
+    assert _cli("topics", "create", env=env).returncode == 0
+    worker = WorkerProcess(s, "sr-w0", tmp_path, extra_env={"SCHEMA_REGISTRY_URL": registry.url}).start()
+    try:
+        fmt = WireFormat.from_settings(s)
+        prod = ContractProducer.from_settings(s)
+        for c in (make_command("sr-w", "UpsertSegment", segment_id="sales", name="Sales"),
+                  make_command("sr-w", "EnableSegmentAutomation", segment_id="sales"),
+                  make_command("sr-w", "CreateRule", rule_id="r1", segment_id="sales", name="Sales",
+                               condition={"field": "department", "op": "equals", "value": "Sales"})):
+            prod.command(c)
+        client = SchemaRegistryClient({"url": registry.url})
+        ctx = SerializationContext(s.topics.user_events, MessageField.VALUE)
+        event = {"event_id": "e-w", "event_type": "USER_CREATED", "site_id": "sr-w", "user_id": "u-w",
+                 "occurred_at": 1, "profile": {"department": "Sales"}, "source_system": "debezium"}
+        prod.raw(s.topics.user_events, b"sr-w:u-w", AvroSerializer(client, _extended("user_event"))(event, ctx))
+        prod.raw(s.topics.user_events, b"sr-w:u-x", b"\x00" + struct.pack(">I", 9999) + b"\x02x")
+        prod.flush(20)
+        prod.close()
+        [change] = _read_all(s, s.topics.membership_changes, 1, timeout=30)
+        got = AvroDeserializer(client)(change, SerializationContext(s.topics.membership_changes, MessageField.VALUE))
+        assert (got["user_id"], got["change"]) == ("u-w", "ADDED")
+        [dead] = _read_all(s, s.topics.dead_letters, 1, timeout=20)
+        assert fmt.decode_dead_letter(dead).error_code == "UNKNOWN_SCHEMA_ID"
+    finally:
+        worker.stop()

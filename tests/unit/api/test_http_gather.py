@@ -1,0 +1,158 @@
+"""A gathered read reaches every worker with the caller's ids and token, and this worker's part
+never goes over HTTP.
+
+Two real API servers of processor/http over in-memory read models: the peer is served on
+loopback; "this" worker is not served at all (its own URL refuses connections), so a gathered
+read that called its own endpoint instead of answering directly would fail with 503. Each read
+model records the arguments its store was asked for: ids that need quoting in a URL (a user id
+with spaces, '%', '?', '&', '#', non-ASCII) must arrive at the peer exactly as at the local
+store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from processor import http
+from processor.api.auth import AuthConfig, make_token
+from processor.api.errors import ApiError
+from processor.broker import free_port
+from processor.catalog.registry import CatalogRegistry
+from processor.config import Settings
+from processor.http.api import Api
+from processor.http.peers import CountsRead, MembersRead, PreviewRead, ProfilesRead, UserRead
+from processor.state.reads import HandleScan, Member
+from processor.state.user_state import UserState
+
+SECRET = "unit-test-secret-0123456789-abcdefghijkl"
+SITE = "site-é.1"
+ODD = "ann smith 100% ?a=1&b=2 #x ü"  # an opaque user id: anything but '/' and control characters
+
+
+class RecordingStore:
+    """A worker's stored state, answering with its name so answers can be told apart."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[Any, ...]] = []
+
+    def owned_partitions(self) -> list[int]:
+        return [0]
+
+    def user(self, site_id: str, user_id: str) -> UserState | None:
+        self.calls.append(("user", site_id, user_id))
+        return UserState(site_id, user_id, profile={"worker": self.name})
+
+    def members(self, site_id: str, segment_id: str, after: str = "", limit: int = 50) -> list[Member]:
+        self.calls.append(("members", site_id, segment_id, after, limit))
+        return [Member(f"{self.name}-member", 1, ["r1"], "RULE_CREATED")]
+
+    def users(self, site_id: str, after: str = "", limit: int = 50) -> list[UserState]:
+        self.calls.append(("users", site_id, after, limit))
+        return [UserState(site_id, f"{self.name}-user", profile={"worker": self.name})]
+
+    def scan(self, site_id: str) -> HandleScan:
+        self.calls.append(("scan", site_id))
+        return HandleScan([], site_id, lambda: True)
+
+
+class Metrics:
+    def observe_api(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        pass
+
+    def render(self) -> bytes:
+        return b""
+
+
+class Model:
+    """The read model of one worker (processor/http/model.py), in memory."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.registry = CatalogRegistry()
+        self.store = RecordingStore(name)
+        self.metrics = Metrics()
+        self.log = logging.getLogger("test")
+        self.url = url
+        self.peers = [url]
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def readiness(self) -> tuple[bool, bool]:
+        return True, True
+
+    def update_gauges(self) -> None:
+        pass
+
+    def self_url(self) -> str:
+        return self.url
+
+    def peer_urls(self) -> list[str]:
+        return self.peers
+
+    async def send_command(self, site_id: str, value: bytes) -> None:
+        raise AssertionError("no writes here")
+
+    def ingest_producer(self, delivery_timeout_s: float) -> Any:
+        raise AssertionError("no writes here")
+
+
+@pytest.fixture
+def settings() -> Iterator[Settings]:
+    yield Settings(bootstrap_servers="127.0.0.1:9", admin_jwt_secret=SECRET)
+
+
+@pytest.fixture
+async def pair(settings: Settings) -> AsyncIterator[tuple[Api, Model, Model]]:
+    """(this worker's Api, its model, the served peer's model)."""
+    peer_app = web.Application()
+    server = TestServer(peer_app, host="127.0.0.1")
+    peer = Model("peer", "")
+    http.install(peer_app, peer, settings)
+    await server.start_server()
+    peer.url = str(server.make_url("")).rstrip("/")
+    me = Model("me", f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    me.peers = sorted([me.url, peer.url])
+    peer.peers = me.peers
+    api = Api(me, settings, AuthConfig(secret=SECRET))
+    try:
+        yield api, me, peer
+    finally:
+        await api.peers.close()
+        await server.close()
+
+
+def bearer(site: str = SITE) -> str:
+    return f"Bearer {make_token(SECRET, 'alice', site, ['site_admin'])}"
+
+
+async def test_each_read_reaches_the_peer_with_the_same_ids_and_this_worker_directly(pair: Any) -> None:
+    api, me, peer = pair
+    reads = [MembersRead(SITE, "seg-ü", ODD, 7), UserRead(SITE, ODD), ProfilesRead(SITE, ODD, 3),
+             CountsRead(SITE),
+             PreviewRead(SITE, "seg-ü", "r-1", {"field": "city", "op": "equals", "value": "x"})]
+    answers = {type(r).__name__: await api.peers.gather(r, bearer()) for r in reads}
+    assert me.store.calls == peer.store.calls == [
+        ("members", SITE, "seg-ü", ODD, 7), ("user", SITE, ODD), ("users", SITE, ODD, 3), ("scan", SITE),
+        ("scan", SITE)]
+    # one answer per worker, each from its own store
+    assert sorted(m["user_id"] for a in answers["MembersRead"] for m in a["members"]) == ["me-member", "peer-member"]
+    assert sorted(a["profile"]["worker"] for a in answers["UserRead"]) == ["me", "peer"]
+    assert sorted(u["user_id"] for a in answers["ProfilesRead"] for u in a["users"]) == ["me-user", "peer-user"]
+    assert answers["CountsRead"] == [{"members": {}, "users": 0, "deleted_users": 0}] * 2
+    assert [a["evaluated"] for a in answers["PreviewRead"]] == [0, 0]
+
+
+async def test_the_callers_token_goes_to_the_peer(pair: Any) -> None:
+    """The peer authorizes the forwarded token itself: another site's token is refused there,
+    and the whole read is 503 (never this worker's part alone)."""
+    api, me, peer = pair
+    with pytest.raises(ApiError) as err:
+        await api.peers.gather(UserRead(SITE, "u1"), bearer("another-site"))
+    assert (err.value.status, err.value.code) == (503, "WORKER_UNAVAILABLE")
+    assert peer.store.calls == []
