@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=20, help="rules sent one command each (the old path), timed")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--py-spy", default="", metavar="FILE",
-                    help="record the worker with py-spy during the bulk phase into FILE (collapsed stacks; "
+                    help="record the worker (the GIL holder: its Python CPU) with py-spy during the bulk phase into FILE (collapsed stacks; "
                          "summarise with bench/spy_top.py FILE)")
     args = ap.parse_args()
     cities = max(1, args.rules // DEPTS)
@@ -258,7 +258,7 @@ def main() -> None:
                 for i in range(0, len(bulk_ops), MAX_OPS)]
         spy = None
         if args.py_spy:
-            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--gil",
                                     "-r", "100", "-o", args.py_spy, "-p", str(w.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)

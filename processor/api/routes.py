@@ -46,6 +46,7 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("POST", f"{_S}/rules/preview"),
     ("PUT", f"{_S}/rules/{{rule}}"),
     ("DELETE", f"{_S}/rules/{{rule}}"),
+    ("POST", f"{_S}/rules:bulk"),  # many rules as one Batch command (processor/http/progress.py)
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),

@@ -22,7 +22,7 @@ from processor.handlers.control import BackfillOrder
 from processor.handlers.ports import CatalogView, Changes, Clock, InputRecord, Stats, Table, now_ms
 from processor.handlers.progress import INTERVAL_S, Reporter
 from processor.handlers.replay import Replay
-from processor.handlers.writes import write_outcome
+from processor.handlers.writes import write_outcomes
 from processor.membership.engine import Targets, apply_backfill
 from processor.state.keys import prefix_end, user_prefix
 from processor.state.user_state import decode_state
@@ -78,6 +78,7 @@ class Backfill:
             if not chunk:
                 break
             active = self.catalog.registry.site(order.site_id).active
+            outcomes = []
             for k, v in chunk:
                 if self.changes.pending_for(k):
                     await self.changes.settle(k)
@@ -88,9 +89,11 @@ class Backfill:
                     changed += len(out.changes)
                     for c in out.changes:
                         counts[1 if c.change == "ADDED" else 2] += 1
-                    await write_outcome(part, self.changes, k, out)
-                if self.changes.pending_for(k):
+                    outcomes.append((k, out))
+                if out.changes or self.changes.pending_for(k):
                     last_key = k
+            if outcomes:  # the chunk's users in one store batch, then their changes in order
+                await write_outcomes(part, self.changes, outcomes)
             seen += len(chunk)
             counts[0] = seen
             if len(chunk) < self.chunk:

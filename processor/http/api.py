@@ -41,7 +41,7 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, scans
+from processor.http import bridges, progress, scans
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
@@ -140,11 +140,12 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
+            *progress.routes(self),  # bulk rule writes (processor/http/progress.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **progress.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -303,7 +304,8 @@ class Api:
             rules_per[r.segment_id] = rules_per.get(r.segment_id, 0) + 1
         return _json({"segments": [
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
-             "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
+             "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0),
+             **progress.segment_fields(self.model.registry, site.site_id, s.segment_id)}  # current_as_of, applying
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
         ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
@@ -408,9 +410,10 @@ class Api:
                                "ago or before the site's oldest remembered command, and is not in the "
                                "de-duplication window. Its result was published on the command-results topic "
                                "when it was decided")
-            return _json({"command_id": command_id, "status": "PENDING"}, 200)
+            return _json({"command_id": command_id, "status": "PENDING", "state": "PENDING"}, 200)
         return _json({"command_id": rec.command_id, "status": rec.status, "code": rec.code,
-                      "message": rec.message, "processed_at": rec.processed_at})
+                      "message": rec.message, "processed_at": rec.processed_at,
+                      **progress.command_fields(self.model.registry, site_id, rec)})  # state, progress
 
     async def preview(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
