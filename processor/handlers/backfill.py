@@ -34,7 +34,9 @@ CHUNK = 500  # users read per RocksDB pass; the event loop runs between chunks
 class Backfill:
     def __init__(self, store: Table, changes: Changes, catalog: CatalogView, replay: Replay, stats: Stats,
                  clock: Clock = now_ms, chunk: int = CHUNK, reporter: Reporter | None = None,
-                 report_every_s: float = INTERVAL_S, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 report_every_s: float = INTERVAL_S, monotonic: Callable[[], float] = time.monotonic,
+                 fault_delay: Callable[[BackfillOrder], float] | None = None) -> None:
+        """``fault_delay``: seconds each chunk of an order waits first (takeover tests only)."""
         self.store = store
         self.changes = changes
         self.catalog = catalog
@@ -45,6 +47,7 @@ class Backfill:
         self.reporter = reporter
         self.report_every_s = report_every_s
         self.monotonic = monotonic
+        self.fault_delay = fault_delay
 
     async def handle(self, msg: InputRecord, order: BackfillOrder) -> None:
         await self.catalog.wait_for(order.catalog_offset)
@@ -73,7 +76,10 @@ class Backfill:
         targets = Targets(order.segments)
         last_key: bytes | None = None  # the last user with changes queued (settled before the done report)
         positions = self.replay.positions(msg.partition)  # fixed while this message is processed
+        delay = self.fault_delay(order) if self.fault_delay is not None else 0.0
         while True:
+            if delay:
+                await asyncio.sleep(delay)
             chunk = list(part.items(start, stop, self.chunk))
             if not chunk:
                 break

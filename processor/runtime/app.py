@@ -143,7 +143,8 @@ class Runtime:
             t.control,
             UserEvents(self.store, changes, self.catalog, self.replay, self.stats),
             Backfill(self.store, changes, self.catalog, self.replay, self.stats,
-                     reporter=Reporter(self.catalog, bus, self.stats)),  # progress: processor/handlers/progress.py
+                     reporter=Reporter(self.catalog, bus, self.stats),  # progress: processor/handlers/progress.py
+                     fault_delay=self._backfill_fault_delay() if s.fault_backfill_delay else None),
             self.timers)
         self.commands = Commands(self.catalog, bus, self.stats, s.partitions, verify=self._command_verifier(),
                                  fault=self._command_fault, settle_timeout_s=max(30.0, s.session_timeout_s))
@@ -243,6 +244,12 @@ class Runtime:
             where, _, prefix = spec.partition(":")
             if where == stage and prefix and cmd.command_id.startswith(prefix):
                 raise RuntimeError(f"injected fault at {stage} (FAULT_COMMAND_RAISE); see /srv/processor/{stage}.py")
+
+    def _backfill_fault_delay(self) -> Any:
+        """FAULT_BACKFILL_DELAY=<ms>:<command_id prefix> (takeover tests only, never in production):
+        each chunk of a matching command's backfill waits <ms> first."""
+        ms, _, prefix = (self.settings.fault_backfill_delay or "").partition(":")
+        return lambda order: int(ms) / 1000 if prefix and order.command_id.startswith(prefix) else 0.0
 
     def _command_verifier(self) -> Any:
         """COMMANDS_REQUIRE_TOKEN=1: a command's actor comes from its token, verified as the API
