@@ -176,7 +176,7 @@ class Settings:
     # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
     # whose command_id starts with <prefix> (processor/runtime/app.py, Runtime._command_fault).
     fault_command_raise: str | None = None
-    # Fault injection for the takeover tests only (never set in production): "<ms>:<prefix>" makes
+    # Fault injection for the takeover tests only (never set in production): "<ms>:<prefix>[,...]" makes
     # every chunk of a backfill of a command whose command_id starts with <prefix> wait <ms> first,
     # so a worker can be killed in the middle of it (processor/handlers/backfill.py).
     fault_backfill_delay: str | None = None

@@ -246,10 +246,14 @@ class Runtime:
                 raise RuntimeError(f"injected fault at {stage} (FAULT_COMMAND_RAISE); see /srv/processor/{stage}.py")
 
     def _backfill_fault_delay(self) -> Any:
-        """FAULT_BACKFILL_DELAY=<ms>:<command_id prefix> (takeover tests only, never in production):
-        each chunk of a matching command's backfill waits <ms> first."""
-        ms, _, prefix = (self.settings.fault_backfill_delay or "").partition(":")
-        return lambda order: int(ms) / 1000 if prefix and order.command_id.startswith(prefix) else 0.0
+        """FAULT_BACKFILL_DELAY=<ms>:<command_id prefix>[,...] (takeover tests only, never in
+        production): each chunk of a matching command's backfill waits <ms> first."""
+        specs = []
+        for spec in (self.settings.fault_backfill_delay or "").split(","):
+            ms, _, prefix = spec.partition(":")
+            if prefix:
+                specs.append((prefix, int(ms) / 1000))
+        return lambda order: next((s for p, s in specs if order.command_id.startswith(p)), 0.0)
 
     def _command_verifier(self) -> Any:
         """COMMANDS_REQUIRE_TOKEN=1: a command's actor comes from its token, verified as the API

@@ -10,8 +10,12 @@
   runs their orders again, reports them, and the command reaches APPLIED with every user
   evaluated once per partition and every member added.
 
+* The console (Playwright, Debian's Chromium): turning automation on shows the command applying
+  with a progress bar and the segment updating, then applied, and the segment current as of then.
+
 The cluster's workers slow the backfills of commands whose id starts with ``slow-`` (1.5 s per
-chunk, ``FAULT_BACKFILL_DELAY``), so a test sees them in flight and can kill a worker mid-way.
+chunk) or ``api-`` (0.8 s: the API's, for the console), with ``FAULT_BACKFILL_DELAY``, so a test
+sees them in flight and can kill a worker mid-way.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_
 
 from .conftest import warm_up
 from .test_api import call
+from .test_console import TOKEN_KEY, browser, shot  # noqa: F401 - the browser fixture
 
 DEPTS = ["sales", "hr", "ops", "legal"]
-SLOW = {"FAULT_BACKFILL_DELAY": "1500:slow-"}
+SLOW = {"FAULT_BACKFILL_DELAY": "1500:slow-,800:api-"}
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +201,60 @@ def test_a_batch_of_rules_is_one_backfill_per_partition(pair: Cluster) -> None:
                       {"rules": bad})
     assert code == 422 and [(e["index"], e["code"], e["path"]) for e in body["errors"]] == [
         (1, "UNKNOWN_SEGMENT", "$.rules[1].segment_id")], body
+
+
+def test_the_console_shows_a_command_applying_then_the_segment_current(pair: Cluster, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    site = f"pg-{uuid.uuid4().hex[:8]}"
+    users = seed(pair, site, 120, segment="staff")
+    setup = [make_command(site, "UpsertSegment", segment_id="club", name="Club"),
+             make_command(site, "EnableSegmentAutomation", segment_id="club"),
+             make_command(site, "CreateRule", rule_id="hr", segment_id="club", name="HR",
+                          condition={"field": "department", "op": "equals", "value": "hr"}),
+             make_command(site, "DisableSegmentAutomation", segment_id="club", remove_members=True)]
+    for cmd in setup:
+        pair.producer.command(cmd)
+    pair.producer.flush()
+    pair.wait_applied([c.command_id for c in setup], 60)
+    page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+    page.set_default_timeout(20_000)
+    expect.set_options(timeout=20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(pair.workers[0].url + "/console/")
+    page.get_by_label("Admin token (JWT)").fill(tok(site))
+    page.get_by_role("button", name="Sign in").click()
+    staff = page.locator('#segments-table tr[data-segment="staff"]')
+    club = page.locator('#segments-table tr[data-segment="club"]')
+    expect(staff.locator(".currency")).to_contain_text("Segment is current as of")
+    expect(club.locator(".currency")).to_have_count(0)  # not managed: nothing to be current
+
+    page.get_by_role("switch", name="Automation for Club").click()
+    page.get_by_role("button", name="Enable automation").click()
+    entry = page.locator("#command-list li", has_text="Enable automation for Club")
+    expect(entry).to_have_attribute("data-state", "APPLYING")  # partitions report while it runs
+    expect(entry.locator(".badge.state")).to_have_text("applying…")
+    expect(entry).to_contain_text("accepted")  # the decision's badge stays
+    bar = entry.locator("progress")
+    expect(bar).to_have_attribute("max", "8")
+    expect(entry.locator(".counts")).to_contain_text("users evaluated")
+    expect(club.locator(".currency.updating")).to_contain_text("partitions done")
+    shot(page, "12-command-applying.png")
+    expect(entry).to_have_attribute("data-state", "APPLIED")
+    expect(entry.locator(".badge.state")).to_have_text("applied")
+    expect(page.get_by_role("status")).to_contain_text("Enable automation for Club: applied")
+    expect(bar).to_have_attribute("value", "8")
+    expect(entry.locator(".counts")).to_contain_text(f"8 of 8 partitions · {len(users)} users evaluated")
+    expect(club.locator(".currency.current")).to_contain_text("Segment is current as of")
+    shot(page, "13-segment-current.png")
+    want = {u for u, d in users.items() if d == "hr"}
+    assert fold_membership(pair.changes_for(site)).get((site, "club"), set()) == want
+    # a reload keeps the panel, with the command applied
+    page.reload()
+    expect(page.locator("#command-list li", has_text="Enable automation for Club")).to_have_attribute(
+        "data-state", "APPLIED")
+    assert problems == []
 
 
 def test_a_worker_killed_mid_backfill_its_partitions_are_taken_over_and_the_command_applied(
