@@ -10,12 +10,19 @@ After its done report is folded, the partition publishes the command's result as
   the one that completed it may have died before publishing). A report folded before the
   completing one publishes nothing once the command is complete.
 
+The users agent does not wait for any of it: a report is queued on Faust's producer (the
+checkpoint makes it durable before the order's offset is committed, so a crash before that
+re-runs the order, which reports again), and the fold and the result follow in a background
+task. A crash after the commit but before that task published loses that result record (the
+fold, and the API, still have it).
+
 A result can therefore arrive twice, and an ``APPLYING`` after the ``APPLIED`` of the same command
 (two workers publish independently): ``APPLIED`` is final (docs/contract.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from processor.catalog.entry import ProgressEntry
@@ -24,6 +31,8 @@ from processor.catalog.progress import CommandProgress
 from processor.contract.codec import encode_command_result
 from processor.contract.models import CommandResult
 from processor.handlers.control import BackfillOrder
+from typing import Awaitable
+
 from processor.handlers.ports import Bus, CatalogView, Clock, Stats, now_ms
 
 log = logging.getLogger("processor")
@@ -60,6 +69,7 @@ class Reporter:
         self.bus = bus
         self.stats = stats
         self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()  # results being published in the background
 
     def tracked(self, order: BackfillOrder) -> bool:
         """Whether the catalog tracks this order's command (not an entry of an earlier version,
@@ -75,29 +85,45 @@ class Reporter:
             log.warning("progress report of %s partition %d failed", order.command_id, partition, exc_info=True)
 
     async def done(self, order: BackfillOrder, partition: int, counts: tuple[int, int, int]) -> None:
-        """This partition finished: report it, wait for the fold, publish the command's result.
-        Raises if the report cannot be written (the order is then retried or dead-lettered)."""
-        offset = await self._append(order, partition, counts, done=True)
-        await self.catalog.wait_for(offset)
-        await self._publish(order, offset)
+        """This partition finished: queue the report; the fold and the command's result follow in
+        the background. Raises if the report cannot be queued (the order is then dead-lettered)."""
+        acked = await self._append(order, partition, counts, done=True)
+        task = asyncio.ensure_future(self._publish_when_folded(order, partition, acked))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def failed(self, order: BackfillOrder, partition: int, counts: tuple[int, int, int], why: str) -> None:
         """This partition's run raised (its order goes to the dead letters): say so (best effort)."""
         try:
-            offset = await self._append(order, partition, counts, done=False, failed=why[:300])
-            await self.catalog.wait_for(offset)
-            await self._publish(order, offset)
+            acked = await self._append(order, partition, counts, done=False, failed=why[:300])
+            await self._publish_when_folded(order, partition, acked)
         except Exception:  # noqa: BLE001 - the dead letter and the log still tell
             log.warning("failure report of %s partition %d failed", order.command_id, partition, exc_info=True)
 
+    async def drain(self) -> None:
+        """Return once the results queued so far are published (tests; a clean stop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _publish_when_folded(self, order: BackfillOrder, partition: int, acked: Awaitable[int]) -> None:
+        try:
+            offset = await acked
+            await self.catalog.wait_for(offset)
+            await self._publish(order, offset)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the fold (and the API) still has the report
+            log.warning("result after the report of %s partition %d not published", order.command_id, partition,
+                        exc_info=True)
+
     async def _append(self, order: BackfillOrder, partition: int, counts: tuple[int, int, int], done: bool,
-                      failed: str | None = None) -> int:
+                      failed: str | None = None) -> Awaitable[int]:
         evaluated, added, removed = counts
         entry = ProgressEntry(order.site_id, order.command_id, order.catalog_offset, partition, evaluated, added,
                               removed, done, self.clock(), failed)
-        offset = await self.bus.append_catalog(order.site_id, entry.encode())
+        acked = await self.bus.append_catalog_later(order.site_id, entry.encode())
         self.stats.count("backfill.progress_reports")
-        return offset
+        return acked
 
     async def _publish(self, order: BackfillOrder, offset: int) -> None:
         registry = self.catalog.registry

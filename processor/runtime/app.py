@@ -63,11 +63,28 @@ class Bus:
         fut = await self._catalog.send(key=site_id.encode(), value=entry)
         return int((await fut).offset)
 
+    async def append_catalog_later(self, site_id: str, entry: bytes) -> Any:
+        return _Offset(await self._catalog.send(key=site_id.encode(), value=entry))
+
     async def control(self, partition: int, key: bytes, body: bytes) -> None:
         await self._control.send(key=key, value=body, partition=partition)
 
     async def result(self, site_id: str, value: bytes) -> None:
         await self._results.send(key=site_id.encode(), value=value)
+
+
+class _Offset:
+    """A queued record's offset, once the broker acknowledged it (awaitable; nothing to await if
+    nobody asks)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: Any) -> None:
+        self.fut = fut
+
+    def __await__(self) -> Any:
+        meta = yield from self.fut.__await__()
+        return int(meta.offset)
 
 
 class Runtime:

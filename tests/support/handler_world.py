@@ -14,6 +14,7 @@ read it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -124,6 +125,11 @@ class Bus:
             raise ConnectionError("catalog topic unavailable")
         return self.catalog.append(entry)
 
+    async def append_catalog_later(self, site_id: str, entry: bytes) -> Any:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut.set_result(await self.append_catalog(site_id, entry))
+        return fut
+
     async def control(self, partition: int, key: bytes, body: bytes) -> None:
         self.control_sent.append((partition, key, body))
 
@@ -226,6 +232,7 @@ class World:
             msg = self.message(CONTROL, partition, key, body)
             await self.guard.run(msg, self.users.handle)
             out.append(msg)
+        await self.reporter.drain()  # the results the done reports publish in the background
         return out
 
     async def tick(self, at_s: int) -> list[Msg]:
