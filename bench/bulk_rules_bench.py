@@ -16,9 +16,10 @@ backfill is done and its changes are on the output topic):
   (c) the bulk path: ``--rules`` CreateRules as one Batch command (one backfill per partition).
 
 Each of the ``--rules`` rules matches one department x city pair, so every user joins exactly one
-segment: (c) makes one ADDED per stored user. Reports absolute seconds, (c)/(a), the extrapolated
-(b)/(c), the backfill orders each phase put on the control topic, the worker's CPU seconds per
-phase and the per-partition backfill times it logged. Writes bench/results/bulk_rules_bench.json.
+segment: (c) makes one ADDED per stored user (``--match 0.1``: one user in ten joins one). Reports
+absolute seconds, (c)/(a), the extrapolated (b)/(c), the backfill orders each phase put on the
+control topic, the worker's CPU seconds per phase and the per-partition backfill times it logged.
+Writes bench/results/bulk_rules_bench.json (``--out`` to write elsewhere).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def seed_users(dbs: dict[int, Path], n: int, cities: int, partitions: int) -> None:
+    """``cities``: the city values users get; the rules cover the first ``--rules // 50`` of them."""
     rng = random.Random(7)
     opened = {p: Rdict(str(path), Options(raw_mode=True)) for p, path in dbs.items()}
     try:
@@ -120,7 +122,8 @@ def rule_payload(i: int, segment: str, cities: int) -> dict:
 
 
 class Bench:
-    def __init__(self, bootstrap: str, settings: Settings) -> None:
+    def __init__(self, bootstrap: str, settings: Settings, broker_pid: int | None = None) -> None:
+        self.broker_pid = broker_pid
         self.t = settings.topics
         self.partitions = settings.partitions
         self.producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 1_000_000})
@@ -173,11 +176,13 @@ class Bench:
     def phase(self, name: str, cmds: list[Command], worker: subprocess.Popen, log: Path) -> dict:
         mark = log.stat().st_size
         cpu0 = cpu_s(worker.pid)
+        broker0 = cpu_s(self.broker_pid) if self.broker_pid else 0.0
         t0 = time.perf_counter()
         self.send(cmds)
         self.wait_applied([c.command_id for c in cmds], worker)
         took = time.perf_counter() - t0
         cpu = cpu_s(worker.pid) - cpu0
+        broker_cpu = (cpu_s(self.broker_pid) - broker0) if self.broker_pid else None
         self.count_orders()
         ids = {c.command_id for c in cmds}
         lines = log.read_bytes()[mark:].decode(errors="replace").splitlines()
@@ -185,6 +190,7 @@ class Bench:
                      if (m := re.search(r"backfill (\S+) site=\S+ partition=\d+ users=\d+ changes=\d+ in ([\d.]+)s",
                                         line)) and m.group(1) in ids]
         out = {"commands": len(cmds), "seconds": round(took, 2), "worker_cpu_s": round(cpu, 2),
+               "broker_cpu_s": round(broker_cpu, 2) if broker_cpu is not None else None,
                "backfill_orders": sum(self.orders.get(i, 0) for i in ids),
                "users_added": sum(self.applied[i]["added"] or 0 for i in ids),
                "partition_backfill_s_sum": round(sum(backfills), 2),
@@ -199,6 +205,9 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--singles", type=int, default=20, help="rules sent one command each (the old path), timed")
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--match", type=float, default=1.0,
+                    help="share of the users some rule matches (1.0: every user joins one segment)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bulk_rules_bench.json"))
     ap.add_argument("--py-spy", default="", metavar="FILE",
                     help="record the worker (the GIL holder: its Python CPU) with py-spy during the bulk phase into FILE (collapsed stacks; "
                          "summarise with bench/spy_top.py FILE)")
@@ -207,7 +216,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bulk-bench-"))
     broker = EmbeddedBroker(log_path=work / "broker.log").start()
     bs = broker.bootstrap
-    res: dict[str, object] = {"users": args.users, "rules": args.rules, "partitions": args.partitions}
+    res: dict[str, object] = {"users": args.users, "rules": args.rules, "partitions": args.partitions,
+                              "match": args.match}
     w: subprocess.Popen | None = None
     try:
         settings = Settings(bootstrap_servers=bs, app_id="bench-bulk", topics=Topics(), session_timeout_s=6,
@@ -219,7 +229,7 @@ def main() -> None:
                    PARTITIONS=str(args.partitions), FETCH_MAX_WAIT_MS="50")
         url = f"http://127.0.0.1:{port}"
         log = work / "worker.log"
-        b = Bench(bs, settings)
+        b = Bench(bs, settings, broker.proc.pid if broker.proc is not None else None)
 
         # first start: creates the table's RocksDB partitions; stop, then seed them directly
         w = start_worker(env, log)
@@ -233,7 +243,7 @@ def main() -> None:
                if (m := re.search(r"users-(\d+)\.db$", p.name))}
         assert len(dbs) == args.partitions, f"expected {args.partitions} table partitions, found {sorted(dbs)}"
         t = time.perf_counter()
-        seed_users(dbs, args.users, cities, args.partitions)
+        seed_users(dbs, args.users, max(cities, round(cities / args.match)), args.partitions)
         res["seed_s"] = round(time.perf_counter() - t, 1)
         w = start_worker(env, log)
         wait_ready(url, w)
@@ -281,7 +291,8 @@ def main() -> None:
             "target_s": 30, "met": c["seconds"] <= 30,  # type: ignore[index]
         }
         print(json.dumps(res, indent=2), flush=True)
-        (ROOT / "bench" / "results" / "bulk_rules_bench.json").write_text(json.dumps(res, indent=2) + "\n")
+        res["load_avg_1m"] = os.getloadavg()[0]
+        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
         b.results.close()
         b.control.close()
     finally:

@@ -6,9 +6,9 @@ and its changes queued. A re-run of the same order (after a crash) re-issues wha
 (``apply_backfill``), and a user whose state is ahead of this owner re-emits first (replay.py).
 
 The partition reports its progress on the catalog log while it runs and when it is done
-(processor/handlers/progress.py); the done report waits until the changes it made have left, so
-a command is ``APPLIED`` only once every change of its backfill is on the output topic. A run
-that raises reports the failure before its order goes to the dead letters.
+(processor/handlers/progress.py), without waiting: the result that follows a done report is
+published once the partition's changes have left. A run that raises reports the failure before
+its order goes to the dead letters.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class Backfill:
         self.stats.count("backfill.orders")
         reporter = self.reporter if self.reporter is not None and self.reporter.tracked(order) else None
         counts = [0, 0, 0]  # users evaluated, added, removed
+        last: list[bytes] = []  # the last user with changes queued: the result waits until they left
         try:
-            await self._run(msg, order, counts, reporter)
+            await self._run(msg, order, counts, reporter, last)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -64,9 +65,10 @@ class Backfill:
                                       f"{type(exc).__name__}: {exc}")
             raise
         if reporter is not None:
-            await reporter.done(order, msg.partition, (counts[0], counts[1], counts[2]))
+            await reporter.done(order, msg.partition, (counts[0], counts[1], counts[2]), last[0] if last else None)
 
-    async def _run(self, msg: InputRecord, order: BackfillOrder, counts: list[int], reporter: Reporter | None) -> None:
+    async def _run(self, msg: InputRecord, order: BackfillOrder, counts: list[int], reporter: Reporter | None,
+                   last: list[bytes]) -> None:
         started = time.monotonic()
         last_report = self.monotonic()
         part = self.store.partition(msg.partition)
@@ -74,7 +76,6 @@ class Backfill:
         start, stop = prefix, prefix_end(prefix)
         seen = changed = 0
         targets = Targets(order.segments)
-        last_key: bytes | None = None  # the last user with changes queued (settled before the done report)
         positions = self.replay.positions(msg.partition)  # fixed while this message is processed
         delay = self.fault_delay(order) if self.fault_delay is not None else 0.0
         while True:
@@ -97,7 +98,7 @@ class Backfill:
                         counts[1 if c.change == "ADDED" else 2] += 1
                     outcomes.append((k, out))
                 if out.changes or self.changes.pending_for(k):
-                    last_key = k
+                    last[:] = [k]
             if outcomes:  # the chunk's users in one store batch, then their changes in order
                 await write_outcomes(part, self.changes, outcomes)
             seen += len(chunk)
@@ -109,8 +110,6 @@ class Backfill:
                 await reporter.running(order, msg.partition, (counts[0], counts[1], counts[2]))
                 last_report = self.monotonic()
             await asyncio.sleep(0)  # let heartbeats and other tasks run during long backfills
-        if reporter is not None and last_key is not None and self.changes.pending_for(last_key):
-            await self.changes.settle(last_key)  # everything queued before it leaves with it
         self.stats.backfilled(seen)
         log.info(
             "backfill %s site=%s partition=%d users=%d changes=%d in %.3fs",

@@ -12,9 +12,12 @@ After its done report is folded, the partition publishes the command's result as
 
 The users agent does not wait for any of it: a report is queued on Faust's producer (the
 checkpoint makes it durable before the order's offset is committed, so a crash before that
-re-runs the order, which reports again), and the fold and the result follow in a background
-task. A crash after the commit but before that task published loses that result record (the
-fold, and the API, still have it).
+re-runs the order, which reports again), and the result follows in a background task once the
+partition's changes have left the outbox (the checkpoint's next release, milliseconds) and the
+report is folded. So a command can read ``APPLIED`` in the fold (the API) a release before the
+last changes of its backfill are on the output topic, while its ``APPLIED`` result record comes
+after them. A crash after the commit but before that task published loses that result record
+(the fold, and the API, still have it).
 
 A result can therefore arrive twice, and an ``APPLYING`` after the ``APPLIED`` of the same command
 (two workers publish independently): ``APPLIED`` is final (docs/contract.md).
@@ -33,7 +36,7 @@ from processor.contract.models import CommandResult
 from processor.handlers.control import BackfillOrder
 from typing import Awaitable
 
-from processor.handlers.ports import Bus, CatalogView, Clock, Stats, now_ms
+from processor.handlers.ports import Bus, CatalogView, Changes, Clock, Stats, now_ms
 
 log = logging.getLogger("processor")
 INTERVAL_S = 2.0  # a running partition reports at most this often (a done report is always sent)
@@ -64,7 +67,10 @@ def progress_result(rec: CommandRecord, prog: CommandProgress) -> CommandResult:
 class Reporter:
     """Appends a partition's progress reports and publishes the results that follow them."""
 
-    def __init__(self, catalog: CatalogView, bus: Bus, stats: Stats, clock: Clock = now_ms) -> None:
+    def __init__(self, catalog: CatalogView, bus: Bus, stats: Stats, clock: Clock = now_ms,
+                 changes: Changes | None = None) -> None:
+        """``changes``: the outbox, whose records a result waits for (None: it does not wait)."""
+        self.changes = changes
         self.catalog = catalog
         self.bus = bus
         self.stats = stats
@@ -84,11 +90,14 @@ class Reporter:
         except Exception:  # noqa: BLE001 - the backfill goes on; the done report is what counts
             log.warning("progress report of %s partition %d failed", order.command_id, partition, exc_info=True)
 
-    async def done(self, order: BackfillOrder, partition: int, counts: tuple[int, int, int]) -> None:
+    async def done(self, order: BackfillOrder, partition: int, counts: tuple[int, int, int],
+                   settle: bytes | None = None) -> None:
         """This partition finished: queue the report; the fold and the command's result follow in
-        the background. Raises if the report cannot be queued (the order is then dead-lettered)."""
+        the background, after the changes of ``settle`` (the partition's last changed user, and so
+        every change queued before it) have left. Raises if the report cannot be queued (the order
+        is then dead-lettered)."""
         acked = await self._append(order, partition, counts, done=True)
-        task = asyncio.ensure_future(self._publish_when_folded(order, partition, acked))
+        task = asyncio.ensure_future(self._publish_when_folded(order, partition, acked, settle))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -105,8 +114,11 @@ class Reporter:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _publish_when_folded(self, order: BackfillOrder, partition: int, acked: Awaitable[int]) -> None:
+    async def _publish_when_folded(self, order: BackfillOrder, partition: int, acked: Awaitable[int],
+                                   settle: bytes | None = None) -> None:
         try:
+            if settle is not None and self.changes is not None and self.changes.pending_for(settle):
+                await self.changes.settle(settle)
             offset = await acked
             await self.catalog.wait_for(offset)
             await self._publish(order, offset)

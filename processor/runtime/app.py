@@ -160,7 +160,7 @@ class Runtime:
             t.control,
             UserEvents(self.store, changes, self.catalog, self.replay, self.stats),
             Backfill(self.store, changes, self.catalog, self.replay, self.stats,
-                     reporter=Reporter(self.catalog, bus, self.stats),  # progress: processor/handlers/progress.py
+                     reporter=Reporter(self.catalog, bus, self.stats, changes=changes),  # processor/handlers/progress.py
                      fault_delay=self._backfill_fault_delay() if s.fault_backfill_delay else None),
             self.timers)
         self.commands = Commands(self.catalog, bus, self.stats, s.partitions, verify=self._command_verifier(),

@@ -176,7 +176,7 @@ class World:
                              committed=lambda t, p: self.committed.get((t, p)))
         self.timers = Timers(self.store, self.changes, self.catalog, self.replay, self.stats, self.bus, clock,
                              chunk=self.chunk)
-        self.reporter = Reporter(self.catalog, self.bus, self.stats, clock)
+        self.reporter = Reporter(self.catalog, self.bus, self.stats, clock, changes=self.changes)
         self.users = UsersPartition(
             CONTROL,
             UserEvents(self.store, self.changes, self.catalog, self.replay, self.stats, clock),

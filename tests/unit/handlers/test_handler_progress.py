@@ -37,7 +37,8 @@ def catalog_entries(w: World) -> list[Any]:
 
 
 def recording(w: World) -> World:
-    """Record every catalog entry the handlers append, and the outbox's pending owners at that moment."""
+    """Record every catalog entry the handlers append, and the outbox's pending owners at each
+    catalog append and each published result."""
     w.appended = []  # type: ignore[attr-defined]
     w.pending_at_append = []  # type: ignore[attr-defined]
     append = w.bus.append_catalog
@@ -48,6 +49,14 @@ def recording(w: World) -> World:
         return await append(site_id, entry)
 
     w.bus.append_catalog = record  # type: ignore[method-assign]
+    w.pending_at_result = []  # type: ignore[attr-defined]
+    result = w.bus.result
+
+    async def record_result(site_id: str, value: bytes) -> None:
+        w.pending_at_result.append(set(w.changes.pending))  # type: ignore[attr-defined]
+        await result(site_id, value)
+
+    w.bus.result = record_result  # type: ignore[method-assign]
     return w
 
 
@@ -78,11 +87,12 @@ async def test_a_rule_goes_accepted_applying_applied_with_its_counts() -> None:
             applied.users_removed) == (2, 2, len(users), sum(sales.values()), 0)
     assert applied.applied_at == w.now and applied.code is None
     assert prog.state == "APPLIED" and len(w.members(SITE, "sales")) == sum(sales.values())
-    # a done report was appended only once its partition's changes had left the outbox
-    done_at = [i for i, e in enumerate(catalog_entries(w))
-               if isinstance(e, ProgressEntry) and e.done and e.command_id == cmd.command_id]
-    assert len(done_at) == 2 and all(w.pending_at_append[i] == set() for i in done_at)
-    assert w.changes.settled  # the backfill waited for its last changes
+    # the results that follow the done reports were published once the changes had left the outbox
+    assert [w.pending_at_result[i] for i, r in enumerate(w.bus.results)
+            if r.command_id == cmd.command_id and r.status != "ACCEPTED"] == [set(), set()]
+    assert w.changes.settled  # the publisher waited for the partition's last changes
+    done = [e for e in catalog_entries(w) if isinstance(e, ProgressEntry) and e.command_id == cmd.command_id]
+    assert [(e.partition, e.done) for e in done] == [(orders[0][0], True), (orders[1][0], True)]
 
 
 async def test_update_then_delete_count_removed_users() -> None:
