@@ -11,8 +11,8 @@ backfill is done and its changes are on the output topic):
             commands of up to 1,000 operations (with the users already stored: the enables
             reconcile them);
   (a) baseline: one CreateRule, one command, over the same users;
-  (b) the old path: ``--singles`` CreateRules as separate commands (one backfill per partition
-      each), extrapolated to ``--rules``;
+  (b) the old path: ``--singles`` more CreateRules (on segments of their own) as separate
+      commands (one backfill per partition each), extrapolated to ``--rules``;
   (c) the bulk path: ``--rules`` CreateRules as one Batch command (one backfill per partition).
 
 Each of the ``--rules`` rules matches one department x city pair, so every user joins exactly one
@@ -249,7 +249,8 @@ def main() -> None:
         wait_ready(url, w)
         print(f"seeded {args.users} users in {res['seed_s']} s", flush=True)
 
-        segs = [f"seg{i:05d}" for i in range(args.rules)]
+        n = args.singles
+        segs = [f"seg{i:05d}" for i in range(args.rules + n)]  # the last n for the single commands
         ops = [{"type": "UpsertSegment", "payload": {"segment_id": s, "name": s}} for s in segs]
         ops += [{"type": "EnableSegmentAutomation", "payload": {"segment_id": s}} for s in segs]
         res["catalog"] = b.phase("catalog", [b.command(f"b-cat-{i}", "Batch", {"operations": ops[i:i + MAX_OPS]})
@@ -259,11 +260,11 @@ def main() -> None:
                 "condition_json": json.dumps({"field": "department", "op": "equals", "value": "d0"}), "enabled": True}
         res["a_one_rule"] = b.phase("a: one rule", [b.command("b-one", "CreateRule", base)], w, log)
 
-        n = min(args.singles, args.rules)
-        singles = [b.command(f"b-single-{i}", "CreateRule", rule_payload(i, segs[i], cities)) for i in range(n)]
+        singles = [b.command(f"b-single-{i}", "CreateRule", rule_payload(i, segs[i], cities))
+                   for i in range(args.rules, args.rules + n)]
         res["b_single_commands"] = b.phase(f"b: {n} rules one command each", singles, w, log)
 
-        bulk_ops = [{"type": "CreateRule", "payload": rule_payload(i, segs[i], cities)} for i in range(n, args.rules)]
+        bulk_ops = [{"type": "CreateRule", "payload": rule_payload(i, segs[i], cities)} for i in range(args.rules)]
         bulk = [b.command(f"b-bulk-{i}", "Batch", {"operations": bulk_ops[i:i + MAX_OPS]})
                 for i in range(0, len(bulk_ops), MAX_OPS)]
         spy = None

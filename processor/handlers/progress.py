@@ -117,9 +117,12 @@ class Reporter:
     async def _publish_when_folded(self, order: BackfillOrder, partition: int, acked: Awaitable[int],
                                    settle: bytes | None = None) -> None:
         try:
+            offset = await acked
+            own = getattr(self.catalog, "own_report", None)
+            if own is not None:
+                own(offset)  # the commands agent's catch-up need not wait for it
             if settle is not None and self.changes is not None and self.changes.pending_for(settle):
                 await self.changes.settle(settle)
-            offset = await acked
             await self.catalog.wait_for(offset)
             await self._publish(order, offset)
         except asyncio.CancelledError:
