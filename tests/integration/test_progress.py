@@ -203,6 +203,47 @@ def test_a_batch_of_rules_is_one_backfill_per_partition(pair: Cluster) -> None:
         (1, "UNKNOWN_SEGMENT", "$.rules[1].segment_id")], body
 
 
+def test_the_cli_applies_a_rules_file_as_one_batch_and_waits_until_applied(pair: Cluster, tmp_path: Path) -> None:
+    """`rules apply FILE`: a file with invalid rules is refused whole, every invalid rule listed,
+    nothing sent (exit 4); a good file is one Batch (one backfill order per partition), and the
+    command returns once it is APPLIED (exit 0), --json with its state and progress."""
+    import os
+    import subprocess
+    import sys
+
+    site = f"pg-{uuid.uuid4().hex[:8]}"
+    users = seed(pair, site, 80)
+    env = {**os.environ, "API_URL": pair.workers[0].url, "ADMIN_JWT_SECRET": TEST_JWT_SECRET}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "processor", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    rules = [{"rule_id": f"r{i}", "segment_id": "s", "name": f"r{i}", "condition": f'department == "{d}"'}
+             for i, d in enumerate(DEPTS[:2])]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps([*rules, {"rule_id": "x1", "segment_id": "nope", "condition": 'city == "a"'},
+                               {"rule_id": "x2", "segment_id": "s", "condition": 'nofield == "a"'}]))
+    before = {o["command_id"] for o in control_orders(pair) if o["site_id"] == site}
+    out = cli("rules", "apply", str(bad), "--site", site, "--json")
+    assert out.returncode == 4, out.stdout + out.stderr
+    errors = json.loads(out.stdout)["errors"]
+    assert [(e["rule_id"], e["code"]) for e in errors] == [("x1", "UNKNOWN_SEGMENT"), ("x2", "UNKNOWN_FIELD")]
+    assert call(pair.workers[0].url, "GET", f"/sites/{site}/rules", tok(site))[1]["rules"] == []
+
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"rules": rules}))
+    out = cli("rules", "apply", str(good), "--site", site, "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    results = json.loads(out.stdout)
+    assert [(r["rule_id"], r["status"], r["state"]) for r in results] == [("r0", "ACCEPTED", "APPLIED"),
+                                                                       ("r1", "ACCEPTED", "APPLIED")]
+    assert len({r["command_id"] for r in results}) == 1
+    assert results[0]["progress"]["users_added"] == sum(d in DEPTS[:2] for d in users.values())
+    orders = [o for o in control_orders(pair) if o["site_id"] == site and o["command_id"] not in before]
+    assert len(orders) == pair.settings.partitions and {o["command_id"] for o in orders} == {results[0]["command_id"]}
+
+
 def test_the_console_shows_a_command_applying_then_the_segment_current(pair: Cluster, browser: Any) -> None:
     from playwright.sync_api import expect
 
