@@ -407,35 +407,43 @@ def segments_list(site: str, as_json: bool) -> None:
          f"site {site}: {data['users']} stored users")
 
 
-def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+def _automation(site: str, segment: str, body: dict,  # type: ignore[type-arg]
+                as_json: bool, yes: bool = False) -> None:
+    from processor.catalog_cli import guarded  # a large change (409 LARGE_CHANGE) is shown and confirmed
     from processor.cli_progress import wait_applied
 
     c = _client(site)
-    res = c.ok("POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body)
+    res = guarded(c, "POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body, yes, as_json)
     final = wait_applied(c, site, res["command_id"], show=not as_json)  # a progress bar until APPLIED
     _out(final, True)
     _final(final)
 
 
+yes_opt = click.option("--yes", "-y", is_flag=True,
+                       help="Apply a large change (LARGE_CHANGE) without asking; it is still shown.")
+
+
 @segments.command("manage")
 @click.argument("segment")
 @site_opt
+@yes_opt
 @json_opt
 @_api
-def segments_manage(segment: str, site: str, as_json: bool) -> None:
+def segments_manage(segment: str, site: str, yes: bool, as_json: bool) -> None:
     """Enable automation of SEGMENT (reconciles its members with the rules)."""
-    _automation(site, segment, {"enabled": True}, as_json)
+    _automation(site, segment, {"enabled": True}, as_json, yes)
 
 
 @segments.command("unmanage")
 @click.argument("segment")
 @site_opt
 @click.option("--remove-members", is_flag=True, help="Also remove every automation member.")
+@yes_opt
 @json_opt
 @_api
-def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bool) -> None:
+def segments_unmanage(segment: str, site: str, remove_members: bool, yes: bool, as_json: bool) -> None:
     """Disable automation of SEGMENT (members stay unless --remove-members)."""
-    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json)
+    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json, yes)
 
 
 @main.command("members")
@@ -534,15 +542,21 @@ def rules_list(site: str, as_json: bool) -> None:
 @rules.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @site_opt
+@click.option("--dry-run", is_flag=True,
+              help="Print the combined impact of the whole file (per segment: would add, would remove); "
+                   "change nothing.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for each batch to be APPLIED.")
+@yes_opt
 @json_opt
 @_api
-def rules_apply(file: Path, site: str, timeout: float, as_json: bool) -> None:
+def rules_apply(file: Path, site: str, dry_run: bool, timeout: float, yes: bool, as_json: bool) -> None:
     """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})
     as Batch commands of up to 1,000 rules: every rule is validated first (nothing is sent if one is
-    invalid), then each batch is applied with one backfill per partition; waits until APPLIED."""
+    invalid), then each batch is applied with one backfill per partition (a large change is shown and
+    confirmed, or --yes); waits until APPLIED."""
     import yaml
 
+    from processor.catalog_cli import rules_dry_run
     from processor.cli_progress import apply_rules
 
     c = _client(site)
@@ -550,10 +564,13 @@ def rules_apply(file: Path, site: str, timeout: float, as_json: bool) -> None:
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
     if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
         raise CliError(f"{file}: expected a list of rules (or {{rules: [...]}})")
+    if dry_run:
+        rules_dry_run(c, site, items, as_json)
+        return
     if not items:
         _out([], as_json, ["rule", "status", "state", "code", "message"], [])
         return
-    results, errors = apply_rules(c, site, items, timeout, show=not as_json)
+    results, errors = apply_rules(c, site, items, timeout, show=not as_json, yes=yes, as_json=as_json)
     if errors:
         _out({"valid": False, "errors": errors}, as_json, ["rule", "code", "path", "message"],
              [[e.get("rule_id") or "", e.get("code") or "", e.get("path") or "", e.get("message") or ""]
@@ -569,13 +586,17 @@ def rules_apply(file: Path, site: str, timeout: float, as_json: bool) -> None:
 @rules.command("delete")
 @click.argument("rule_id")
 @site_opt
+@yes_opt
+@json_opt
 @_api
-def rules_delete(rule_id: str, site: str) -> None:
-    """Delete RULE_ID (its members are re-evaluated)."""
+def rules_delete(rule_id: str, site: str, yes: bool, as_json: bool) -> None:
+    """Delete RULE_ID (its members are re-evaluated; asks first when that is a large change)."""
+    from processor.catalog_cli import guarded
     from processor.cli_progress import wait_applied
 
     c = _client(site)
-    final = wait_applied(c, site, c.ok("DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}")["command_id"])
+    res = guarded(c, "DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}", None, yes, as_json)
+    final = wait_applied(c, site, res["command_id"], show=not as_json)
     _out(final, True)
     _final(final)
 
@@ -639,6 +660,11 @@ main.add_command(_moodle)
 from processor.users_cli import users as _users  # noqa: E402 - users upsert/delete: user events by hand
 
 main.add_command(_users)
+
+# segments create/rename/delete/import, fields, settings (processor/catalog_cli.py)
+from processor.catalog_cli import register as _catalog_cli  # noqa: E402
+
+_catalog_cli(main, segments)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -155,10 +155,13 @@ def _chunks(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [c for c in out if c]
 
 
-def apply_rules(c: AdminClient, site: str, items: list[dict[str, Any]], timeout: float, show: bool
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def apply_rules(c: AdminClient, site: str, items: list[dict[str, Any]], timeout: float, show: bool,
+                yes: bool = False, as_json: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(per-rule results, every invalid rule). Validates every request first (dry run); sends
-    nothing if a rule is invalid; else sends them in order and waits for each to be APPLIED."""
+    nothing if a rule is invalid; else sends them in order (a large change is shown and confirmed,
+    or ``yes``: processor/catalog_cli.py ``guarded``) and waits for each to be APPLIED."""
+    from processor.catalog_cli import guarded
+
     chunks = _chunks(items)
     path = f"/sites/{seg(site)}/rules:bulk"
     errors: list[dict[str, Any]] = []
@@ -180,7 +183,7 @@ def apply_rules(c: AdminClient, site: str, items: list[dict[str, Any]], timeout:
         return [], errors
     results: list[dict[str, Any]] = []
     for chunk in chunks:
-        sent = c.ok("POST", path, {"rules": chunk})
+        sent = guarded(c, "POST", path, {"rules": chunk}, yes, as_json)
         final = wait_applied(c, site, sent["command_id"], timeout, show)
         for r in chunk:
             results.append({"rule_id": r.get("rule_id"), **final})

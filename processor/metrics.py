@@ -39,6 +39,11 @@ class Metrics:
                                          "1 while consumption of an input partition is paused because the "
                                          "dead letter of one of its messages could not be sent",
                                          ["topic", "partition"], registry=r)
+        # the same pause while a message cannot be read yet (the Schema Registry does not answer)
+        self.input_held = Gauge("segment_input_held",
+                                "1 while consumption of an input partition is paused because one of its "
+                                "messages cannot be read yet (the Schema Registry does not answer)",
+                                ["topic", "partition"], registry=r)
         self.dead_letter_failures = Counter("segment_dead_letter_send_failures_total",
                                             "Dead-letter sends the broker did not acknowledge (each attempt)",
                                             ["topic"], registry=r)

@@ -39,18 +39,30 @@ def run_worker(settings: Settings) -> None:
 
 
 def start_or_refuse(settings: Settings, json_logs: bool = True) -> "Runtime":
-    """Check the installed faust-streaming, the broker profile and the topics, then build the
-    worker; exit with status 2 and the reason when one of them is not right."""
+    """Check the installed faust-streaming, the broker profile, the connection to Kafka (TLS/SASL
+    preflight: a refused login fails within seconds, naming the setting), the topics and the
+    Schema Registry subjects, then build the worker; exit with status 2 and the reason when one
+    of them is not right. A registry that does not answer yet is not fatal: the worker holds its
+    input until it does (docs/deploy.md "Schema Registry")."""
     from processor.errors import ProcessorError
-    from processor.runtime import faust_compat
+    from processor.runtime import clients, faust_compat
     from processor.runtime.broker_profile import profile_for
+    from processor.wire import SchemaRegistryUnavailable, WireFormat
 
     try:
         faust_compat.apply()
         profile_for(settings)
+        clients.preflight(settings.bootstrap_servers, settings.kafka_security, timeout=30.0)
+    except ProcessorError as err:
+        _refuse(err.code, f"{err.path}: {err.message}" if err.path not in ("", "$") else err.message, json_logs)
+    settings = settings.with_(replication_factor=checked_topics(settings, json_logs))
+    try:
+        WireFormat.from_settings(settings).check()
+    except SchemaRegistryUnavailable as err:
+        logging.getLogger("processor").warning("%s; input is held until it answers", err,
+                                               extra={"error_code": err.code})
     except ProcessorError as err:
         _refuse(err.code, err.message, json_logs)
-    settings = settings.with_(replication_factor=checked_topics(settings, json_logs))
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     from processor.runtime.app import Runtime
 

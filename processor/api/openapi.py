@@ -93,7 +93,9 @@ def _progress_schemas() -> dict[str, Any]:
 
 
 def spec() -> dict[str, Any]:
-    return {
+    from processor.api.openapi_admin import extend  # guarded changes, site settings, bulk segments
+
+    return extend({
         "openapi": "3.1.0",
         "info": {"title": "Segment automation admin API", "version": "1.0.0",
                  "description": "Served by every worker. Reads gather from all workers; writes are commands."},
@@ -207,7 +209,7 @@ def spec() -> dict[str, Any]:
                     "next_cursor": {"type": ["string", "null"]}}},
             },
         },
-    }
+    })
 
 
 # ------------------------------------------------------------------ bridge endpoints

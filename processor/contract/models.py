@@ -20,6 +20,7 @@ PAYLOAD_TYPES = (
     "CreateRule",
     "UpdateRule",
     "DeleteRule",
+    "SetSiteSettings",  # appended after v1 (the union's last branch)
 )
 # A payload carrying many of the above, decided as one command (processor/catalog/batch.py)
 BATCH = "Batch"

@@ -22,12 +22,13 @@ from processor.catalog.commands import Decision, decide
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import record_of
-from processor.contract.codec import decode_command, decode_key, encode_command_result
+from processor.contract.codec import decode_key
 from processor.contract.models import Actor, Command
 from processor.errors import ProcessorError
 import processor.handlers.control as control
 import processor.handlers.progress as progress
-from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, now_ms
+from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, Wire, now_ms
+from processor.wire import SCHEMALESS
 
 log = logging.getLogger("processor")
 # (site id, token) -> the verified principal (``.sub``, ``.roles``); raises ProcessorError FORBIDDEN
@@ -40,8 +41,9 @@ class Commands:
 
     def __init__(self, catalog: CatalogView, bus: Bus, stats: Stats, partitions: int, *,
                  verify: Verify | None = None, fault: Fault | None = None, clock: Clock = now_ms,
-                 settle_timeout_s: float = 30.0) -> None:
+                 settle_timeout_s: float = 30.0, wire: Wire = SCHEMALESS) -> None:
         self.catalog = catalog
+        self.wire = wire
         self.bus = bus
         self.stats = stats
         self.partitions = partitions
@@ -51,7 +53,7 @@ class Commands:
         self.settle_timeout_s = settle_timeout_s
 
     async def handle(self, msg: InputRecord) -> None:
-        cmd = decode_command(msg.value)  # undecodable: no id to answer to, the guard dead-letters it
+        cmd = self.wire.decode_command(msg.value)  # undecodable: no id to answer to, the guard dead-letters it
         try:
             await self._process(msg, cmd)
         except asyncio.CancelledError:
@@ -142,12 +144,13 @@ class Commands:
     async def publish_result(self, site_id: str, rec: CommandRecord) -> None:
         """The decision; and APPLIED when nothing is left to do (no backfill, or one that already
         completed: a re-sent command id gets the final state too)."""
-        await self.bus.result(site_id, encode_command_result(progress.decision_result(site_id, rec)))
+        encode = self.wire.encode_command_result
+        await self.bus.result(site_id, encode(progress.decision_result(site_id, rec)))
         if rec.status != "ACCEPTED":
             return
         if rec.backfill is None:
-            await self.bus.result(site_id, encode_command_result(progress.applied_now(site_id, rec)))
+            await self.bus.result(site_id, encode(progress.applied_now(site_id, rec)))
             return
         prog = self.catalog.registry.progress.get(site_id, rec.command_id)
         if prog is not None and prog.complete and prog.catalog_offset == rec.catalog_offset:
-            await self.bus.result(site_id, encode_command_result(progress.progress_result(rec, prog)))
+            await self.bus.result(site_id, encode(progress.progress_result(rec, prog)))

@@ -4,18 +4,21 @@ Every consumed message goes through :meth:`Guard.run`. Input that breaks the con
 ``ContractError``) is dead-lettered with its code; any other error is logged with its traceback
 and dead-lettered as PROCESSING_ERROR, so a bug hits one message, not every other user's changes.
 A message whose partition waits for an unsent dead letter is held back (processor/runtime/
-dead_letters.py pauses that partition until the dead letter is sent).
+dead_letters.py pauses that partition until the dead letter is sent). A message that cannot be
+read *yet* (``ready`` says why: the Schema Registry does not answer) is neither processed nor
+dead-lettered: its partition is held the same way and read again from it once it can be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from processor.contract.exceptions import ContractError
+from processor.errors import ProcessorError
 from processor.contract.models import DeadLetter
-from processor.handlers.ports import Clock, DeadLetterSink, InputRecord, Stats, now_ms
+from processor.handlers.ports import Clock, DeadLetterSink, InputRecord, Readiness, Stats, now_ms
 from processor.handlers.replay import Replay
 
 log = logging.getLogger("processor")
@@ -23,8 +26,10 @@ Handler = Callable[[InputRecord], Awaitable[None]]
 
 
 class Guard:
-    def __init__(self, dead_letters: DeadLetterSink, replay: Replay, stats: Stats, clock: Clock = now_ms) -> None:
+    def __init__(self, dead_letters: DeadLetterSink, replay: Replay, stats: Stats, clock: Clock = now_ms,
+                 ready: Readiness | None = None) -> None:
         self.dead_letters = dead_letters
+        self.ready = ready
         self.replay = replay
         self.stats = stats
         self.clock = clock
@@ -32,6 +37,13 @@ class Guard:
     async def run(self, msg: InputRecord, handler: Handler) -> None:
         if self.dead_letters.holds(msg):
             return  # its partition waits for an unsent dead letter
+        if self.ready is not None:
+            reason = await self.ready(msg)
+            if reason is not None:
+                self.stats.count("input.held")
+                ready = self.ready
+                self.dead_letters.hold(msg, lambda: ready(msg), reason)
+                return
         try:
             try:
                 await handler(msg)
@@ -52,3 +64,30 @@ class Guard:
                            "error_code": code})
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, self.clock())
         await self.dead_letters.send(msg, dl)  # bounded; a failed send pauses msg's partition, never raises
+
+
+class WireReadiness:
+    """The guard's ``ready`` for a Schema Registry-framed wire format (processor/wire.py): a
+    message is readable once our schemas' ids are known (every output is encoded with them) and,
+    for an input topic of ours (``inputs``: topic -> our schema name), once the writer schema of
+    its framed value is cached. Registry calls run off the event loop (they may wait for a
+    timeout); the answer for a message that needs none is a dict lookup."""
+
+    def __init__(self, wire: Any, inputs: Mapping[str, str], stats: Stats) -> None:
+        self.wire = wire
+        self.inputs = dict(inputs)
+        self.stats = stats
+        self._ours = False
+
+    async def __call__(self, msg: InputRecord) -> str | None:
+        try:
+            if not self._ours:
+                await asyncio.to_thread(self.wire.check)
+                self._ours = True
+            name = self.inputs.get(msg.topic)
+            if name is not None and not self.wire.resolved(name, msg.value):
+                await asyncio.to_thread(self.wire.resolve, name, msg.value)
+        except ProcessorError as err:  # the registry does not answer, or our schemas are not registered
+            self.stats.count("schema_registry.unavailable")
+            return str(err)
+        return None

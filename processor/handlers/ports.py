@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Protocol
 
 if TYPE_CHECKING:
     from processor.catalog.registry import CatalogRegistry
-    from processor.contract.models import DeadLetter, MembershipChange
+    from processor.contract.models import Command, CommandResult, DeadLetter, MembershipChange, UserEvent
     from processor.metrics import Metrics
 
 
@@ -106,12 +106,31 @@ class Bus(Protocol):
         """Queue an encoded command result."""
 
 
+class Wire(Protocol):
+    """The contract topics' wire format (processor/wire.py: schemaless Avro, or Schema
+    Registry-framed). Decoding raises ``ContractError`` for a record that breaks the contract."""
+
+    def decode_user_event(self, key: bytes | None, value: bytes | None) -> "UserEvent": ...
+
+    def decode_command(self, value: bytes | None) -> "Command": ...
+
+    def encode_command_result(self, res: "CommandResult") -> bytes: ...
+
+
+# ``msg`` -> None when it can be read now, else why not (e.g. the Schema Registry does not answer):
+# the guard then holds the message's partition until it can (nothing is dead-lettered or lost)
+Readiness = Callable[[Any], Awaitable["str | None"]]
+
+
 class DeadLetterSink(Protocol):
     """processor/runtime/dead_letters.py: a failed send pauses the message's partition."""
 
     def holds(self, msg: Any) -> bool: ...
 
     async def send(self, msg: Any, dl: "DeadLetter") -> None: ...
+
+    def hold(self, msg: Any, ready: Callable[[], Awaitable["str | None"]], reason: str) -> None:
+        """Pause ``msg``'s partition until ``ready()`` answers None, then read it again from ``msg``."""
 
 
 def now_ms() -> int:

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable
 
 from processor.catalog.entry import ProgressEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.progress import CommandProgress
-from processor.contract.codec import encode_command_result
 from processor.contract.models import CommandResult
 from processor.handlers.control import BackfillOrder
-from typing import Awaitable
-
-from processor.handlers.ports import Bus, CatalogView, Changes, Clock, Stats, now_ms
+from processor.handlers.ports import Bus, CatalogView, Changes, Clock, Stats, Wire, now_ms
+from processor.wire import SCHEMALESS
 
 log = logging.getLogger("processor")
 INTERVAL_S = 2.0  # a running partition reports at most this often (a done report is always sent)
@@ -68,9 +67,11 @@ class Reporter:
     """Appends a partition's progress reports and publishes the results that follow them."""
 
     def __init__(self, catalog: CatalogView, bus: Bus, stats: Stats, clock: Clock = now_ms,
-                 changes: Changes | None = None) -> None:
-        """``changes``: the outbox, whose records a result waits for (None: it does not wait)."""
+                 changes: Changes | None = None, wire: Wire = SCHEMALESS) -> None:
+        """``changes``: the outbox, whose records a result waits for (None: it does not wait);
+        ``wire``: how results are encoded (processor/wire.py)."""
         self.changes = changes
+        self.wire = wire
         self.catalog = catalog
         self.bus = bus
         self.stats = stats
@@ -149,4 +150,4 @@ class Reporter:
         if prog.complete and offset < prog.completed_offset:
             return  # an earlier report: the one that completed the command publishes APPLIED
         res = progress_result(rec, prog)
-        await self.bus.result(order.site_id, encode_command_result(res))
+        await self.bus.result(order.site_id, self.wire.encode_command_result(res))

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import time
 
-from processor.contract.codec import decode_user_event
-from processor.handlers.ports import CatalogView, Changes, Clock, InputRecord, Stats, Table, now_ms
+from processor.handlers.ports import CatalogView, Changes, Clock, InputRecord, Stats, Table, Wire, now_ms
 from processor.handlers.replay import Replay
 from processor.handlers.writes import write_outcome
 from processor.membership.engine import apply_user_event
 from processor.state.keys import user_key
 from processor.state.user_state import decode_state
+from processor.wire import SCHEMALESS
 
 
 class UserEvents:
     def __init__(self, store: Table, changes: Changes, catalog: CatalogView, replay: Replay, stats: Stats,
-                 clock: Clock = now_ms) -> None:
+                 clock: Clock = now_ms, wire: Wire = SCHEMALESS) -> None:
         self.store = store
+        self.wire = wire
         self.changes = changes
         self.catalog = catalog
         self.replay = replay
@@ -29,7 +30,7 @@ class UserEvents:
 
     async def handle(self, msg: InputRecord) -> None:
         started = time.perf_counter()
-        ev = decode_user_event(msg.key, msg.value)  # a ContractError: the guard dead-letters it
+        ev = self.wire.decode_user_event(msg.key, msg.value)  # a ContractError: the guard dead-letters it
         active = self.catalog.registry.site(ev.site_id).active
         key = user_key(ev.site_id, ev.user_id)
         if self.changes.pending_for(key):

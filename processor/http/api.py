@@ -41,7 +41,9 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, progress, scans
+from processor.http import bridges, catalog_admin, progress, scans
+# guarded changes (409 LARGE_CHANGE)
+from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
@@ -118,6 +120,7 @@ class Api:
         self.peers = Peers(model.self_url, model.peer_urls, self.answer, s.peer_timeout_s, s.scan_timeout_s)
         self.scanner = scans.Scanner(s.scan_concurrency, s.scan_slice_ms / 1000, s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
+        self.guard = Guard(self)
 
     # ----------------------------------------------------------------- plumbing
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -140,12 +143,14 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
+            *Guard(self).routes(),  # rules:impact, internal impact (processor/http/guard.py)
+            *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
             *progress.routes(self),  # bulk rule writes (processor/http/progress.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY, **progress.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **progress.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -249,6 +254,8 @@ class Api:
                               for st in store.users(read.site_id, read.after, read.limit)]}
         if isinstance(read, PreviewRead):
             return await self._preview_local(read, deadline)
+        if isinstance(read, ImpactRead):
+            return await self.guard.answer(read, deadline)
         raise TypeError(f"no local answer for {type(read).__name__}")  # pragma: no cover - a programming error
 
     async def _preview_local(self, read: PreviewRead, deadline: float) -> dict[str, Any]:
@@ -445,7 +452,7 @@ class Api:
 
     # ------------------------------------------------------------------ writes
     async def _submit(self, request: aioweb.Request, principal: Any, ptype: str, payload: dict[str, Any],
-                      dry_run: bool = False) -> aioweb.Response:
+                      dry_run: bool = False, confirmed: int | None = None) -> aioweb.Response:
         site = self.site(request)
         # COMMANDS_REQUIRE_TOKEN=1: the caller's (already verified) token goes with the command,
         # and the deciding worker verifies it again; otherwise no credential is put on the bus.
@@ -464,28 +471,37 @@ class Api:
             return _json({"valid": False, "code": d.code, "message": d.message, "path": d.path,
                           "errors": [{"code": d.code, "path": d.path, "message": d.message}]}, 422)
         self.write_limiter.hit(site.site_id, principal.sub)
+        await self.guard.check(request, site, cmd, confirmed)  # 409 LARGE_CHANGE: nothing is produced
         await self.model.send_command(site.site_id, encode_command(cmd))
         return _json({"command_id": cmd.command_id, "status": "PENDING",
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
 
+    async def optional_body(self, request: aioweb.Request) -> Any:
+        """The JSON body of a request that may have none (a DELETE): ``NO_BODY`` without one."""
+        return await self.body(request) if request.body_exists else NO_BODY
+
     async def create_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        payload = rule_payload(await self.body(request))
-        return await self._submit(request, p, "CreateRule", payload, _dry_run(request))
+        body, confirmed = take_confirm(await self.body(request))
+        payload = rule_payload(body)
+        return await self._submit(request, p, "CreateRule", payload, _dry_run(request), confirmed)
 
     async def update_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        payload = rule_payload(await self.body(request), request.match_info["rule"])
-        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request))
+        body, confirmed = take_confirm(await self.body(request))
+        payload = rule_payload(body, request.match_info["rule"])
+        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request), confirmed)
 
     async def delete_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
+        _, confirmed = confirm_only(await self.optional_body(request))
         return await self._submit(request, p, "DeleteRule", {"rule_id": request.match_info["rule"]},
-                                  _dry_run(request))
+                                  _dry_run(request), confirmed)
 
     async def set_automation(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        ptype, payload = automation_payload(await self.body(request))
+        body, confirmed = take_confirm(await self.body(request))
+        ptype, payload = automation_payload(body)
         payload["segment_id"] = request.match_info["segment"]
-        return await self._submit(request, p, ptype, payload, _dry_run(request))
+        return await self._submit(request, p, ptype, payload, _dry_run(request), confirmed)
 

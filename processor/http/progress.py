@@ -10,7 +10,8 @@
   that touched it finished) and ``applying`` (the commands whose backfill of it is running).
 * ``POST /sites/{site}/rules:bulk`` creates or updates many rules as one ``Batch`` command
   (processor/catalog/batch.py): decided as a whole, one backfill per users partition for all of
-  them. ``?dry_run=true`` lists every invalid rule without sending anything.
+  them. ``?dry_run=true`` lists every invalid rule without sending anything. Guarded like a
+  single rule write, on the batch's combined impact (``409 LARGE_CHANGE``; ``"confirm"``).
 
 Hooked into processor/http/api.py with one line each.
 """
@@ -32,6 +33,7 @@ from processor.catalog.registry import CatalogRegistry
 from processor.contract.codec import encode_command
 from processor.contract.limits import DEFAULT_LIMITS
 from processor.contract.models import BATCH, Actor, Command
+from processor.http.guard import take_confirm
 
 if TYPE_CHECKING:
     from processor.http.api import Api
@@ -87,7 +89,7 @@ class BulkRules:
 
     def _operations(self, body: Any, site_rules: set[str]) -> list[tuple[str, dict[str, Any]]]:
         b = require_object(body)
-        extra = sorted(set(b) - {"rules"})
+        extra = sorted(set(b) - {"rules"})  # ("confirm" was taken off: processor/http/guard.py)
         if extra:
             raise ApiError(400, "INVALID_FIELD", f"unknown field {extra[0]!r}; the body is {{\"rules\": [...]}}",
                            f"$.{extra[0]}")
@@ -116,7 +118,8 @@ class BulkRules:
         api = self.api
         principal = api.principal(request, WRITE_RULES)
         site = api.site(request)
-        ops = self._operations(await api.body(request), set(site.rules))
+        body, confirmed = take_confirm(await api.body(request))
+        ops = self._operations(body, set(site.rules))
         token = request.headers.get("Authorization", "").partition(" ")[2].strip() or None
         now = int(time.time() * 1000)
         cmd = Command(command_ids.new_command_id(now), site.site_id, now, Actor(principal.sub, principal.roles),
@@ -133,6 +136,9 @@ class BulkRules:
             first = errors[0]
             return aioweb.json_response({"valid": False, "code": first["code"], "message": first["message"],
                                          "path": first["path"], "errors": errors, **counts}, status=422)
+        # the large-change guard over the batch's combined impact (409 LARGE_CHANGE: nothing is produced)
+        await api.guard.check_all(request, site, [Command(cmd.command_id, site.site_id, now, cmd.actor, t, p)
+                                                  for t, p in ops], confirmed)
         value = encode_command(cmd)
         if len(value) > DEFAULT_LIMITS.max_message_bytes:
             raise ApiError(413, "BODY_TOO_LARGE", f"these rules make a {len(value)}-byte command; the limit is "

@@ -9,7 +9,10 @@ Wiring only; what each piece does is in its module (docs/architecture.md has the
 * the checkpoint (processor/runtime/checkpoint.py) releases the outbox and lets Faust's offset
   commits through; its background loop runs as an app task;
 * a timer queues ticks for due time-relative re-evaluations;
-* the HTTP layer is installed with one call on a narrow read model (processor/runtime/read_model.py).
+* the HTTP layer is installed with one call on a narrow read model (processor/runtime/read_model.py);
+* the contract topics are read and written in the settings' wire format (processor/wire.py:
+  schemaless Avro, or Schema Registry-framed); an input record the registry cannot resolve yet
+  holds its partition until it can (processor/runtime/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ faust_compat.apply()  # refuses an untested faust-streaming; patches listed in f
 
 from processor.catalog.registry import CatalogRegistry  # noqa: E402
 from processor.config import Settings  # noqa: E402
+from processor.contract import schemas  # noqa: E402
 from processor.contract.models import MembershipChange  # noqa: E402
 from processor.handlers.users import UsersPartition  # noqa: E402
 from processor.handlers.backfill import Backfill  # noqa: E402
 from processor.handlers.commands import Commands  # noqa: E402
-from processor.handlers.guard import Guard  # noqa: E402
+from processor.handlers.guard import Guard, WireReadiness  # noqa: E402
 from processor.handlers.progress import Reporter  # noqa: E402
 from processor.handlers.ports import Stats  # noqa: E402
 from processor.handlers.replay import Replay, unprocessed  # noqa: E402
@@ -47,6 +51,7 @@ from processor.runtime.outbox import Outbox, OutboxSink  # noqa: E402
 from processor.runtime.output_producer import OutputProducer  # noqa: E402
 from processor.runtime.read_model import WorkerReadModel  # noqa: E402
 from processor.runtime.store import RocksTableStore  # noqa: E402
+from processor.wire import WireFormat  # noqa: E402
 
 log = logging.getLogger("processor")
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -124,6 +129,7 @@ class Runtime:
         self.commands_in = app.topic(t.commands, **RAW)
         self.commands_out = app.topic(t.commands, **RAW)
         bus = Bus(app.topic(t.catalog, **RAW), app.topic(t.control, **RAW), app.topic(t.command_results, **RAW))
+        self.wire = WireFormat.from_settings(s)
         self.metrics = Metrics()
         self.metrics.watch_gc()
         self.stats = Stats(self.metrics)
@@ -150,7 +156,8 @@ class Runtime:
             on_release=self.metrics.observe_drain, before_send=self._before_send,
             output_topic=t.membership_changes)
         faust_compat.route_commits(app, self.checkpoint)
-        changes = OutboxSink(self.outbox, self.checkpoint.release, on_emit=self._on_emit)
+        changes = OutboxSink(self.outbox, self.checkpoint.release, on_emit=self._on_emit,
+                             encode=self.wire.encode_membership_change)
 
         # the handlers (processor/handlers)
         self.replay = Replay(t.user_events, t.control, changes, self.stats,
@@ -158,19 +165,23 @@ class Runtime:
         self.timers = Timers(self.store, changes, self.catalog, self.replay, self.stats, bus)
         self.users = UsersPartition(
             t.control,
-            UserEvents(self.store, changes, self.catalog, self.replay, self.stats),
+            UserEvents(self.store, changes, self.catalog, self.replay, self.stats, wire=self.wire),
             Backfill(self.store, changes, self.catalog, self.replay, self.stats,
-                     reporter=Reporter(self.catalog, bus, self.stats, changes=changes),  # processor/handlers/progress.py
+                     reporter=Reporter(self.catalog, bus, self.stats, changes=changes, wire=self.wire),  # progress.py
                      fault_delay=self._backfill_fault_delay() if s.fault_backfill_delay else None),
             self.timers)
         self.commands = Commands(self.catalog, bus, self.stats, s.partitions, verify=self._command_verifier(),
-                                 fault=self._command_fault, settle_timeout_s=max(30.0, s.session_timeout_s))
+                                 fault=self._command_fault, settle_timeout_s=max(30.0, s.session_timeout_s),
+                                 wire=self.wire)
         self.dead_letters = DeadLetters(
             t.dead_letters,
             DeadLetterProducer(s.bootstrap_servers, f"{s.app_id}-dead-letters", s.dead_letter_max_bytes,
                                s.dead_letter_timeout_ms, s.kafka_security),
-            faust_compat.ConsumerPartitions(app), self.metrics, s.dead_letter_max_bytes, s.dead_letter_retry_max_s)
-        self.guard = Guard(self.dead_letters, self.replay, self.stats)
+            faust_compat.ConsumerPartitions(app), self.metrics, s.dead_letter_max_bytes, s.dead_letter_retry_max_s,
+            encode=self.wire.encode_dead_letter)
+        inputs = {t.user_events: schemas.USER_EVENT, t.commands: schemas.AUTOMATION_COMMAND}
+        self.guard = Guard(self.dead_letters, self.replay, self.stats,
+                           ready=WireReadiness(self.wire, inputs, self.stats) if self.wire.framed else None)
 
         self.read_model = WorkerReadModel(self)
         self._wire()

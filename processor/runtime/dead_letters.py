@@ -23,6 +23,11 @@ agent (which crashed it; Faust then acked the message, so it was lost):
    agent, the partition is sought back to the parked message and resumed. The re-read message is
    acked without a second dead letter; the messages after it are processed as usual.
 
+The same pause holds a message that cannot be read *yet* (:meth:`DeadLetters.hold`: the Schema
+Registry does not answer): its partition is paused, a background task asks ``ready()`` again with
+the same backoff until it answers, and the partition is sought back to the message, which is then
+processed as usual (no dead letter, nothing lost). Gauge ``segment_input_held{topic,partition}``.
+
 A rebalance drops the blocks (the next owner re-reads from the committed offset, at or before the
 parked message, and dead-letters it again: at-least-once). The worker keeps heartbeating and
 polling throughout: no handler waits on the retries, so neither ``broker_max_poll_interval`` nor
@@ -36,11 +41,10 @@ import concurrent.futures
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from processor.contract.codec import encode_dead_letter
 from processor.contract.dead_letter_bounds import MIN_MAX_BYTES, bound_dead_letter
 from processor.contract.models import DeadLetter
 from processor.runtime import clients
@@ -115,13 +119,16 @@ class _Block:
     sealed: bool = False  # all sent, about to seek: a later dead letter needs a block of its own
     replay: bool = False  # sought back: the next message of the partition is the re-read one
     task: asyncio.Task[None] | None = None
+    ready: Callable[[], Awaitable[str | None]] | None = None  # a held message (hold): None once readable
 
 
 class DeadLetters:
     """See the module docstring. ``holds`` and ``send`` are called by the agents' guard."""
 
     def __init__(self, topic: str, producer: DeadLetterProducer, partitions: Partitions, metrics: Any,
-                 max_bytes: int, retry_max_s: float = 30.0) -> None:
+                 max_bytes: int, retry_max_s: float = 30.0,
+                 encode: Callable[[DeadLetter], bytes] | None = None) -> None:
+        """``encode``: the dead-letter topic's wire format (processor/wire.py; default schemaless)."""
         if max_bytes < MIN_MAX_BYTES:  # refuse at start, not at the first dead letter
             raise InvalidSetting("DEAD_LETTER_MAX_BYTES",
                                  f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
@@ -133,6 +140,11 @@ class DeadLetters:
         self.retry_max_s = retry_max_s
         self._blocks: dict[Any, _Block] = {}
         self._failing = False  # the last send failed: later dead letters block without a first try
+        if encode is None:
+            from processor.wire import SCHEMALESS
+
+            encode = SCHEMALESS.encode_dead_letter
+        self.encode = encode
 
     def holds(self, msg: Any) -> bool:
         """True when ``msg`` must not be processed: its partition waits for a dead letter (``msg``
@@ -142,7 +154,9 @@ class DeadLetters:
             return False
         if b.replay:
             del self._blocks[msg.tp]
-            return bool(msg.offset == b.offset)  # else the message is gone (retention): go on
+            # the re-read message: its dead letter was sent (ack it), or it was held (process it now);
+            # another offset: the message is gone (retention), go on
+            return bool(msg.offset == b.offset and b.ready is None)
         msg.acked = True  # Faust's ack becomes a no-op: the offset is never marked committable
         b.seen = max(b.seen, msg.offset)
         return True
@@ -155,7 +169,7 @@ class DeadLetters:
             dl = await asyncio.to_thread(bound_dead_letter, dl, self.max_bytes)
         else:
             dl = bound_dead_letter(dl, self.max_bytes)
-        record = encode_dead_letter(dl)
+        record = self.encode(dl)
         if msg.tp in self._blocks:  # a second dead letter of the same message: after the first
             reason = "the message's first dead letter is not sent yet"
         elif self._failing:
@@ -185,10 +199,39 @@ class DeadLetters:
                          "error_code": "DEAD_LETTER_BLOCKED"})
         b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
 
+    def hold(self, msg: Any, ready: Callable[[], Awaitable[str | None]], reason: str) -> None:
+        """``msg`` cannot be read yet (``reason``): park it, pause its partition until ``ready()``
+        answers None, then seek back to it so it is read again (see the module docstring)."""
+        msg.acked = True
+        b = _Block(msg.offset, [], self.partitions.generation(), msg.offset, ready=ready)
+        self._blocks[msg.tp] = b
+        self.metrics.input_held.labels(msg.topic, str(msg.partition)).set(1)
+        log.error("%s[%d]@%d cannot be read now (%s); consumption of %s[%d] paused until it can",
+                  msg.topic, msg.partition, msg.offset, reason, msg.topic, msg.partition,
+                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                         "error_code": "INPUT_HELD"})
+        b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
+
+    async def _wait_ready(self, tp: Any, b: _Block) -> int:
+        """Ask ``b.ready()`` with exponential backoff (up to ``retry_max_s``) until it answers None."""
+        assert b.ready is not None
+        attempts, delay = 1, min(1.0, self.retry_max_s)
+        while (reason := await b.ready()) is not None:
+            log.warning("%s[%d]@%d still cannot be read (attempt %d: %s); asking again in %.1f s", tp.topic,
+                        tp.partition, b.offset, attempts, reason, delay,
+                        extra={"topic": tp.topic, "partition": tp.partition})
+            await asyncio.sleep(delay)
+            attempts, delay = attempts + 1, min(self.retry_max_s, delay * 2)
+        return attempts
+
     async def _unblock(self, tp: Any, b: _Block) -> None:
         try:
             paused_at = await self.partitions.pause(tp)
             attempts = 0
+            if b.ready is not None:
+                attempts = await self._wait_ready(tp, b)
+                while not self._drained(tp, b, paused_at):
+                    await asyncio.sleep(0.05)
             while b.records:  # more can come while waiting (a handler dead-lettering twice)
                 attempts += await self._retry(tp, b)
                 self._failing = False
@@ -200,6 +243,12 @@ class DeadLetters:
             await self.partitions.seek(tp, b.offset)
             b.replay = True
             await self.partitions.resume(tp)
+            if b.ready is not None:
+                self.metrics.input_held.labels(tp.topic, str(tp.partition)).set(0)
+                log.warning("%s[%d]@%d can be read (%d attempts); %s[%d] resumed from it", tp.topic, tp.partition,
+                            b.offset, attempts, tp.topic, tp.partition,
+                            extra={"topic": tp.topic, "partition": tp.partition, "offset": b.offset})
+                return
             self.metrics.dead_letter_blocked.labels(tp.topic, str(tp.partition)).set(0)
             log.warning("dead letter of %s[%d]@%d sent (%d attempts in the background); %s[%d] resumed",
                         tp.topic, tp.partition, b.offset, attempts, tp.topic, tp.partition,
@@ -243,7 +292,8 @@ class DeadLetters:
         for tp, b in self._blocks.items():
             if b.task is not None:
                 b.task.cancel()
-            self.metrics.dead_letter_blocked.labels(tp.topic, str(tp.partition)).set(0)
+            gauge = self.metrics.input_held if b.ready is not None else self.metrics.dead_letter_blocked
+            gauge.labels(tp.topic, str(tp.partition)).set(0)
         self._blocks.clear()
         self._failing = False
 

@@ -117,8 +117,11 @@ class OutboxSink:
     new change (metrics, fault injection)."""
 
     def __init__(self, outbox: Outbox, release: Callable[[], Awaitable[Any]],
-                 on_emit: Callable[[MembershipChange], None] | None = None) -> None:
+                 on_emit: Callable[[MembershipChange], None] | None = None,
+                 encode: Callable[[MembershipChange], bytes] = encode_membership_change) -> None:
+        """``encode``: the output topic's wire format (processor/wire.py; default schemaless)."""
         self.outbox = outbox
+        self._encode = encode
         self._release = release
         self._on_emit = on_emit
 
@@ -130,7 +133,7 @@ class OutboxSink:
 
     def queue(self, change: MembershipChange, owner: bytes) -> None:
         """A change again, byte-identical (a re-emission after a crash)."""
-        self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), encode_membership_change(change), owner)
+        self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), self._encode(change), owner)
 
     def pending_for(self, owner: bytes) -> bool:
         return self.outbox.pending_for(owner)

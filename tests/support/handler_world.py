@@ -114,10 +114,12 @@ class Catalog:
 
 
 class Bus:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, decode_result: Any = decode_command_result) -> None:
         self.catalog = catalog
         self.control_sent: list[tuple[int, bytes, bytes]] = []
         self.results: list[CommandResult] = []
+        self.result_values: list[bytes] = []  # as they would be written to the results topic
+        self.decode_result = decode_result
         self.fail_append = False
 
     async def append_catalog(self, site_id: str, entry: bytes) -> int:
@@ -134,19 +136,26 @@ class Bus:
         self.control_sent.append((partition, key, body))
 
     async def result(self, site_id: str, value: bytes) -> None:
-        self.results.append(decode_command_result(value))
+        self.result_values.append(value)
+        self.results.append(self.decode_result(value))
 
 
 class DeadLetters:
     def __init__(self) -> None:
         self.sent: list[DeadLetter] = []
         self.held: set[tuple[str, int]] = set()
+        self.holds_of: list[tuple[Any, Any, str]] = []  # (message, ready, reason) of each hold
 
     def holds(self, msg: Any) -> bool:
         return (msg.topic, msg.partition) in self.held
 
     async def send(self, msg: Any, dl: DeadLetter) -> None:
         self.sent.append(dl)
+
+    def hold(self, msg: Any, ready: Any, reason: str) -> None:
+        """The partition pauses (the runtime seeks back to ``msg`` once ``ready()`` answers None)."""
+        self.holds_of.append((msg, ready, reason))
+        self.held.add((msg.topic, msg.partition))
 
 
 @dataclass
@@ -156,6 +165,8 @@ class World:
     now: int = T0
     verify: Any = None
     fault: Any = None
+    wire_format: Any = None  # processor/wire.py's format of the contract topics (None: schemaless)
+    ready: Any = None  # the guard's readiness check (None: every message is readable at once)
     store: MemoryTableStore = field(init=False)
     changes: RecordingChanges = field(default_factory=RecordingChanges)
     catalog: Catalog = field(default_factory=Catalog)
@@ -163,7 +174,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.store = MemoryTableStore(range(self.partitions))
-        self.bus = Bus(self.catalog)
+        self.bus = Bus(self.catalog, *([self.wire_format.decode_command_result] if self.wire_format is not None else []))
         self.stats = Stats()
         self.committed: dict[tuple[str, int], int] = {}
         self.offsets: dict[tuple[str, int], int] = {}
@@ -176,16 +187,19 @@ class World:
                              committed=lambda t, p: self.committed.get((t, p)))
         self.timers = Timers(self.store, self.changes, self.catalog, self.replay, self.stats, self.bus, clock,
                              chunk=self.chunk)
-        self.reporter = Reporter(self.catalog, self.bus, self.stats, clock, changes=self.changes)
+        self.reporter = Reporter(self.catalog, self.bus, self.stats, clock, changes=self.changes,
+                                 **({"wire": self.wire_format} if self.wire_format is not None else {}))
         self.users = UsersPartition(
             CONTROL,
-            UserEvents(self.store, self.changes, self.catalog, self.replay, self.stats, clock),
+            UserEvents(self.store, self.changes, self.catalog, self.replay, self.stats, clock,
+                       **({"wire": self.wire_format} if self.wire_format is not None else {})),
             Backfill(self.store, self.changes, self.catalog, self.replay, self.stats, clock, chunk=self.chunk,
                      reporter=self.reporter),
             self.timers)
         self.commands = Commands(self.catalog, self.bus, self.stats, self.partitions, verify=self.verify,
-                                 fault=self.fault, clock=clock)
-        self.guard = Guard(self.dead_letters, self.replay, self.stats, clock)
+                                 fault=self.fault, clock=clock,
+                                 **({"wire": self.wire_format} if self.wire_format is not None else {}))
+        self.guard = Guard(self.dead_letters, self.replay, self.stats, clock, ready=self.ready)
 
     # ------------------------------------------------------------ input
     def _next(self, topic: str, partition: int) -> int:

@@ -14,7 +14,7 @@
   const ID_MAX = 255;  // processor/contract/ids.py: ids of the contract
   const SLUG_MAX = 60;  // a rule id generated from the name
   const ID_CHAR = /[^\p{L}\p{N}_.-]/u;  // letters, digits, "_", "-", "." (as processor/contract/ids.py)
-  const TABS = ["segments", "editor", "rules", "members"];
+  const TABS = ["segments", "editor", "rules", "members", "catalog"];
   const DEFAULT_OP = { TEXT: "equals", TEXTAREA: "contains", MENU: "equals", MULTISELECT: "any_of",
     CHECKBOX: "is_checked", DATETIME: "within_last", NUMBER: "equals" };
   const TYPE_WORD = { TEXT: "text", TEXTAREA: "text area", MENU: "menu", MULTISELECT: "multi-select",
@@ -45,6 +45,8 @@
   let leafCounter = 0;
   let refreshTimers = [];
   const latest = { segments: 0, rules: 0, members: 0 };  // only the newest answer of each list is shown
+  // Hooks other console files fill (manage.js: the Catalog tab, the large-change dialog).
+  const hooks = { confirmLargeChange: null, showCatalog: null, onSegments: null };
   const P = window.ConsoleProgress;  // progress.js: a command's backfill, a segment's "current as of"
 
   // ------------------------------------------------------------------ helpers
@@ -261,6 +263,7 @@
     if (name === "segments") loadSegments();
     else if (name === "rules") loadRules();
     else if (name === "members") loadMembers(false);
+    else if (name === "catalog" && hooks.showCatalog) hooks.showCatalog();
   }
 
   function currentTab() {
@@ -292,6 +295,7 @@
       cb = h("input", { type: "checkbox", id: "confirm-checkbox" });
       extra.append(h("p", { class: "check" }, cb, " ", h("label", { for: "confirm-checkbox", text: o.checkbox })));
     }
+    if (o.extra) extra.append(o.extra);  // a node of the caller's (the large-change impact)
     const ok = $("#confirm-ok");
     ok.textContent = o.ok;
     ok.className = o.danger ? "primary danger" : "primary";
@@ -364,7 +368,18 @@
 
   // Send a write (202 + poll URL), show it as pending, poll until accepted or rejected.
   async function submitCommand(method, path, body, label) {
-    const r = await api(method, path, body);
+    let r = await api(method, path, body);
+    // A large change (409 LARGE_CHANGE) is shown with its impact and sent again, confirmed with the
+    // count shown, only if the admin agrees (manage.js); again if the count changed meanwhile.
+    while (r.status === 409 && r.data && r.data.code === "LARGE_CHANGE" && hooks.confirmLargeChange) {
+      const confirm = await hooks.confirmLargeChange(r.data, label);
+      if (!confirm) {
+        say(label + ": not applied — nothing was changed.", "info");
+        return { queued: false, cancelled: true, response: r };
+      }
+      body = Object.assign({}, body || {}, { confirm });
+      r = await api(method, path, body);
+    }
     if (r.status !== 202) return { queued: false, response: r };
     const cmd = { id: r.data.command_id, poll: r.data.poll, label, status: "PENDING", code: null, message: null };
     state.commands.unshift(cmd);
@@ -409,6 +424,7 @@
     state.users = r.data.users;
     renderSegments();
     renderSegmentSelects();
+    if (hooks.onSegments) hooks.onSegments();  // the Catalog tab's table (manage.js)
   }
 
   function renderSegments() {
@@ -543,7 +559,7 @@
     const res = await confirmDialog({ title: "Delete rule “" + rule.name + "”?", body, ok: "Delete rule", danger: true });
     if (!res.ok) return;
     const out = await submitCommand("DELETE", sitePath("/rules/" + enc(rule.rule_id)), undefined, "Delete rule " + rule.rule_id);
-    if (!out.queued) say("Could not delete: " + errText(out.response.data), "bad");
+    if (!out.queued && !out.cancelled) say("Could not delete: " + errText(out.response.data), "bad");
     if (out.command && out.command.status === "ACCEPTED" && state.editor.editing === rule.rule_id) resetEditor();
   }
 
@@ -1336,6 +1352,7 @@
       }
       const label = (ed.editing ? "Update rule " : "Create rule ") + id;
       const out = await submitCommand(method, path, body, label);
+      if (out.cancelled) return;  // a large change the admin did not confirm
       if (!out.queued) {
         showErrors(errorsOf(out.response.data), cond.map);
         say("The rule was not saved: " + errText(out.response.data), "bad");
@@ -1660,5 +1677,8 @@
     else $("#token").focus();
   }
 
+  // What other console files (manage.js) use: read-only helpers and the hooks they fill.
+  window.SegmentConsole = { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
+    loadRules, takeFields, errText, segName, idProblem };
   init();
 })();
