@@ -203,6 +203,26 @@ def test_a_batch_of_rules_is_one_backfill_per_partition(pair: Cluster) -> None:
         (1, "UNKNOWN_SEGMENT", "$.rules[1].segment_id")], body
 
 
+def test_a_segments_import_is_one_batch_and_one_backfill_per_partition(pair: Cluster) -> None:
+    """``segments:bulk`` (the CSV import's endpoint): the good rows' commands go as one Batch; a
+    bad row is answered on its own and does not sink the others."""
+    site = f"pg-{uuid.uuid4().hex[:8]}"
+    seed(pair, site, 40)
+    before = {o["command_id"] for o in control_orders(pair) if o["site_id"] == site}
+    rows = [{"segment_id": f"g{i}", "name": f"G{i}", "managed": True} for i in range(6)]
+    rows.insert(3, {"segment_id": "bad id!", "name": "x"})
+    code, res = call(pair.workers[0].url, "POST", f"/sites/{site}/segments:bulk", tok(site), {"segments": rows})
+    assert code == 200 and (res["created"], res["rejected"]) == (6, 1), res
+    ids = {c["command_id"] for r in res["results"] for c in r.get("commands", [])}
+    assert len(ids) == 1, ids  # 12 commands (6 upserts, 6 enables) in one Batch
+    (cid,) = ids
+    assert pair.wait_applied([cid], 60)[cid].partitions_total == pair.settings.partitions
+    orders = [o for o in control_orders(pair) if o["site_id"] == site and o["command_id"] not in before]
+    assert len(orders) == pair.settings.partitions and {o["command_id"] for o in orders} == {cid}
+    segs = call(pair.workers[1].url, "GET", f"/sites/{site}/segments", tok(site))[1]["segments"]
+    assert sorted(x["segment_id"] for x in segs if x["managed"]) == ["g0", "g1", "g2", "g3", "g4", "g5", "s"]
+
+
 def test_the_cli_applies_a_rules_file_as_one_batch_and_waits_until_applied(pair: Cluster, tmp_path: Path) -> None:
     """`rules apply FILE`: a file with invalid rules is refused whole, every invalid rule listed,
     nothing sent (exit 4); a good file is one Batch (one backfill order per partition), and the
