@@ -188,49 +188,38 @@ def commands_publish(file: Path, wait: bool, timeout: float, token: bool) -> Non
     click.echo(f"published {len(cmds)} command(s) to {s.topics.commands}")
     if not wait:
         return
-    results = wait_results(s, {c.command_id for c in cmds}, timeout)
-    rejected = pending = 0
+    from processor.cli_progress import wait_results_applied
+
+    decisions, latest = wait_results_applied(s, {c.command_id for c in cmds}, timeout, show=sys.stderr.isatty())
+    rejected = pending = applying = failed = 0
     for c in cmds:
-        r = results.get(c.command_id)
+        r, p = decisions.get(c.command_id), latest.get(c.command_id)
         if r is None:
             click.echo(f"PENDING  {c.payload_type:26} {c.command_id}")
             pending += 1
         elif r.status == "ACCEPTED":
-            click.echo(f"ACCEPTED {c.payload_type:26} {c.command_id}")
+            if p is not None and p.status == "APPLIED":
+                done = f"applied: {p.users_evaluated:,} users evaluated, +{p.users_added:,} -{p.users_removed:,}"
+            elif p is not None and p.code == "BACKFILL_FAILED":
+                failed += 1
+                done = f"{p.code}: {p.message}"
+            else:
+                applying += 1
+                done = (f"applying: {p.partitions_done} of {p.partitions_total} partitions done" if p is not None
+                        else "applying")
+            click.echo(f"ACCEPTED {c.payload_type:26} {c.command_id} {done}")
         else:
             rejected += 1
             click.echo(f"REJECTED {c.payload_type:26} {c.command_id} {r.code}: {r.message}")
     if rejected:
         sys.exit(REJECTED)
-    if pending:
-        click.echo(f"no result within {timeout:g} s for {pending} command(s): they may still be applied "
-                   "(see `python -m processor changes tail`, or wait longer with --timeout)", err=True)
+    if failed:
+        sys.exit(1)
+    if pending or applying:
+        click.echo(f"within {timeout:g} s, {pending} command(s) had no result and {applying} were still applying: "
+                   "they may still be applied (see `python -m processor changes tail`, or wait longer with "
+                   "--timeout)", err=True)
         sys.exit(TIMED_OUT)
-
-
-def wait_results(s: Settings, ids: set[str], timeout: float) -> dict:  # type: ignore[type-arg]
-    from processor.client import TopicReader
-    from processor.errors import ProcessorError
-    from processor.wire import WireFormat
-
-    wire = WireFormat.from_settings(s)
-    reader = TopicReader.from_settings(s, s.topics.command_results)
-    found = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not ids <= set(found):
-            for _, v in reader.poll_batch():
-                if v is None:
-                    continue
-                try:
-                    r = wire.decode_command_result(v)
-                except ProcessorError as err:  # a registry that does not answer (SCHEMA_REGISTRY_URL)
-                    raise processor_error(err) from None
-                if r.command_id in ids:
-                    found[r.command_id] = r
-    finally:
-        reader.close()
-    return found
 
 
 REBUILD_ENV = """\b
@@ -392,12 +381,10 @@ def _api(fn):  # type: ignore[no-untyped-def]
 
 
 def _final(final: dict) -> None:  # type: ignore[type-arg]
-    """Exit 4 when a command was rejected, 5 when it is still pending after the wait."""
-    if final["status"] == "REJECTED":
-        sys.exit(REJECTED)
-    if final["status"] == "PENDING":
-        click.echo(f"no result yet for {final['command_id']}: it may still be applied", err=True)
-        sys.exit(TIMED_OUT)
+    """Exit 4 when a command was rejected, 5 when it was not applied within the wait."""
+    from processor.cli_progress import exit_for
+
+    exit_for(final)
 
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -423,10 +410,11 @@ def segments_list(site: str, as_json: bool) -> None:
 def _automation(site: str, segment: str, body: dict,  # type: ignore[type-arg]
                 as_json: bool, yes: bool = False) -> None:
     from processor.catalog_cli import guarded  # a large change (409 LARGE_CHANGE) is shown and confirmed
+    from processor.cli_progress import wait_applied
 
     c = _client(site)
     res = guarded(c, "POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body, yes, as_json)
-    final = c.wait_command(site, res["command_id"])
+    final = wait_applied(c, site, res["command_id"], show=not as_json)  # a progress bar until APPLIED
     _out(final, True)
     _final(final)
 
@@ -580,40 +568,42 @@ def rules_list(site: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True,
               help="Print the combined impact of the whole file (per segment: would add, would remove); "
                    "change nothing.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for each batch to be APPLIED.")
 @yes_opt
 @json_opt
 @_api
-def rules_apply(file: Path, site: str, dry_run: bool, yes: bool, as_json: bool) -> None:
-    """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})."""
+def rules_apply(file: Path, site: str, dry_run: bool, timeout: float, yes: bool, as_json: bool) -> None:
+    """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})
+    as Batch commands of up to 1,000 rules: every rule is validated first (nothing is sent if one is
+    invalid), then each batch is applied with one backfill per partition (a large change is shown and
+    confirmed, or --yes); waits until APPLIED."""
     import yaml
 
-    from processor.catalog_cli import guarded, rules_dry_run
+    from processor.catalog_cli import rules_dry_run
+    from processor.cli_progress import apply_rules
 
     c = _client(site)
-    existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{seg(site)}/rules")["rules"]}
     doc = yaml.safe_load(file.read_text())
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
+    if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+        raise CliError(f"{file}: expected a list of rules (or {{rules: [...]}})")
     if dry_run:
-        rules_dry_run(c, site, items or [], as_json)
+        rules_dry_run(c, site, items, as_json)
         return
-    rejected = pending = 0
-    results = []
-    for r in items or []:
-        body = {k: v for k, v in r.items() if k != "rule_id"}
-        if r.get("rule_id") in existing:
-            res = guarded(c, "PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body, yes, as_json)
-        else:
-            res = guarded(c, "POST", f"/sites/{seg(site)}/rules", dict(r), yes, as_json)
-        final = c.wait_command(site, res["command_id"])
-        rejected += final["status"] == "REJECTED"
-        pending += final["status"] == "PENDING"
-        results.append({"rule_id": r.get("rule_id"), **final})
-    _out(results, as_json, ["rule", "status", "code", "message"],
-         [[x["rule_id"], x["status"], x.get("code") or "", x.get("message") or ""] for x in results])
-    if rejected:
+    if not items:
+        _out([], as_json, ["rule", "status", "state", "code", "message"], [])
+        return
+    results, errors = apply_rules(c, site, items, timeout, show=not as_json, yes=yes, as_json=as_json)
+    if errors:
+        _out({"valid": False, "errors": errors}, as_json, ["rule", "code", "path", "message"],
+             [[e.get("rule_id") or "", e.get("code") or "", e.get("path") or "", e.get("message") or ""]
+              for e in errors], f"{file}: {len(errors)} invalid rule(s); nothing was sent")
         sys.exit(REJECTED)
-    if pending:
-        sys.exit(TIMED_OUT)
+    _out(results, as_json, ["rule", "status", "state", "code", "message"],
+         [[x["rule_id"], x["status"], x.get("state", ""), x.get("code") or "", x.get("message") or ""]
+          for x in results])
+    for final in {x["command_id"]: x for x in results}.values():
+        _final(final)
 
 
 @rules.command("delete")
@@ -625,10 +615,11 @@ def rules_apply(file: Path, site: str, dry_run: bool, yes: bool, as_json: bool) 
 def rules_delete(rule_id: str, site: str, yes: bool, as_json: bool) -> None:
     """Delete RULE_ID (its members are re-evaluated; asks first when that is a large change)."""
     from processor.catalog_cli import guarded
+    from processor.cli_progress import wait_applied
 
     c = _client(site)
     res = guarded(c, "DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}", None, yes, as_json)
-    final = c.wait_command(site, res["command_id"])
+    final = wait_applied(c, site, res["command_id"], show=not as_json)
     _out(final, True)
     _final(final)
 

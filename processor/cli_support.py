@@ -3,12 +3,13 @@
 Exit codes (documented in README "Exit codes"; scripts branch on them):
 
 ====  ============  ==============================================================================
-0     OK            done; every command ACCEPTED
-1     ERROR         bad input (a file, a value, an id) or the API refused the request (a 4xx)
+0     OK            done; every command ACCEPTED and APPLIED (its backfill finished everywhere)
+1     ERROR         bad input (a file, a value, an id) or the API refused the request (a 4xx); a
+                    partition's backfill failed (BACKFILL_FAILED)
 2     USAGE         wrong options or arguments (click's own code)
 3     UNREACHABLE   Kafka or a worker's API could not be reached (nothing was sent, or not all)
 4     REJECTED      a command was REJECTED (its code and message are printed)
-5     TIMED_OUT     no result within the wait: the command may still be applied later
+5     TIMED_OUT     no result within the wait, or accepted and still applying: it may finish later
 ====  ============  ==============================================================================
 
 ``moodle`` commands use 3 for "Moodle unavailable" too (docs/moodle.md).

@@ -176,6 +176,10 @@ class Settings:
     # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
     # whose command_id starts with <prefix> (processor/runtime/app.py, Runtime._command_fault).
     fault_command_raise: str | None = None
+    # Fault injection for the takeover tests only (never set in production): "<ms>:<prefix>[,...]" makes
+    # every chunk of a backfill of a command whose command_id starts with <prefix> wait <ms> first,
+    # so a worker can be killed in the middle of it (processor/handlers/backfill.py).
+    fault_backfill_delay: str | None = None
     # Dead letters (processor/runtime/dead_letters.py): the dead-letter producer's message size limit
     # (librdkafka message.max.bytes; keep it at or below the dead-letter topic's max.message.bytes):
     # larger dead letters are cut to fit. How long one send may take before it counts as failed,
@@ -232,6 +236,7 @@ class Settings:
             fetch_max_wait_ms=int(os.environ["FETCH_MAX_WAIT_MS"]) if os.environ.get("FETCH_MAX_WAIT_MS") else None,
             fault_exit_before_send=os.environ.get("FAULT_EXIT_BEFORE_SEND") or None,
             fault_command_raise=os.environ.get("FAULT_COMMAND_RAISE") or None,
+            fault_backfill_delay=os.environ.get("FAULT_BACKFILL_DELAY") or None,
             dead_letter_max_bytes=int(_env("DEAD_LETTER_MAX_BYTES", str(d.dead_letter_max_bytes))),
             dead_letter_timeout_ms=int(_env("DEAD_LETTER_TIMEOUT_MS", str(d.dead_letter_timeout_ms))),
             dead_letter_retry_max_s=float(_env("DEAD_LETTER_RETRY_MAX_S", str(d.dead_letter_retry_max_s))),

@@ -330,7 +330,7 @@ class RegistryWireFormat(WireFormat):
         return self._frame(schemas.MEMBERSHIP_CHANGE, codec.encode_membership_change(ch))
 
     def encode_command_result(self, res: CommandResult) -> bytes:
-        return self._frame(schemas.COMMAND_RESULT, codec.encode_command_result(res))
+        return self._frame(schemas.COMMAND_RESULT, codec.encode_command_result(res, current_schema=True))
 
     def encode_dead_letter(self, dl: DeadLetter) -> bytes:
         return self._frame(schemas.DEAD_LETTER, codec.encode_dead_letter(dl))

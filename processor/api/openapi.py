@@ -49,6 +49,49 @@ DRYRUN = _resp("Validation result (dry run)", {"$ref": "#/components/schemas/Val
 STD = _errors(400, 401, 403)
 
 
+def _bulk_paths() -> dict[str, Any]:
+    """``POST /sites/{site}/rules:bulk`` (processor/http/progress.py)."""
+    return {"/sites/{site}/rules:bulk": {"post": {
+        "summary": "Create or update many rules as one Batch command: decided as a whole (nothing is applied "
+                   "if one rule is invalid), one backfill for all of them. ?dry_run=true lists every invalid rule",
+        "parameters": [SITE, DRY],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["rules"], "additionalProperties": False, "properties": {
+                "rules": {"type": "array", "minItems": 1, "maxItems": 1000,
+                          "items": {"$ref": "#/components/schemas/RuleBody"}}}}}}},
+        "responses": {"202": _resp("Batch command queued", {"$ref": "#/components/schemas/BulkAccepted"}),
+                      "200": DRYRUN, **STD, **_errors(413, 422, 429)}}}}
+
+
+def _progress_schemas() -> dict[str, Any]:
+    """A command's status with its backfill's progress, and the bulk answer."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "Progress": {"type": "object", "required": ["partitions_done", "partitions_total", "users_evaluated",
+                                                    "users_added", "users_removed", "failed_partitions"],
+                     "properties": {
+            "partitions_done": count, "partitions_total": count, "users_evaluated": count, "users_added": count,
+            "users_removed": count, "segments": {"type": "array", "items": {"type": "string"}},
+            "updated_at": {"type": ["integer", "null"], "description": "epoch ms of the last report"},
+            "applied_at": {"type": ["integer", "null"], "description": "epoch ms: every partition done"},
+            "failed_partitions": {"type": "array", "items": {"type": "integer"}},
+            "code": {"type": "string", "description": "BACKFILL_FAILED while a partition's backfill failed"},
+            "message": {"type": "string"}}},
+        "CommandStatus": {"type": "object", "required": ["command_id", "status", "state"], "properties": {
+            "command_id": {"type": "string"},
+            "status": {"enum": ["PENDING", "ACCEPTED", "REJECTED"], "description": "the decision"},
+            "state": {"enum": ["PENDING", "ACCEPTED", "APPLYING", "APPLIED", "REJECTED"],
+                      "description": "APPLIED: every users partition finished the command's backfill"},
+            "code": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
+            "processed_at": {"type": "integer"},
+            "progress": {"$ref": "#/components/schemas/Progress"}}},
+        "BulkAccepted": {"type": "object", "required": ["command_id", "status", "poll", "operations"],
+                         "properties": {
+            "command_id": {"type": "string"}, "status": {"const": "PENDING"}, "poll": {"type": "string"},
+            "operations": count, "created": count, "updated": count}},
+    }
+
+
 def spec() -> dict[str, Any]:
     from processor.api.openapi_admin import extend  # guarded changes, site settings, bulk segments
 
@@ -115,10 +158,14 @@ def spec() -> dict[str, Any]:
                 "delete": {"summary": "Delete a rule", "parameters": [SITE, RULE, DRY],
                            "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(422, 429)}}},
             "/sites/{site}/commands/{command}": {"get": {
-                "summary": "Outcome of a command (PENDING until processed; 410 COMMAND_EXPIRED once an "
-                           "API command is past the de-duplication window and the status TTL)",
+                "summary": "Outcome of a command: status (the decision: PENDING until processed, then ACCEPTED "
+                           "or REJECTED), state (PENDING, ACCEPTED, APPLYING, APPLIED or REJECTED) and the "
+                           "backfill's progress; 410 COMMAND_EXPIRED once an API command is past the "
+                           "de-duplication window and the status TTL",
                 "parameters": [SITE, COMMAND],
-                "responses": {"200": _resp("Status", {"type": "object"}), **STD, **_errors(410)}}},
+                "responses": {"200": _resp("Status", {"$ref": "#/components/schemas/CommandStatus"}), **STD,
+                              **_errors(410)}}},
+            **_bulk_paths(),
             "/sites/{site}/users/{user}/segments": {"get": {
                 "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
                 "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(404, 503)}}},
@@ -138,6 +185,7 @@ def spec() -> dict[str, Any]:
                     "code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}}},
                 "Accepted": {"type": "object", "required": ["command_id", "status", "poll"], "properties": {
                     "command_id": {"type": "string"}, "status": {"const": "PENDING"}, "poll": {"type": "string"}}},
+                **_progress_schemas(),
                 "Validation": {"type": "object", "required": ["valid", "errors"], "properties": {
                     "valid": {"type": "boolean"}, "errors": {"type": "array", "items": {"type": "object"}}}},
                 "RuleBody": {"type": "object", "required": ["segment_id", "condition"],

@@ -33,6 +33,7 @@ PUBLIC: tuple[Route, ...] = (
     ("GET", "/console/app.css"),
     ("GET", "/console/manage.js"),  # catalog screens and the large-change dialog
     ("GET", "/console/people.js"),  # member search and CSV export
+    ("GET", "/console/progress.js"),
     # 404 unless CONSOLE_DEV_LOGIN=1 with an HS256 secret, a loopback peer and a loopback Host
     ("GET", "/console/dev-token"),
 )
@@ -49,6 +50,7 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("POST", f"{_S}/rules/preview"),
     ("PUT", f"{_S}/rules/{{rule}}"),
     ("DELETE", f"{_S}/rules/{{rule}}"),
+    ("POST", f"{_S}/rules:bulk"),  # many rules as one Batch command (processor/http/progress.py)
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),

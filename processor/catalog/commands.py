@@ -17,7 +17,7 @@ from processor.catalog import settings as site_settings
 from processor.catalog.model import ProfileField, Rule, Segment, SiteCatalog
 from processor.contract.exceptions import ContractError
 from processor.contract.ids import check_id
-from processor.contract.models import Command
+from processor.contract.models import BATCH, Command
 from processor.errors import ProcessorError
 from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
@@ -29,19 +29,27 @@ REMOVE_ALL = "REMOVE_ALL"  # remove every automation member
 
 @dataclass(frozen=True, slots=True)
 class BackfillPlan:
-    """Which segments every stored user of the site must be re-evaluated for."""
+    """Which segments every stored user of the site must be re-evaluated for.
+
+    ``kinds``: segments whose changes carry another cause kind than ``cause_kind`` (a batch,
+    processor/catalog/batch.py: each segment keeps the kind of the operation that touched it)."""
 
     cause_kind: str
     segments: tuple[tuple[str, str], ...]  # (segment_id, RECONCILE|REMOVE_ALL)
+    kinds: tuple[tuple[str, str], ...] = ()  # (segment_id, cause kind), only where it differs
 
     def to_dict(self) -> dict[str, object]:
-        return {"cause_kind": self.cause_kind, "segments": [list(s) for s in self.segments]}
+        d: dict[str, object] = {"cause_kind": self.cause_kind, "segments": [list(s) for s in self.segments]}
+        if self.kinds:  # absent for a single command: its entry keeps the bytes it always had
+            d["kinds"] = [list(k) for k in self.kinds]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, object] | None) -> "BackfillPlan | None":
         if not d:
             return None
-        return cls(str(d["cause_kind"]), tuple((str(s), str(m)) for s, m in d["segments"]))  # type: ignore[union-attr]
+        return cls(str(d["cause_kind"]), tuple((str(s), str(m)) for s, m in d["segments"]),  # type: ignore[union-attr]
+                   tuple((str(s), str(k)) for s, k in d.get("kinds") or ()))  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +214,12 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
 
 
 def decide(cat: SiteCatalog, cmd: Command, key_site: str | None = None) -> Decision:
-    """Decide a command against the site's current catalog (pure; no mutation)."""
+    """Decide a command against the site's current catalog (pure; no mutation). A ``Batch`` is
+    decided operation by operation (processor/catalog/batch.py)."""
+    if cmd.payload_type == BATCH:
+        from processor.catalog.batch import decide_batch
+
+        return decide_batch(cat, cmd, key_site)
     if key_site is not None and key_site != cmd.site_id:
         return Decision("REJECTED", "KEY_MISMATCH",
                         f"message key {key_site!r} must equal site_id {cmd.site_id!r}", "$key")
@@ -234,6 +247,11 @@ def apply(cat: SiteCatalog, cmd: Command) -> None:
     command costs what it changed, not the size of the site.
     """
     p, t = cmd.payload, cmd.payload_type
+    if t == BATCH:
+        from processor.catalog.batch import apply_batch
+
+        apply_batch(cat, cmd)
+        return
     rules: list[str] = []
     segments: list[str] = []
     if t == "UpsertProfileField":

@@ -16,7 +16,7 @@ the audit). Why this rule (docs/operations.md, "Command de-duplication window"):
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterator
+from typing import Callable, Iterator
 
 from processor.catalog.model import CommandRecord
 
@@ -26,10 +26,13 @@ DEFAULT_SIZE = 10_000
 class CommandWindow:
     """Records of processed commands by (site, command_id), bounded per source partition."""
 
-    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, on_forget: Callable[[str, str], None] | None = None) -> None:
+        """``on_forget(site, command_id)``: called for each record the window drops (what is kept
+        alongside a record, e.g. its backfill's progress, goes with it)."""
         if size < 1:
             raise ValueError("the command window must hold at least one command")
         self.size = size
+        self.on_forget = on_forget
         self._sites: dict[str, dict[str, CommandRecord]] = {}  # per site, in fold order
         # per source partition: (source offset, site, command id) in fold order
         self._order: dict[int, deque[tuple[int, str, str]]] = {}
@@ -66,6 +69,8 @@ class CommandWindow:
             if not site:
                 del self._sites[sid]
             self.forgotten += 1
+            if self.on_forget is not None:
+                self.on_forget(sid, cid)
 
     def __len__(self) -> int:
         return sum(len(o) for o in self._order.values())

@@ -27,6 +27,7 @@ from processor.contract.exceptions import ContractError
 from processor.contract.ids import check_id
 from processor.contract.limits import DEFAULT_LIMITS, Limits
 from processor.contract.models import (
+    BATCH,
     PAYLOAD_TYPES,
     USER_EVENT_TYPES,
     Actor,
@@ -40,6 +41,9 @@ from processor.contract.models import (
 
 _COMMAND_NS = "segment_automation.commands.v1"
 _COMMAND_ADDED = ("auth_token",)  # fields appended to AutomationCommand after v1 (all optional)
+# fields appended to CommandResult after v1 (all optional): a decision is written without them
+_RESULT_ADDED = ("partitions_done", "partitions_total", "users_evaluated", "users_added", "users_removed",
+                 "applied_at")
 # Leading fields whose bytes the positional prechecks read (_precheck_user_event, _precheck_command)
 _PRECHECKED = {schemas.USER_EVENT: 2, schemas.AUTOMATION_COMMAND: 5}
 
@@ -191,7 +195,15 @@ def _precheck_command(value: bytes) -> None:
     cur.long()  # issued_at
     cur.skip_string()  # actor.user_id
     cur.skip_string_array()  # actor.roles
-    _check_index(cur.long(), len(PAYLOAD_TYPES), "payload union", "$.payload")
+    _check_index(cur.long(), _payload_branches(), "payload union", "$.payload")
+
+
+@cache
+def _payload_branches() -> int:
+    """How many payload records the AutomationCommand union has (the schema's count: every
+    branch this version can decode, the Batch included)."""
+    return len(next(f for f in schemas.raw_schema(schemas.AUTOMATION_COMMAND)["fields"]
+                    if f["name"] == "payload")["type"])
 
 
 def _write(schema_name: str, record: dict[str, Any]) -> bytes:
@@ -312,7 +324,9 @@ def decode_command(value: bytes | None, limits: Limits = DEFAULT_LIMITS, writer:
     _check_id(rec["site_id"], "$.site_id", limits)
     name, payload = rec["payload"]
     short = name.rsplit(".", 1)[-1]
-    if short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
+    if short == BATCH:  # operations as {"type", "payload"} (the catalog log's form)
+        payload = {"operations": [{"type": n.rsplit(".", 1)[-1], "payload": p} for n, p in payload["operations"]]}
+    elif short not in PAYLOAD_TYPES:  # pragma: no cover - the schema union forbids it
         raise ContractError("DECODE_ERROR", f"unknown payload type {name}", "$.payload")
     if short == "UpsertProfileField" and payload.get("datatype") == "UNKNOWN":
         # The enum's default: what a symbol this version does not know reads as. Like an unknown
@@ -336,9 +350,7 @@ def encode_command(cmd: Command, current_schema: bool = False) -> bytes:
     consumers built on that version keep reading every command that does not carry one.
     ``current_schema``: always write the current schema (a framed record names its schema, so
     the bytes must be exactly that schema's)."""
-    payload = dict(cmd.payload)
-    if cmd.payload_type == "UpsertProfileField":
-        payload.setdefault("options", [])
+    payload = _wire_payload(cmd.payload_type, cmd.payload)
     record = {
         "command_id": cmd.command_id,
         "site_id": cmd.site_id,
@@ -352,6 +364,16 @@ def encode_command(cmd: Command, current_schema: bool = False) -> bytes:
         fastavro.schemaless_writer(buf, v1, record)
         return buf.getvalue()
     return _write(schemas.AUTOMATION_COMMAND, {**record, "auth_token": cmd.auth_token})
+
+
+def _wire_payload(ptype: str, payload: dict[str, Any]) -> Any:
+    payload = dict(payload)
+    if ptype == "UpsertProfileField":
+        payload.setdefault("options", [])
+    elif ptype == BATCH:
+        payload = {"operations": [(f"{_COMMAND_NS}.{op['type']}", _wire_payload(op["type"], op["payload"]))
+                                  for op in payload["operations"]]}
+    return payload
 
 
 # -------------------------------------------------------------------- outputs
@@ -381,22 +403,29 @@ def decode_membership_change(value: bytes, writer: WriterSchema | None = None) -
     return MembershipChange(**rec)
 
 
-def encode_command_result(res: CommandResult) -> bytes:
-    return _write(
-        schemas.COMMAND_RESULT,
-        {
-            "command_id": res.command_id,
-            "site_id": res.site_id,
-            "status": res.status,
-            "code": res.code,
-            "message": res.message,
-            "processed_at": res.processed_at,
-        },
-    )
+def encode_command_result(res: CommandResult, current_schema: bool = False) -> bytes:
+    """A decision (ACCEPTED / REJECTED, no progress) is written with the v1 layout: the bytes it
+    always had, which every reader of v1 reads; a progress record (APPLYING / APPLIED) with the
+    fields appended since. ``current_schema``: always the current schema (a framed record)."""
+    record = {
+        "command_id": res.command_id,
+        "site_id": res.site_id,
+        "status": res.status,
+        "code": res.code,
+        "message": res.message,
+        "processed_at": res.processed_at,
+    }
+    added = {f: getattr(res, f) for f in _RESULT_ADDED}
+    if all(v is None for v in added.values()) and not current_schema:
+        v1, _ = schemas.parsed_schema_split(schemas.COMMAND_RESULT, _RESULT_ADDED)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, v1, record)
+        return buf.getvalue()
+    return _write(schemas.COMMAND_RESULT, {**record, **added})
 
 
 def decode_command_result(value: bytes, writer: WriterSchema | None = None) -> CommandResult:
-    return CommandResult(**_read(schemas.COMMAND_RESULT, value, DEFAULT_LIMITS, writer=writer))
+    return CommandResult(**_read(schemas.COMMAND_RESULT, value, DEFAULT_LIMITS, _RESULT_ADDED, writer=writer))
 
 
 def encode_dead_letter(dl: DeadLetter) -> bytes:

@@ -22,6 +22,8 @@ PAYLOAD_TYPES = (
     "DeleteRule",
     "SetSiteSettings",  # appended after v1 (the union's last branch)
 )
+# A payload carrying many of the above, decided as one command (processor/catalog/batch.py)
+BATCH = "Batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +97,17 @@ class MembershipChange:
 class CommandResult:
     command_id: str
     site_id: str
-    status: str  # ACCEPTED | REJECTED
+    status: str  # ACCEPTED | REJECTED (the decision); APPLYING | APPLIED (its backfill, later records)
     code: str | None
     message: str | None
     processed_at: int
+    # the backfill's progress (APPLYING / APPLIED records only; None on a decision)
+    partitions_done: int | None = None
+    partitions_total: int | None = None
+    users_evaluated: int | None = None
+    users_added: int | None = None
+    users_removed: int | None = None
+    applied_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

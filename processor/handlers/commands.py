@@ -1,6 +1,7 @@
 """An automation command: decide it against the caught-up catalog, append the decision to the
 catalog log, wait until it is folded, fan one backfill order out to every users partition,
-publish the result.
+publish the result (the decision; then ``APPLIED`` at once for a command without a backfill,
+else once every partition reported its backfill done: processor/handlers/progress.py).
 
 A command is decided once: the same message again (a crash before its offset was committed) is
 recognised by its source offset in the catalog's record and only finishes what it started (the
@@ -22,9 +23,10 @@ from processor.catalog.entry import CatalogEntry
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import record_of
 from processor.contract.codec import decode_key
-from processor.contract.models import Actor, Command, CommandResult
+from processor.contract.models import Actor, Command
 from processor.errors import ProcessorError
 import processor.handlers.control as control
+import processor.handlers.progress as progress
 from processor.handlers.ports import Bus, CatalogView, Clock, Fault, InputRecord, Stats, Wire, now_ms
 from processor.wire import SCHEMALESS
 
@@ -76,8 +78,9 @@ class Commands:
         cmd, denied = self._verified_actor(cmd)
         self._fault("decide", cmd)
         decision = denied or decide(site, cmd, decode_key(msg.key))
+        tracked = self.partitions if decision.accepted and decision.backfill is not None else None
         entry = CatalogEntry(cmd, decision.status, decision.code, decision.message, self.clock(),
-                             msg.partition, msg.offset, decision.backfill)
+                             msg.partition, msg.offset, decision.backfill, tracked)
         offset = await self.bus.append_catalog(cmd.site_id, entry.encode())
         await self.catalog.wait_for(offset)
         # (the entry as kept, unless already out of the window: possible only under a flood)
@@ -133,10 +136,21 @@ class Commands:
         if rec.status != "ACCEPTED" or plan is None:
             return
         body = control.backfill_order(site_id, rec.catalog_offset, rec.command_id,
-                                      plan.cause_kind, issued_at, plan.segments)  # type: ignore[attr-defined]
+                                      plan.cause_kind, issued_at, plan.segments,  # type: ignore[attr-defined]
+                                      plan.kinds)  # type: ignore[attr-defined]
         for p in range(self.partitions):
             await self.bus.control(p, site_id.encode(), body)
 
     async def publish_result(self, site_id: str, rec: CommandRecord) -> None:
-        res = CommandResult(rec.command_id, site_id, rec.status, rec.code, rec.message, rec.processed_at)
-        await self.bus.result(site_id, self.wire.encode_command_result(res))
+        """The decision; and APPLIED when nothing is left to do (no backfill, or one that already
+        completed: a re-sent command id gets the final state too)."""
+        encode = self.wire.encode_command_result
+        await self.bus.result(site_id, encode(progress.decision_result(site_id, rec)))
+        if rec.status != "ACCEPTED":
+            return
+        if rec.backfill is None:
+            await self.bus.result(site_id, encode(progress.applied_now(site_id, rec)))
+            return
+        prog = self.catalog.registry.progress.get(site_id, rec.command_id)
+        if prog is not None and prog.complete and prog.catalog_offset == rec.catalog_offset:
+            await self.bus.result(site_id, encode(progress.progress_result(rec, prog)))

@@ -31,10 +31,15 @@ class Tick:
 
 
 def backfill_order(site_id: str, catalog_offset: int, command_id: str, cause_kind: str, occurred_at: int,
-                   segments: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> bytes:
-    return json.dumps({"site_id": site_id, "catalog_offset": catalog_offset, "command_id": command_id,
-                       "cause_kind": cause_kind, "occurred_at": occurred_at,
-                       "segments": [list(s) for s in segments]}, sort_keys=True).encode()
+                   segments: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+                   kinds: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """``kinds``: segments whose changes carry their own cause kind (a batch's; absent otherwise)."""
+    body: dict[str, object] = {"site_id": site_id, "catalog_offset": catalog_offset, "command_id": command_id,
+                               "cause_kind": cause_kind, "occurred_at": occurred_at,
+                               "segments": [list(s) for s in segments]}
+    if kinds:
+        body["kinds"] = [list(k) for k in kinds]
+    return json.dumps(body, sort_keys=True).encode()
 
 
 def tick(at: int) -> bytes:
@@ -46,8 +51,9 @@ def parse(value: bytes | None) -> BackfillOrder | Tick:
         ctl = json.loads(value or b"")
         if ctl.get("kind") == "tick":
             return Tick(int(ctl["at"]))
+        kinds = {str(s): str(k) for s, k in ctl.get("kinds") or ()}
         return BackfillOrder(ctl["site_id"], int(ctl["catalog_offset"]), ctl["command_id"],
                              [(s, m) for s, m in ctl["segments"]],
-                             Cause(ctl["cause_kind"], ctl["command_id"], int(ctl["occurred_at"])))
+                             Cause(ctl["cause_kind"], ctl["command_id"], int(ctl["occurred_at"]), kinds or None))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ContractError("INVALID_CONTROL", f"bad control message: {exc}") from None

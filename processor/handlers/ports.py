@@ -94,6 +94,11 @@ class Bus(Protocol):
     async def append_catalog(self, site_id: str, entry: bytes) -> int:
         """Append an encoded catalog entry; returns its offset once the broker acknowledged it."""
 
+    async def append_catalog_later(self, site_id: str, entry: bytes) -> "Awaitable[int]":
+        """Queue an encoded catalog entry without waiting for the broker; the returned awaitable
+        gives its offset once acknowledged. The checkpoint makes it durable before the offsets
+        of the messages handled so far are committed (Faust's producer, flushed at step 2)."""
+
     async def control(self, partition: int, key: bytes, body: bytes) -> None:
         """Queue a control message for one users partition."""
 

@@ -1,5 +1,6 @@
-"""Write one user's outcome: its state and timer (changelogged), its members-tab entries (local),
-then queue its changes (the checkpoint releases them once the changelog holds the state)."""
+"""Write one user's outcome (or a backfill chunk's): its state and timer (changelogged), its
+members-tab entries (local), then queue its changes (the checkpoint releases them once the
+changelog holds the state)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from processor.state.members import member_entry
 from processor.state.user_state import encode_state
 
 
-async def write_outcome(part: Partition, changes: Changes, key: bytes, out: Outcome) -> None:
-    """One batch per outcome (the store applies it atomically, then the changelog records follow
-    in this order)."""
+def outcome_ops(part: Partition, key: bytes, out: Outcome) -> list[tuple[bytes, bytes | None]]:
+    """The store writes of one user's outcome, in order (state, timers, members-tab entries)."""
     ops: list[tuple[bytes, bytes | None]] = []
     if out.dirty:
         ops.append((key, encode_state(out.state)))
@@ -30,9 +30,34 @@ async def write_outcome(part: Partition, changes: Changes, key: bytes, out: Outc
             ops.append((mkey, member_entry(change.emitted_at, change.matched_rule_ids, change.cause_kind)))
         else:
             ops.append((mkey, None))
+    return ops
+
+
+async def write_outcome(part: Partition, changes: Changes, key: bytes, out: Outcome) -> None:
+    """One batch per outcome (the store applies it atomically, then the changelog records follow
+    in this order)."""
+    ops = outcome_ops(part, key, out)
     if ops:
         await part.write(ops)
     if out.changes:
         for change in out.changes:
             changes.emit(change, key)
+        await changes.backpressure()
+
+
+async def write_outcomes(part: Partition, changes: Changes, outcomes: list[tuple[bytes, Outcome]]) -> None:
+    """Many users' outcomes (one backfill chunk, each user once) as one batch, then their changes
+    in the same order: what :func:`write_outcome` does for each, with one store write and one
+    backpressure check instead of one per user."""
+    ops: list[tuple[bytes, bytes | None]] = []
+    for key, out in outcomes:
+        ops += outcome_ops(part, key, out)
+    if ops:
+        await part.write(ops)
+    emitted = False
+    for key, out in outcomes:
+        for change in out.changes:
+            changes.emit(change, key)
+            emitted = True
+    if emitted:
         await changes.backpressure()

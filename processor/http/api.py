@@ -41,7 +41,7 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, catalog_admin, people, scans
+from processor.http import bridges, catalog_admin, people, progress, scans
 # guarded changes (409 LARGE_CHANGE)
 from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
@@ -149,11 +149,13 @@ class Api:
             *Guard(self).routes(),  # rules:impact, internal impact (processor/http/guard.py)
             *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
             *people.People(self).routes(),  # members CSV export (processor/http/people.py)
+            *progress.routes(self),  # bulk rule writes (processor/http/progress.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit", "q"}, "local_members": {"after", "limit", "q"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **people.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **people.QUERY,
+             **progress.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -315,7 +317,8 @@ class Api:
             rules_per[r.segment_id] = rules_per.get(r.segment_id, 0) + 1
         return _json({"segments": [
             {"segment_id": s.segment_id, "name": s.name, "managed": s.managed,
-             "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0)}
+             "member_count": counts.get(s.segment_id, 0), "rule_count": rules_per.get(s.segment_id, 0),
+             **progress.segment_fields(self.model.registry, site.site_id, s.segment_id)}  # current_as_of, applying
             for s in sorted(site.segments.values(), key=lambda s: s.segment_id)
         ], "users": sum(p["users"] for p in parts), "deleted_users": sum(p.get("deleted_users", 0) for p in parts)})
 
@@ -422,9 +425,10 @@ class Api:
                                "ago or before the site's oldest remembered command, and is not in the "
                                "de-duplication window. Its result was published on the command-results topic "
                                "when it was decided")
-            return _json({"command_id": command_id, "status": "PENDING"}, 200)
+            return _json({"command_id": command_id, "status": "PENDING", "state": "PENDING"}, 200)
         return _json({"command_id": rec.command_id, "status": rec.status, "code": rec.code,
-                      "message": rec.message, "processed_at": rec.processed_at})
+                      "message": rec.message, "processed_at": rec.processed_at,
+                      **progress.command_fields(self.model.registry, site_id, rec)})  # state, progress
 
     async def preview(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)

@@ -7,7 +7,8 @@
   (processor/catalog/bulk.py) and answered on its own: a bad row is REJECTED with its code,
   message and path and never stops the good ones. A row produces only the commands it needs
   (none when the catalog already says so), through the same commands, role checks and
-  large-change guard as single writes; ``?dry_run=true`` says what each row would do.
+  large-change guard as single writes; ``?dry_run=true`` says what each row would do. The
+  good rows' commands go as ``Batch`` commands (one backfill per partition for all of them).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class CatalogAdmin:
         if not dry:
             self.api.write_limiter.hit(site.site_id, p.sub)  # one bulk request counts as one write
         results: list[dict[str, Any]] = []
+        queued: list[tuple[dict[str, Any], list[Command]]] = []  # rows to send: their result, their commands
         counts = {"created": 0, "updated": 0, "unchanged": 0, "rejected": 0}
         for row in bulk.check_rows(items):
             if isinstance(row, bulk.RowProblem):
@@ -128,15 +130,57 @@ class CatalogAdmin:
                 results.append({**out, "action": "none", "status": "UNCHANGED", "commands": []})
                 counts["unchanged"] += 1
                 continue
+            result = {**out, "status": "VALID" if dry else "QUEUED",
+                      "commands": [{"type": c.payload_type} for c in cmds]}
+            results.append(result)
             if not dry:
-                for c in cmds:
-                    await self.api.model.send_command(site.site_id, encode_command(c))
-            results.append({**out, "status": "VALID" if dry else "QUEUED", "commands": [
-                {"type": c.payload_type, **({} if dry else {
-                    "command_id": c.command_id, "poll": f"/sites/{site.site_id}/commands/{c.command_id}"})}
-                for c in cmds]})
+                queued.append((result, cmds))
             counts["created" if action == "create" else "updated"] += 1
+        if queued:  # the rows' commands as Batch commands: one backfill per partition for them all
+            counts["rejected"] += await send_batches(self, request, p, site, queued)
+            counts["created"] -= sum(r["status"] == "REJECTED" and r["action"] == "create" for r, _ in queued)
+            counts["updated"] -= sum(r["status"] == "REJECTED" and r["action"] == "update" for r, _ in queued)
         return aioweb.json_response({"dry_run": dry, **counts, "results": results})
+
+
+async def send_batches(admin: CatalogAdmin, request: aioweb.Request, principal: Any, site: Any,
+                       queued: list[tuple[dict[str, Any], list[Command]]]) -> int:
+    """Send the rows' commands as ``Batch`` commands of up to 1,000 operations (processor/catalog/
+    batch.py; one catalog entry and one backfill per users partition each, instead of one per
+    command). A batch is all or nothing, so a row whose operation this catalog would reject is
+    answered REJECTED here, with that operation's code, and left out (it never sinks the others).
+    Each row's commands then name the batch's command id. Returns how many rows were left out."""
+    from processor.catalog.batch import MAX_OPERATIONS, batch_payload, check_batch
+    from processor.contract.models import BATCH
+
+    dropped = 0
+    chunks: list[list[tuple[dict[str, Any], list[Command]]]] = [[]]
+    for row in queued:
+        if sum(len(c) for _, c in chunks[-1]) + len(row[1]) > MAX_OPERATIONS:
+            chunks.append([])
+        chunks[-1].append(row)
+    for chunk in chunks:
+        while chunk:
+            batch = admin._command(request, principal, site.site_id, BATCH,
+                                   batch_payload([(c.payload_type, c.payload) for _, cmds in chunk for c in cmds]))
+            decisions, _ = check_batch(site, batch)
+            owner = [row for row in chunk for _ in row[1]]  # the row of each operation, in order
+            bad = next(((i, d) for i, d in enumerate(decisions) if not d.accepted), None)
+            if bad is None:
+                break
+            result = owner[bad[0]][0]
+            result.update(status="REJECTED", code=bad[1].code, message=bad[1].message,
+                          path=f"$.segments[{result['index']}]")
+            result.pop("commands", None)
+            chunk.remove(owner[bad[0]])
+            dropped += 1
+        if not chunk:
+            continue
+        await admin.api.model.send_command(site.site_id, encode_command(batch))
+        for result, _ in chunk:
+            for c in result["commands"]:
+                c.update(command_id=batch.command_id, poll=f"/sites/{site.site_id}/commands/{batch.command_id}")
+    return dropped
 
 
 def _dry_run(request: aioweb.Request) -> bool:

@@ -246,6 +246,20 @@ class Guard:
         if verdict.outcome != core.PROCEED:
             raise refusal(site, verdict, evaluated, impacts, confirmed)
 
+    async def check_all(self, request: aioweb.Request, site: SiteCatalog, cmds: Sequence[Command],
+                        confirmed: int | None) -> None:
+        """:meth:`check` for several commands applied in order (a Batch, processor/http/progress.py):
+        their combined impact is judged once."""
+        targets, decisions = core.plan_impact(site, list(cmds))
+        shrinking = [t for t in targets if t.may_remove]
+        if not all(d.accepted for d in decisions) or not shrinking or not await self._may_be_large(
+                request, site, shrinking):
+            return
+        evaluated, impacts = await self.impact(request, site, cmds)
+        verdict = core.judge(impacts, site.settings, confirmed)
+        if verdict.outcome != core.PROCEED:
+            raise refusal(site, verdict, evaluated, impacts, confirmed)
+
     # -- rules apply --dry-run
     async def rules_impact(self, request: aioweb.Request) -> aioweb.Response:
         """``{"rules": [rule, ...]}`` (as ``rules apply`` reads a file): each rule created or

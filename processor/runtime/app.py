@@ -35,6 +35,7 @@ from processor.handlers.users import UsersPartition  # noqa: E402
 from processor.handlers.backfill import Backfill  # noqa: E402
 from processor.handlers.commands import Commands  # noqa: E402
 from processor.handlers.guard import Guard, WireReadiness  # noqa: E402
+from processor.handlers.progress import Reporter  # noqa: E402
 from processor.handlers.ports import Stats  # noqa: E402
 from processor.handlers.replay import Replay, unprocessed  # noqa: E402
 from processor.handlers.timers import Timers  # noqa: E402
@@ -67,11 +68,28 @@ class Bus:
         fut = await self._catalog.send(key=site_id.encode(), value=entry)
         return int((await fut).offset)
 
+    async def append_catalog_later(self, site_id: str, entry: bytes) -> Any:
+        return _Offset(await self._catalog.send(key=site_id.encode(), value=entry))
+
     async def control(self, partition: int, key: bytes, body: bytes) -> None:
         await self._control.send(key=key, value=body, partition=partition)
 
     async def result(self, site_id: str, value: bytes) -> None:
         await self._results.send(key=site_id.encode(), value=value)
+
+
+class _Offset:
+    """A queued record's offset, once the broker acknowledged it (awaitable; nothing to await if
+    nobody asks)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: Any) -> None:
+        self.fut = fut
+
+    def __await__(self) -> Any:
+        meta = yield from self.fut.__await__()
+        return int(meta.offset)
 
 
 class Runtime:
@@ -148,7 +166,9 @@ class Runtime:
         self.users = UsersPartition(
             t.control,
             UserEvents(self.store, changes, self.catalog, self.replay, self.stats, wire=self.wire),
-            Backfill(self.store, changes, self.catalog, self.replay, self.stats),
+            Backfill(self.store, changes, self.catalog, self.replay, self.stats,
+                     reporter=Reporter(self.catalog, bus, self.stats, changes=changes, wire=self.wire),  # progress.py
+                     fault_delay=self._backfill_fault_delay() if s.fault_backfill_delay else None),
             self.timers)
         self.commands = Commands(self.catalog, bus, self.stats, s.partitions, verify=self._command_verifier(),
                                  fault=self._command_fault, settle_timeout_s=max(30.0, s.session_timeout_s),
@@ -252,6 +272,16 @@ class Runtime:
             where, _, prefix = spec.partition(":")
             if where == stage and prefix and cmd.command_id.startswith(prefix):
                 raise RuntimeError(f"injected fault at {stage} (FAULT_COMMAND_RAISE); see /srv/processor/{stage}.py")
+
+    def _backfill_fault_delay(self) -> Any:
+        """FAULT_BACKFILL_DELAY=<ms>:<command_id prefix>[,...] (takeover tests only, never in
+        production): each chunk of a matching command's backfill waits <ms> first."""
+        specs = []
+        for spec in (self.settings.fault_backfill_delay or "").split(","):
+            ms, _, prefix = spec.partition(":")
+            if prefix:
+                specs.append((prefix, int(ms) / 1000))
+        return lambda order: next((s for p, s in specs if order.command_id.startswith(p)), 0.0)
 
     def _command_verifier(self) -> Any:
         """COMMANDS_REQUIRE_TOKEN=1: a command's actor comes from its token, verified as the API

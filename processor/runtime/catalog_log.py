@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from processor.catalog.entry import CatalogEntry
+from processor.catalog.entry import decode_entry
 from processor.catalog.registry import CatalogRegistry
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class CatalogLog:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.corrupt_entries = 0
+        self._own_reports: set[int] = set()  # offsets of this worker's progress reports not folded yet
 
     async def start(self) -> None:
         from processor.runtime import clients
@@ -69,7 +70,7 @@ class CatalogLog:
             for records in batches.values():
                 for rec in records:
                     try:
-                        entry = CatalogEntry.decode(rec.value)
+                        entry = decode_entry(rec.value)
                     except Exception:  # noqa: BLE001 - only we write this topic; count, log, go on
                         self.corrupt_entries += 1
                         log.exception("corrupt catalog entry at offset %d skipped", rec.offset)
@@ -77,6 +78,8 @@ class CatalogLog:
                         continue
                     self.registry.apply_entry(rec.offset, entry)
             if batches:
+                if self._own_reports:
+                    self._own_reports = {o for o in self._own_reports if o > self.registry.applied_offset}
                 async with self._advanced:
                     self._advanced.notify_all()
 
@@ -94,5 +97,14 @@ class CatalogLog:
         return max(listed, fetched)
 
     async def catch_up(self) -> None:
-        """Fold everything written to the log before this call."""
-        await self.wait_for(await self.end_offset() - 1)
+        """Fold everything written to the log before this call (but a tail of this worker's own
+        progress reports: what is caught up for is a decision, which does not read them)."""
+        target = await self.end_offset() - 1
+        while target > self.registry.applied_offset and target in self._own_reports:
+            target -= 1
+        await self.wait_for(target)
+
+    def own_report(self, offset: int) -> None:
+        """This worker appended the progress report at ``offset`` (processor/handlers/progress.py)."""
+        if offset > self.registry.applied_offset:
+            self._own_reports.add(offset)

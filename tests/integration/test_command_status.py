@@ -22,7 +22,8 @@ def test_status_of_a_command_older_than_the_ttl_is_410_not_pending(cluster: Clus
     now = int(time.time() * 1000)
     fresh, old = new_command_id(now), new_command_id(now - 2 * 3600 * 1000)
     assert call(base, "GET", f"/sites/{site}/commands/{fresh}", tok) == (200, {"command_id": fresh,
-                                                                              "status": "PENDING"})
+                                                                              "status": "PENDING",
+                                                                              "state": "PENDING"})
     code, body = call(base, "GET", f"/sites/{site}/commands/{old}", tok)
     assert code == 410, body
     assert body["code"] == "COMMAND_EXPIRED" and old in body["message"]

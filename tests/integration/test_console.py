@@ -146,7 +146,8 @@ def test_console_end_to_end(cluster: Cluster, console_site: str, browser: Any) -
     scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S)
     assert scripts and all(body == "" for body in scripts), "no inline scripts"
     assert not re.search(r"\son[a-z]+\s*=", html), "no inline event handlers"
-    for path in ("/console/", "/console/app.js", "/console/app.css", "/console/manage.js", "/console/people.js"):
+    for path in ("/console/", "/console/app.js", "/console/app.css", "/console/manage.js", "/console/people.js",
+                 "/console/progress.js"):
         text = http("GET", base + path)[1]
         assert TEST_JWT_SECRET not in text and "eyJ" not in text, f"secret or token in {path}"
         assert not re.search(r"https?://(?!127\.0\.0\.1)", text), f"external URL in {path}"

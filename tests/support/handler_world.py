@@ -14,20 +14,22 @@ read it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from processor.catalog.registry import CatalogRegistry
-from processor.catalog.entry import CatalogEntry
+from processor.catalog.entry import decode_entry
 from processor.contract.codec import decode_command_result, encode_command, encode_user_event, user_event_key
-from processor.contract.models import Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
+from processor.contract.models import BATCH, Actor, Command, CommandResult, DeadLetter, MembershipChange, UserEvent
 from processor.handlers.users import UsersPartition
 from processor.handlers.backfill import Backfill
 from processor.handlers.commands import Commands
 from processor.handlers.guard import Guard
 from processor.handlers.ports import Stats
+from processor.handlers.progress import Reporter
 from processor.handlers.replay import Replay
 from processor.handlers.timers import Timers
 from processor.handlers.user_events import UserEvents
@@ -100,7 +102,7 @@ class Catalog:
     def append(self, entry: bytes) -> int:
         offset = self.next_offset
         self.next_offset += 1
-        self.registry.apply_entry(offset, CatalogEntry.decode(entry))
+        self.registry.apply_entry(offset, decode_entry(entry))
         return offset
 
     async def wait_for(self, offset: int) -> None:
@@ -124,6 +126,11 @@ class Bus:
         if self.fail_append:
             raise ConnectionError("catalog topic unavailable")
         return self.catalog.append(entry)
+
+    async def append_catalog_later(self, site_id: str, entry: bytes) -> Any:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut.set_result(await self.append_catalog(site_id, entry))
+        return fut
 
     async def control(self, partition: int, key: bytes, body: bytes) -> None:
         self.control_sent.append((partition, key, body))
@@ -180,11 +187,14 @@ class World:
                              committed=lambda t, p: self.committed.get((t, p)))
         self.timers = Timers(self.store, self.changes, self.catalog, self.replay, self.stats, self.bus, clock,
                              chunk=self.chunk)
+        self.reporter = Reporter(self.catalog, self.bus, self.stats, clock, changes=self.changes,
+                                 **({"wire": self.wire_format} if self.wire_format is not None else {}))
         self.users = UsersPartition(
             CONTROL,
             UserEvents(self.store, self.changes, self.catalog, self.replay, self.stats, clock,
                        **({"wire": self.wire_format} if self.wire_format is not None else {})),
-            Backfill(self.store, self.changes, self.catalog, self.replay, self.stats, clock, chunk=self.chunk),
+            Backfill(self.store, self.changes, self.catalog, self.replay, self.stats, clock, chunk=self.chunk,
+                     reporter=self.reporter),
             self.timers)
         self.commands = Commands(self.catalog, self.bus, self.stats, self.partitions, verify=self.verify,
                                  fault=self.fault, clock=clock,
@@ -214,14 +224,20 @@ class World:
 
     async def command(self, cmd: Command, key: str | None = None, partition: int = 0, deliver: bool = True,
                       offset: int | None = None) -> CommandResult:
-        """Decide ``cmd``; with ``deliver``, run the backfill orders it fanned out on every partition."""
+        """Decide ``cmd``; with ``deliver``, run the backfill orders it fanned out on every partition.
+        Returns the decision (the first result published for it: ACCEPTED or REJECTED)."""
         msg = self.message(COMMANDS, partition, (key if key is not None else cmd.site_id).encode(),
                            encode_command(cmd), offset)
         sent = len(self.bus.control_sent)
+        published = len(self.bus.results)
         await self.guard.run(msg, self.commands.handle)
         if deliver:
             await self.deliver_control(sent)
-        return self.bus.results[-1]
+        return self.bus.results[published]
+
+    def results_for(self, command_id: str) -> list[CommandResult]:
+        """Every result published for ``command_id``, in order."""
+        return [r for r in self.bus.results if r.command_id == command_id]
 
     async def deliver_control(self, since: int = 0) -> list[Msg]:
         """Deliver the control messages queued since index ``since`` (each at its partition's next offset)."""
@@ -230,6 +246,7 @@ class World:
             msg = self.message(CONTROL, partition, key, body)
             await self.guard.run(msg, self.users.handle)
             out.append(msg)
+        await self.reporter.drain()  # the results the done reports publish in the background
         return out
 
     async def tick(self, at_s: int) -> list[Msg]:
@@ -275,7 +292,7 @@ def command(site: str, ptype: str, roles: tuple[str, ...] = ("site_admin",), com
             issued_at: int = T0, auth_token: str | None = None, **payload: object) -> Command:
     if "condition" in payload and not isinstance(payload["condition"], str):
         payload["condition_json"] = json.dumps(payload.pop("condition"))
-    body = build_payload(ptype, dict(payload), "$")
+    body = dict(payload) if ptype == BATCH else build_payload(ptype, dict(payload), "$")
     return Command(command_id or f"cmd-{uuid.uuid4().hex[:12]}", site, issued_at, Actor("tester", roles), ptype,
                    body, auth_token=auth_token)
 

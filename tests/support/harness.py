@@ -122,8 +122,13 @@ class Outputs:
     """Everything the processor has written, read incrementally from the start."""
 
     changes: list[MembershipChange] = field(default_factory=list)
-    results: dict[str, CommandResult] = field(default_factory=dict)  # the last result per command
-    result_log: list[CommandResult] = field(default_factory=list)  # every delivery, in order
+    # decisions (ACCEPTED / REJECTED): the last per command, and every delivery in order
+    results: dict[str, CommandResult] = field(default_factory=dict)
+    result_log: list[CommandResult] = field(default_factory=list)
+    # progress records (APPLYING / APPLIED, processor/handlers/progress.py): the latest per command
+    # (APPLIED is final: a late APPLYING does not replace it), and every delivery in order
+    progress: dict[str, CommandResult] = field(default_factory=dict)
+    progress_log: list[CommandResult] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -168,8 +173,14 @@ class Cluster:
         for _, v in self._readers["results"].poll_batch(timeout=0.05, max_messages=10000):
             if v is not None:
                 r = decode_command_result(v)
-                self.out.results[r.command_id] = r
-                self.out.result_log.append(r)
+                if r.status in ("ACCEPTED", "REJECTED"):
+                    self.out.results[r.command_id] = r
+                    self.out.result_log.append(r)
+                else:
+                    self.out.progress_log.append(r)
+                    last = self.out.progress.get(r.command_id)
+                    if last is None or last.status != "APPLIED":
+                        self.out.progress[r.command_id] = r
         for _, v in self._readers["dlq"].poll_batch(timeout=0.05, max_messages=10000):
             if v is not None:
                 self.out.dead_letters.append(decode_dead_letter(v))
@@ -179,6 +190,13 @@ class Cluster:
         want = set(ids)
         self._wait(lambda: want <= set(self.poll().results), timeout, f"results for {sorted(want)}")
         return {i: self.out.results[i] for i in want}
+
+    def wait_applied(self, ids: Iterable[str], timeout: float = 60.0) -> dict[str, CommandResult]:
+        """The APPLIED result of every command in ``ids`` (every partition finished its backfill)."""
+        want = set(ids)
+        self._wait(lambda: all((r := self.poll().progress.get(i)) is not None and r.status == "APPLIED"
+                               for i in want), timeout, f"APPLIED for {sorted(want)}")
+        return {i: self.out.progress[i] for i in want}
 
     def changes_for(self, site: str) -> list[MembershipChange]:
         self.poll()

@@ -47,6 +47,7 @@
   const latest = { segments: 0, rules: 0, members: 0 };  // only the newest answer of each list is shown
   // Hooks other console files fill (manage.js: the Catalog tab, the large-change dialog).
   const hooks = { confirmLargeChange: null, showCatalog: null, onSegments: null };
+  const P = window.ConsoleProgress;  // progress.js: a command's backfill, a segment's "current as of"
 
   // ------------------------------------------------------------------ helpers
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -316,10 +317,11 @@
     list.replaceChildren(...state.commands.slice(0, 20).map((c) => {
       const kind = c.status.toLowerCase();
       const label = { PENDING: "pending…", ACCEPTED: "accepted", REJECTED: "rejected" }[c.status] || c.status.toLowerCase();
-      return h("li", { class: "command " + kind, "data-command-id": c.id },
+      return h("li", { class: "command " + kind, "data-command-id": c.id, "data-state": c.state || c.status },
         h("span", { text: c.label }), " ",
         h("span", { class: "badge " + kind, text: label }),
-        c.status === "REJECTED" ? h("span", { class: "msg", text: (c.code ? c.code + ": " : "") + (c.message || "") }) : null);
+        c.status === "REJECTED" ? h("span", { class: "msg", text: (c.code ? c.code + ": " : "") + (c.message || "") }) : null,
+        P ? P.commandExtra(c) : null);
     }));
   }
 
@@ -330,7 +332,10 @@
     try { saved = JSON.parse(sessionGet(COMMANDS_KEY + ":" + state.site) || "[]"); } catch (e) { saved = []; }
     state.commands = Array.isArray(saved) ? saved.filter((c) => c && c.id && c.poll && c.label) : [];
     renderCommands();
-    for (const c of state.commands) if (c.status === "PENDING") pollCommand(c);
+    for (const c of state.commands) {
+      if (c.status === "PENDING") pollCommand(c);
+      else if (P && P.unfinished(c)) P.follow(c, api, renderCommands, onApplied);
+    }
   }
 
   async function pollCommand(cmd) {
@@ -343,7 +348,11 @@
         cmd.status = p.data.status;
         cmd.code = p.data.code;
         cmd.message = p.data.message;
+        cmd.state = p.data.state || null;
+        cmd.progress = p.data.progress || null;
         renderCommands();
+        // accepted: follow its backfill until APPLIED (progress.js), then refresh the lists
+        if (P && P.unfinished(cmd)) P.follow(cmd, api, renderCommands, onApplied);
         return true;
       }
       if (p.status === 410) {  // decided long ago and no longer tracked (COMMAND_EXPIRED)
@@ -387,6 +396,12 @@
     return { queued: true, command: cmd };
   }
 
+  // Every partition finished the command's backfill (progress.js follows it): say so, refresh the lists.
+  function onApplied(cmd) {
+    say(cmd.label + ": applied — its segments are current.", "ok");
+    scheduleRefresh();
+  }
+
   // Accepted commands change members through a backfill that runs just after: refresh a few times.
   function scheduleRefresh() {
     refreshTimers.forEach(clearTimeout);
@@ -426,8 +441,9 @@
         "aria-label": "Automation for " + s.name,
         onclick: (e) => { e.preventDefault(); toggleAutomation(s); },
       });
-      return h("tr", { "data-segment": s.segment_id },
-        h("td", {}, h("strong", { text: s.name }), h("br"), h("code", { text: s.segment_id })),
+      return h("tr", { "data-segment": s.segment_id, "data-managed": s.managed ? "1" : "0" },
+        h("td", {}, h("strong", { text: s.name }), h("br"), h("code", { text: s.segment_id }),
+          P ? P.segmentLine(s) : null),
         h("td", {}, h("label", { class: "switch", for: "manage-" + s.segment_id }, sw,
           h("span", { class: "badge " + (s.managed ? "on" : "off"), text: s.managed ? "Managed" : "Not managed" }))),
         h("td", { class: "num members", text: String(s.member_count) }),

@@ -105,8 +105,9 @@ async def test_an_order_waits_for_its_catalog_entry_and_a_rerun_re_issues_what_i
     [(partition, key, body)] = w.bus.control_sent[sent:]
     order = control.parse(body)
     assert isinstance(order, control.BackfillOrder) and order.command_id == cmd.command_id
+    waits = len(w.catalog.waited_for)
     [msg] = await w.deliver_control(sent)
-    assert w.catalog.waited_for[-1] == order.catalog_offset
+    assert w.catalog.waited_for[waits] == order.catalog_offset  # first thing the order waited for
     first = [encode_membership_change(c) for c in w.new_changes()]
     assert len(first) == sum(p["department"] == "Sales" for p in users.values())
     # the catalog moves on (the rule is deleted), then the same order is processed again
