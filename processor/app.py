@@ -198,6 +198,9 @@ class Processor:
         self._bulk = False
         self._changelog_persisted: dict[int, int] = {}
         self._init_dead_letters()
+        from processor.history_reader import attach as attach_history  # history and audit index (issue 21)
+
+        self.history = attach_history(self.app, settings)
         self._wire()
         self._install_http()
 

@@ -83,6 +83,7 @@ class ProcessorReadModel:
         self.store = ProcessorTableReads(proc)
         self.metrics = proc.metrics
         self.log = proc.log
+        self.history = proc.history.reads if proc.history else None  # processor/history (None: disabled)
 
     def counters(self) -> Mapping[str, int]:
         return self.proc.counters

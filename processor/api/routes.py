@@ -49,6 +49,10 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),
+    # history and audit (processor/http/history.py)
+    ("GET", f"{_S}/users/{{user}}/history"),
+    ("GET", f"{_S}/segments/{{segment}}/history"),
+    ("GET", f"{_S}/audit"),
     # catalog writes and bridges (docs/api.md "Bridges"; processor/http/bridges.py)
     ("PUT", f"{_S}/segments/{{segment}}"),
     ("DELETE", f"{_S}/segments/{{segment}}"),

@@ -41,7 +41,7 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, scans
+from processor.http import bridges, history, scans
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
@@ -140,11 +140,12 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
+            *history.routes(self),  # history and audit (processor/http/history.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **history.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -365,6 +366,8 @@ class Api:
         return found[0]
 
     async def explain(self, request: aioweb.Request) -> aioweb.Response:
+        if "as_of" in request.query:  # as it was then, from the history (processor/http/history.py)
+            return await history.History(self).explain_as_of(request)
         self.principal(request, READ)
         site = self.site(request)
         segment = request.match_info["segment"]
