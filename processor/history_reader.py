@@ -52,12 +52,13 @@ class HistoryIndex:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lag: int | None = None
+        self.read = 0  # records consumed since this process started (a restart resumes: only new ones)
         self.indexed = 0  # changes and catalog entries written (duplicates not counted)
         self.undecodable = 0
         self.reads = HistoryReads(lambda: self._db, hs.retention, self.status)
 
     def status(self) -> dict[str, Any]:
-        return {"lag": self._lag, "open": self._db is not None}
+        return {"lag": self._lag, "open": self._db is not None, "read": self.read}
 
     # ----------------------------------------------------------- life cycle
     def open(self) -> None:
@@ -151,6 +152,7 @@ class HistoryIndex:
         now = now_ms()
         changes_topic = self.s.topics.membership_changes
         positions: dict[tuple[str, int], int] = {}
+        self.read += len(msgs)
         for msg in msgs:
             if msg.error():
                 raise RuntimeError(str(msg.error()))
