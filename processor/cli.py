@@ -647,5 +647,9 @@ from processor.users_cli import users as _users  # noqa: E402 - users upsert/del
 
 main.add_command(_users)
 
+from processor.history_cli import register as _history  # noqa: E402 - history user|segment, audit (docs/api.md)
+
+_history(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

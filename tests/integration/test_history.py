@@ -11,6 +11,7 @@ stored positions instead of re-reading the topics.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import replace
@@ -253,3 +254,48 @@ def test_explain_as_of_a_past_time(pair: Cluster, site: str) -> None:
         before = then(added.emitted_at - 1)
         assert (before["member"], before["change"]) == (False, None)  # the history starts with the site
         assert call(w.url, "GET", f"{url}?as_of=yesterday", tok)[0] == 400
+
+
+def test_cli_history_and_audit(pair: Cluster, site: str) -> None:
+    """``history user``, ``history segment`` and ``audit`` print the API's answers (``--json``: the
+    same items) and tables a person can read."""
+    import os
+    import subprocess
+    import sys
+
+    cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
+            make_command(site, "EnableSegmentAutomation", segment_id="sales"),
+            make_command(site, "CreateRule", rule_id="r1", segment_id="sales", name="Sales dept",
+                         condition={"field": "department", "op": "equals", "value": "Sales"})]
+    for c in cmds:
+        pair.producer.command(c)
+    for i in range(3):
+        pair.producer.user_event(make_event(site, f"u{i}", department="Sales"))
+    pair.producer.flush()
+    pair.wait_results([c.command_id for c in cmds])
+    w = pair.workers[0]
+    tok = token(site)
+    pair.wait(lambda: len(call(w.url, "GET", f"/sites/{site}/segments/sales/history", tok)[1]["changes"]) == 3,
+              60, "three changes indexed")
+    env = {**os.environ, "API_URL": w.url, "ADMIN_TOKEN": tok, "COLUMNS": "250"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([sys.executable, "-m", "processor", *args, "--site", site], capture_output=True,
+                             text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    user = json.loads(cli("history", "user", "u1", "--json").stdout)
+    assert [(c["segment_id"], c["change"], c["evidence"]) for c in user["changes"]] == [
+        ("sales", "ADDED", {"department": '"Sales"'})]
+    segment = json.loads(cli("history", "segment", "sales", "--limit", "2", "--all", "--json").stdout)
+    assert sorted(c["user_id"] for c in segment["changes"]) == ["u0", "u1", "u2"]
+    assert segment["series"][-1]["size"] == 3
+    audit = json.loads(cli("audit", "--json").stdout)
+    assert [a["command_id"] for a in audit["commands"]] == [c.command_id for c in reversed(cmds)]
+    text = cli("audit").stdout
+    assert "create rule r1 in sales" in text and "tester" in text
+    assert "ADDED" in cli("history", "user", "u1").stdout
+    bad = subprocess.run([sys.executable, "-m", "processor", "history", "segment", "sales", "--since", "soon",
+                          "--site", site], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1 and "INVALID_PARAMETER" in bad.stderr
