@@ -31,6 +31,7 @@ PUBLIC: tuple[Route, ...] = (
     ("GET", "/console/"),
     ("GET", "/console/app.js"),
     ("GET", "/console/app.css"),
+    ("GET", "/console/history.js"),  # the History and Audit views
     # 404 unless CONSOLE_DEV_LOGIN=1 with an HS256 secret, a loopback peer and a loopback Host
     ("GET", "/console/dev-token"),
 )

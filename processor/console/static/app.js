@@ -44,6 +44,7 @@
   let nodeSeq = 0;
   let leafCounter = 0;
   let refreshTimers = [];
+  const tabHooks = {};  // tab name -> called when the tab is shown (views in their own files)
   const latest = { segments: 0, rules: 0, members: 0 };  // only the newest answer of each list is shown
 
   // ------------------------------------------------------------------ helpers
@@ -257,6 +258,7 @@
       $("#panel-" + t).hidden = !on;
     }
     if (focus) $("#tab-" + name).focus();
+    if (tabHooks[name]) tabHooks[name]();  // a view in its own file (history.js), see window.SegmentConsole
     if (name === "segments") loadSegments();
     else if (name === "rules") loadRules();
     else if (name === "members") loadMembers(false);
@@ -1594,6 +1596,12 @@
     if (pos < n) fail("expected 'and', 'or' or end of input, found " + found());
     return node;
   }
+
+  // Views in their own files (history.js) use these; addTab registers a tab of index.html.
+  window.SegmentConsole = {
+    api, h, say, sitePath, segName, fmtTime, errText, pyJson, enc, $, state, selectTab,
+    addTab(name, onShow) { TABS.push(name); tabHooks[name] = onShow; $("#tab-" + name).addEventListener("click", () => selectTab(name, false)); },
+  };
 
   // --------------------------------------------------------------------- init
   function init() {
