@@ -175,6 +175,10 @@ class Api:
                 if unknown:
                     raise ApiError(400, "INVALID_PARAMETER", f"unknown query parameter {unknown[0]!r}",
                                    f"$query.{unknown[0]}")
+                repeated = sorted(k for k in set(request.query) if len(request.query.getall(k)) > 1)
+                if repeated:  # which one would count? (each parameter takes one value)
+                    raise ApiError(400, "INVALID_PARAMETER", f"query parameter {repeated[0]!r} is given more "
+                                   "than once", f"$query.{repeated[0]}")
                 resp = await handler(request)
             except ApiError as err:
                 resp = _json(err.body(), err.status, err.headers())

@@ -133,7 +133,10 @@ class History:
         reads, db = self.index()
         site_id, user, segment = (request.match_info[k] for k in ("site", "user", "segment"))
         as_of = instant(request, "as_of", end=True)
-        assert as_of is not None  # only routed here with as_of
+        if as_of is None:  # ?as_of= with nothing
+            raise ApiError(400, "INVALID_PARAMETER", "as_of: give a time (epoch milliseconds, 2026-11-20, or an "
+                           "ISO-8601 date-time), or leave the parameter out to explain on the stored profile",
+                           "$query.as_of")
         change = reads.change_as_of(db, site_id, user, segment, as_of)
         now = int(time.time() * 1000)
         complete = as_of >= reads.retention.horizon(now) and not reads.user_has_pruned(db, site_id, user)
