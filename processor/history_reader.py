@@ -37,6 +37,11 @@ from processor.history.writer import Writer
 log = logging.getLogger("processor.history")
 BATCH = 2000  # records per poll, written in one atomic batch with their positions
 EXPIRE_BUDGET = 5000  # expired changes dropped per batch (more follow in the next rounds)
+# After a batch, rest this many times as long as it took: a burst (a backfill's changes, a fresh
+# worker reading the topic) then uses at most a quarter of a core, and the worker's event loop,
+# which shares the interpreter (and its lock) with this thread, is slowed little; the index lags
+# by seconds meanwhile (docs/performance.md "9. History index": 1.0 cost a backfill ~30%, 3.0 ~11%).
+REST_RATIO = 3.0
 
 
 def now_ms() -> int:
@@ -127,11 +132,14 @@ class HistoryIndex:
                 msgs = consumer.consume(BATCH, 0.5)
                 if self._db is None:
                     break
-                due = time.monotonic() - last_sweep >= self.hs.sweep_interval_s
+                started = time.monotonic()
+                due = started - last_sweep >= self.hs.sweep_interval_s
                 self._index(msgs, decode, due)
                 if due:
                     last_sweep = time.monotonic()
                 self._lag = self._measure_lag(consumer, tps)
+                if msgs:
+                    self._stop.wait(min(1.0, (time.monotonic() - started) * REST_RATIO))
             except Exception:  # noqa: BLE001 - the broker or a record: log, wait, resume from the stored positions
                 log.exception("history index: reading failed; resuming from the stored positions")
                 if consumer is not None:

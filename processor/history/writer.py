@@ -144,10 +144,13 @@ class Writer:
         horizon = self.retention.horizon(now_ms)
         st = self.store
         done = 0
-        for tkey in list(_take(st, K.T, budget)):
-            emitted, site, user, cid = K.parse_time_key(tkey)
-            if emitted >= horizon:
+        expired = []  # from the committed store: what this batch adds is recent (the next call sees it)
+        for tkey in st.db.keys(from_key=K.T):
+            if not tkey.startswith(K.T) or len(expired) >= budget or K.parse_time_key(tkey)[0] >= horizon:
                 break
+            expired.append(tkey)
+        for tkey in expired:
+            emitted, site, user, cid = K.parse_time_key(tkey)
             st.delete(tkey)
             st.delete(K.seen_key(site, cid))  # older than the horizon: refused by age from now on
             done += 1
@@ -205,15 +208,6 @@ class Writer:
                     st.delete(rkey)
                     done += 1
         return done
-
-
-def _take(st: Overlay, prefix: bytes, n: int) -> list[bytes]:
-    out = []
-    for k in st.keys(prefix):
-        if len(out) >= n:
-            break
-        out.append(k)
-    return out
 
 
 def _latest_versions(st: Any, site: str) -> dict[str, tuple[int, records.RuleVersion]]:
