@@ -1,26 +1,39 @@
 """Edge: index the membership-changes topic and the catalog log into this worker's history index.
 
-One thread per worker reads every partition of ``segment-automation.membership-changes.v1`` and
-the catalog log's single partition with a group-less librdkafka consumer (manual assignment, no
-offsets committed anywhere), and writes what it read into a RocksDB at ``STATE_DIR/history``
-through processor/history/writer.py. The next offset of each partition is stored in the same
-RocksDB, in the same atomic batch as the records it covers: after a restart (or a crash) the
-reader resumes exactly there, and nothing is counted twice. A fresh state directory reads both
-topics from their beginning (what the topics' retention still holds).
+The indexer (:class:`HistoryIndex`) reads every partition of
+``segment-automation.membership-changes.v1`` and the catalog log's single partition with a
+group-less librdkafka consumer (manual assignment, no offsets committed anywhere), and writes
+what it read into a RocksDB at ``STATE_DIR/history`` through processor/history/writer.py. The
+next offset of each partition is stored in the same RocksDB, in the same atomic batch as the
+records it covers: after a restart (or a crash) it resumes exactly there, and nothing is counted
+twice. A fresh state directory reads both topics from their beginning (what their retention
+still holds).
+
+It runs as a **child process of the worker, at the lowest CPU priority** (``nice 19``): indexing
+is Python work, and on a thread of the worker it shared the interpreter lock and the CPU with
+the worker's event loop (a 40,000-change backfill took ~50% longer; docs/performance.md "9.
+History index"). The worker opens the same RocksDB as a read-only *secondary* instance
+(:class:`HistoryView`), catching up with the indexer's writes before a read, and restarts the
+indexer if it exits. The child stops with its worker (SIGTERM on shutdown; the parent-death
+signal and a parent check if the worker is killed).
 
 Every worker indexes everything (not only the partitions it owns): history, audit and as-of
 explains answer locally, with no gather across workers, no gap after a rebalance and no 503
-when a peer is away. The cost, storage and reading times the number of workers, is measured in
-docs/performance.md ("History index").
+when a peer is away; docs/api.md "History and audit" says why, docs/performance.md what it costs.
 
-Wiring: ``attach(app, settings)`` (one line in the worker) starts it with the app and stops it
-on shutdown; ``HistoryIndex.reads`` is what the HTTP layer reads (processor/history/reads.py).
+Wiring: ``attach(app, settings)`` (one line in the worker) starts the indexer with the app and
+stops it on shutdown; ``.reads`` of what it returns is what the HTTP layer reads
+(processor/history/reads.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -29,6 +42,7 @@ from processor.catalog.entry import CatalogEntry
 from processor.config import Settings
 from processor.contract.exceptions import ContractError
 from processor.history import keys as K
+from processor.history import records
 from processor.history.overlay import Overlay
 from processor.history.reads import HistoryReads
 from processor.history.settings import HistorySettings
@@ -37,11 +51,7 @@ from processor.history.writer import Writer
 log = logging.getLogger("processor.history")
 BATCH = 2000  # records per poll, written in one atomic batch with their positions
 EXPIRE_BUDGET = 5000  # expired changes dropped per batch (more follow in the next rounds)
-# After a batch, rest this many times as long as it took: a burst (a backfill's changes, a fresh
-# worker reading the topic) then uses at most a quarter of a core, and the worker's event loop,
-# which shares the interpreter (and its lock) with this thread, is slowed little; the index lags
-# by seconds meanwhile (docs/performance.md "9. History index": 1.0 cost a backfill ~30%, 3.0 ~11%).
-REST_RATIO = 3.0
+CATCH_UP_S = 0.05  # a read sees the indexer's writes of up to this long ago (plus the indexer's own lag)
 
 
 def now_ms() -> int:
@@ -49,12 +59,13 @@ def now_ms() -> int:
 
 
 class HistoryIndex:
+    """The indexer: the only writer of the index (in the child process)."""
+
     def __init__(self, settings: Settings, hs: HistorySettings) -> None:
         self.s = settings
         self.hs = hs
         self.path = settings.state_dir / "history"
         self._db: Any = None
-        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lag: int | None = None
         self.read = 0  # records consumed since this process started (a restart resumes: only new ones)
@@ -65,26 +76,14 @@ class HistoryIndex:
     def status(self) -> dict[str, Any]:
         return {"lag": self._lag, "open": self._db is not None, "read": self.read}
 
-    # ----------------------------------------------------------- life cycle
     def open(self) -> None:
         from rocksdict import Options, Rdict
 
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), Options(raw_mode=True))
 
-    def start(self) -> None:
-        if self._db is None:
-            self.open()
-        self._thread = threading.Thread(target=self._run, name="history-index", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        db, self._db = self._db, None  # new reads answer 503 from here on
-        if db is not None:
-            db.flush()  # not closed: an API read may still hold it; the process exit closes it
 
     # ----------------------------------------------------------- the loop
     def _consumer(self) -> Any:
@@ -118,28 +117,27 @@ class HistoryIndex:
         consumer.assign(tps)
         return tps
 
-    def _run(self) -> None:
+    def run(self, alive: Any = lambda: True) -> None:
+        """Index until stopped (or ``alive()`` turns false); broker trouble is retried."""
         from processor.wire import WireFormat
 
         decode = WireFormat.from_settings(self.s).decode_membership_change
         consumer = None
         last_sweep = 0.0
-        while not self._stop.is_set():
+        reported: tuple[Any, ...] = ()
+        while not self._stop.is_set() and alive():
             try:
                 if consumer is None:
                     consumer = self._consumer()
                     tps = self._assign(consumer)
                 msgs = consumer.consume(BATCH, 0.5)
-                if self._db is None:
-                    break
-                started = time.monotonic()
-                due = started - last_sweep >= self.hs.sweep_interval_s
-                self._index(msgs, decode, due)
+                due = time.monotonic() - last_sweep >= self.hs.sweep_interval_s
+                self._lag = self._measure_lag(consumer, tps, msgs)
+                if msgs or due or (self._lag, self.read) != reported:
+                    self._index(msgs, decode, due)
+                    reported = (self._lag, self.read)
                 if due:
                     last_sweep = time.monotonic()
-                self._lag = self._measure_lag(consumer, tps)
-                if msgs:
-                    self._stop.wait(min(1.0, (time.monotonic() - started) * REST_RATIO))
             except Exception:  # noqa: BLE001 - the broker or a record: log, wait, resume from the stored positions
                 log.exception("history index: reading failed; resuming from the stored positions")
                 if consumer is not None:
@@ -180,8 +178,6 @@ class HistoryIndex:
         w.expire_changes(now, EXPIRE_BUDGET)
         if sweep:
             w.expire_aggregates(now)
-        if not len(overlay) and not positions:
-            return
         batch = WriteBatch(raw_mode=True)
         for key, value in overlay.ops():
             if value is None:
@@ -190,9 +186,12 @@ class HistoryIndex:
                 batch.put(key, value)
         for (topic, partition), nxt in positions.items():
             batch.put(K.position_key(topic, partition), nxt.to_bytes(8, "big"))
+        batch.put(K.STATUS, records.encode({"lag": self._lag, "read": self.read, "pid": os.getpid()}))
         self._db.write(batch)
 
-    def _measure_lag(self, consumer: Any, tps: list[Any]) -> int | None:
+    def _measure_lag(self, consumer: Any, tps: list[Any], msgs: list[Any]) -> int | None:
+        """Records of the topics not yet indexed (after ``msgs``), from the last fetched high watermarks."""
+        last = {(m.topic(), m.partition()): m.offset() + 1 for m in msgs if not m.error()}
         total = 0
         for tp in tps:
             try:
@@ -201,25 +200,148 @@ class HistoryIndex:
                 return None
             if high < 0:
                 return None
-            raw = self._db.get(K.position_key(tp.topic, tp.partition)) if self._db is not None else None
-            total += max(0, high - (int.from_bytes(raw, "big") if raw else 0))
+            raw = self._db.get(K.position_key(tp.topic, tp.partition))
+            done = last.get((tp.topic, tp.partition), int.from_bytes(raw, "big") if raw else 0)
+            total += max(0, high - done)
         return total
 
 
-def attach(app: Any, settings: Settings) -> HistoryIndex | None:
-    """Run the history index with the Faust ``app`` (started with it, stopped on shutdown); None
-    with HISTORY_ENABLED=0."""
+# ------------------------------------------------------------------ the child process
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent (the worker) dies, even by kill -9."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - elsewhere the loop's parent check stops it
+        pass
+
+
+def main() -> None:
+    """``python -m processor.history_reader``: the indexer, started by its worker."""
+    parent = int(os.environ.get("HISTORY_PARENT_PID", "0") or 0)
+    _die_with_parent()
+    try:
+        os.nice(19)  # only the CPU the worker leaves
+    except OSError:
+        pass
+    if os.environ.get("LOG_FORMAT", "json").lower() == "json":
+        from processor.logs import json_handler
+
+        logging.basicConfig(level=logging.INFO, handlers=[json_handler()])
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    index = HistoryIndex(Settings.from_env(), HistorySettings.from_env())
+    signal.signal(signal.SIGTERM, lambda *_: index.stop())
+    signal.signal(signal.SIGINT, lambda *_: index.stop())
+
+    def alive() -> bool:
+        return not parent or os.getppid() == parent
+
+    while index._db is None and not index._stop.is_set() and alive():
+        try:
+            index.open()
+        except Exception as exc:  # noqa: BLE001 - the previous indexer may still hold the lock
+            log.warning("history index: cannot open %s yet (%s); retrying", index.path, exc)
+            index._stop.wait(1.0)
+    if index._db is None:
+        return
+    log.info("history index: indexing into %s", index.path)
+    index.run(alive)
+    index._db.flush()
+    index._db.close()
+
+
+# ------------------------------------------------------------------ the worker's side
+class HistoryView:
+    """The worker's read-only view of the index (a RocksDB secondary instance), and the indexer
+    child it runs."""
+
+    def __init__(self, settings: Settings, hs: HistorySettings) -> None:
+        self.s = settings
+        self.hs = hs
+        self.path = settings.state_dir / "history"
+        self.secondary = settings.state_dir / "history-reader"
+        self._db: Any = None
+        self._caught_up = 0.0
+        self._child: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self.reads = HistoryReads(self.handle, hs.retention, self.status)
+
+    def handle(self) -> Any:
+        """The index as of now (None until the indexer created it)."""
+        if self._db is None:
+            if not (self.path / "CURRENT").exists():
+                return None
+            from rocksdict import AccessType, Options, Rdict
+
+            self.secondary.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = Rdict(str(self.path), Options(raw_mode=True),
+                                 access_type=AccessType.secondary(str(self.secondary)))
+            except Exception:  # noqa: BLE001 - created but not complete yet: next read
+                return None
+        t = time.monotonic()
+        if t - self._caught_up >= CATCH_UP_S:
+            self._db.try_catch_up_with_primary()
+            self._caught_up = t
+        return self._db
+
+    def status(self) -> dict[str, Any]:
+        db = self.handle()
+        raw = db.get(K.STATUS) if db is not None else None
+        st = records.decode(raw) if raw else {}
+        return {"lag": st.get("lag"), "read": st.get("read", 0), "open": db is not None,
+                "indexer": self._child is not None and self._child.poll() is None}
+
+    # ----------------------------------------------------------- the child
+    def start(self) -> None:
+        s, t = self.s, self.s.topics
+        env = dict(os.environ, HISTORY_PARENT_PID=str(os.getpid()), KAFKA_BOOTSTRAP_SERVERS=s.bootstrap_servers,
+                   STATE_DIR=str(s.state_dir), APP_ID=s.app_id, TOPIC_MEMBERSHIP_CHANGES=t.membership_changes,
+                   TOPIC_CATALOG=t.catalog)
+        self._child = subprocess.Popen([sys.executable, "-m", "processor.history_reader"], env=env)
+
+    def supervise(self) -> None:
+        """Start the indexer again if it exited (a crash is logged by the child)."""
+        if self._child is not None and self._child.poll() is not None and not self._stopping:
+            log.error("history indexer exited with %s; starting it again", self._child.returncode)
+            self.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def attach(app: Any, settings: Settings) -> HistoryView | None:
+    """Run the history indexer with the Faust ``app`` (started with it, supervised, stopped on
+    shutdown); None with HISTORY_ENABLED=0."""
     hs = HistorySettings.from_env()
     if not hs.enabled:
         return None
-    index = HistoryIndex(settings, hs)
+    view = HistoryView(settings, hs)
 
     @app.task
-    async def start_history_index() -> None:
-        await asyncio.to_thread(index.start)
+    async def start_history_indexer() -> None:
+        view.start()
+
+    @app.timer(interval=5.0)
+    async def supervise_history_indexer() -> None:
+        view.supervise()
 
     @app.on_before_shutdown.connect
-    async def stop_history_index(app: Any, **kwargs: Any) -> None:
-        await asyncio.to_thread(index.stop)
+    async def stop_history_indexer(app: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(view.stop)
 
-    return index
+    return view
+
+
+if __name__ == "__main__":
+    main()
