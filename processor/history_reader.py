@@ -14,8 +14,9 @@ is Python work, and on a thread of the worker it shared the interpreter lock and
 the worker's event loop (a 40,000-change backfill took ~50% longer; docs/performance.md "9.
 History index"). The worker opens the same RocksDB as a read-only *secondary* instance
 (:class:`HistoryView`), catching up with the indexer's writes before a read, and restarts the
-indexer if it exits. The child stops with its worker (SIGTERM on shutdown; the parent-death
-signal and a parent check if the worker is killed).
+indexer if it exits. The child stops with its worker: SIGTERM on shutdown; when the worker is
+killed, the parent-death signal (or a parent check) makes it leave as the worker did, without
+closing its broker connection gracefully.
 
 Every worker indexes everything (not only the partitions it owns): history, audit and as-of
 explains answer locally, with no gather across workers, no gap after a rebalance and no 503
@@ -67,6 +68,7 @@ class HistoryIndex:
         self.path = settings.state_dir / "history"
         self._db: Any = None
         self._stop = threading.Event()
+        self.orphaned = False  # the worker died: leave without a goodbye to the broker, as it did
         self._lag: int | None = None
         self.read = 0  # records consumed since this process started (a restart resumes: only new ones)
         self.indexed = 0  # changes and catalog entries written (duplicates not counted)
@@ -114,6 +116,11 @@ class HistoryIndex:
             for p in sorted(meta.partitions):
                 raw = self._db.get(K.position_key(topic, p))
                 tps.append(TopicPartition(topic, p, int.from_bytes(raw, "big") if raw else OFFSET_BEGINNING))
+        if self._db.get(K.COMPLETE) is None:  # a fresh index: will it see every change ever written?
+            lows = [consumer.get_watermark_offsets(tp, timeout=10)[0] for tp in tps
+                    if tp.topic == t.membership_changes]
+            fresh = all(self._db.get(K.position_key(tp.topic, tp.partition)) is None for tp in tps)
+            self._db.put(K.COMPLETE, b"1" if fresh and all(low == 0 for low in lows) else b"0")
         consumer.assign(tps)
         return tps
 
@@ -147,7 +154,7 @@ class HistoryIndex:
                         pass
                 consumer = None
                 self._stop.wait(2.0)
-        if consumer is not None:
+        if consumer is not None and not self.orphaned:
             consumer.close()
 
     def _index(self, msgs: list[Any], decode: Any, sweep: bool) -> None:
@@ -208,11 +215,11 @@ class HistoryIndex:
 
 # ------------------------------------------------------------------ the child process
 def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when its parent (the worker) dies, even by kill -9."""
+    """Linux: SIGUSR1 this process when its parent (the worker) dies, even by kill -9."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001 - elsewhere the loop's parent check stops it
         pass
 
@@ -235,8 +242,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: index.stop())
     signal.signal(signal.SIGINT, lambda *_: index.stop())
 
+    def orphaned(*_: Any) -> None:
+        index.orphaned = True
+        index.stop()
+
+    signal.signal(signal.SIGUSR1, orphaned)  # the worker is gone (see _die_with_parent)
+
     def alive() -> bool:
-        return not parent or os.getppid() == parent
+        if parent and os.getppid() != parent:
+            orphaned()
+        return not index.orphaned
 
     while index._db is None and not index._stop.is_set() and alive():
         try:
@@ -292,6 +307,7 @@ class HistoryView:
         raw = db.get(K.STATUS) if db is not None else None
         st = records.decode(raw) if raw else {}
         return {"lag": st.get("lag"), "read": st.get("read", 0), "open": db is not None,
+                "complete": db is not None and db.get(K.COMPLETE) == b"1",
                 "indexer": self._child is not None and self._child.poll() is None}
 
     # ----------------------------------------------------------- the child

@@ -45,7 +45,9 @@ SCHEMAS: dict[str, Any] = {
                                                       "the topics it is (lag: records not yet indexed)",
                      "properties": {"max_age_days": _INT, "max_changes_per_user": _INT,
                                     "lag": {"type": ["integer", "null"]}, "open": {"type": "boolean"},
-                                    "read": _INT}},
+                                    "read": _INT, "complete": {"type": "boolean", "description": (
+                                        "the index read the changes topic from its first record")},
+                                    "indexer": {"type": "boolean"}}},
     "UserHistory": {"type": "object", "required": ["user_id", "changes", "next_cursor", "pruned", "index"],
                     "properties": {"user_id": _STR, "changes": {"type": "array", "items": _ref("HistoryChange")},
                                    "next_cursor": _NSTR,
@@ -60,6 +62,11 @@ SCHEMAS: dict[str, Any] = {
                    "items": {"type": "object", "required": ["date", "added", "removed", "size"], "properties": {
                        "date": {"type": "string", "format": "date"}, "added": _INT, "removed": _INT,
                        "size": _INT}}},
+        "series_basis": {"type": "string", "enum": ["live", "history"],
+                         "description": "history: counted forward from the index (complete, or a "
+                                        "worker could not answer); live: counted back from the member "
+                                        "count now, gathered from every worker (an index that missed "
+                                        "the topic's start)"},
         "index": _ref("HistoryIndex")}},
     "AuditRecord": {"type": "object", "required": [
         "catalog_offset", "command_id", "type", "actor", "issued_at", "processed_at", "status", "summary",

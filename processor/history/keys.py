@@ -19,6 +19,7 @@ by time; a change id (32 hex digits from the engine) is kept as its 16 bytes.
 ``R site 0 rule 0 offset``                  one version of a rule (accepted create/update/delete)
 ``P topic 0 partition``                     next offset to read (stored with the data it covers)
 ``M status``                                the indexer's progress (lag, records read), for readers
+``M complete``                              1: the index read the changes topic from offset 0
 ==========================================  ==================================================
 """
 
@@ -28,6 +29,7 @@ SEP = b"\x00"
 DAY_MS = 86_400_000
 U, S, T, X, N, D, B, I, A, C, Q, R, P, M = (c.encode() for c in "USTXNDBIACQRPM")
 STATUS = M + b"status"
+COMPLETE = M + b"complete"
 _HEX = frozenset("0123456789abcdef")
 
 

@@ -155,32 +155,45 @@ class HistoryReads:
                 break
         return Page(items, _b64(last[len(prefix):]) if len(items) >= limit else None)
 
-    def series(self, db: Handle, site: str, segment: str, since: int, until: int) -> list[dict[str, Any]]:
+    def series(self, db: Handle, site: str, segment: str, since: int, until: int,
+               now_size: int | None = None) -> list[dict[str, Any]]:
         """The segment's size at the end of each UTC day from ``since`` to ``until`` (inclusive),
-        with that day's ADDED and REMOVED (de-duplicated changes), starting from the baseline of
-        the days already expired."""
+        with that day's ADDED and REMOVED (de-duplicated changes).
+
+        Counted forward from the baseline of the days already expired; or, with ``now_size`` (the
+        segment's member count now), backwards from it: exact also for an index that did not see
+        the topic from its start (a worker added later, a topic whose retention dropped its
+        beginning), since only the kept days' counts are needed."""
         raw = db.get(K.base_key(site, segment))
         size = records.decode(raw) if raw else 0
         first, last = since // K.DAY_MS, until // K.DAY_MS
         days: dict[int, list[int]] = {}
+        later = 0  # net change of the days after ``last``
         prefix = K.day_prefix(site, segment)
         for k, v in db.items(from_key=prefix):
             if not k.startswith(prefix):
                 break
             day = K.parse_day_key(k)[2]
+            a, r = records.pair(v)
             if day > last:
-                break
-            if day < first:
-                a, r = records.pair(v)
+                later += a - r
+            elif day < first:
                 size += a - r
             else:
-                days[day] = records.pair(v)
+                days[day] = [a, r]
+        if now_size is not None:  # size at the start of the window = now - everything since
+            size = now_size - later - sum(a - r for a, r in days.values())
         out = []
         for day in range(first, last + 1):
             a, r = days.get(day, (0, 0))
             size += a - r
             out.append({"date": day_text(day), "added": a, "removed": r, "size": size})
         return out
+
+    def complete(self, db: Handle) -> bool:
+        """Whether the index read the changes topic from its very first record (its counts then add
+        up to every segment's size: the series is counted forward, locally)."""
+        return db.get(K.COMPLETE) == b"1"
 
     def change_as_of(self, db: Handle, site: str, user: str, segment: str, as_of: int) -> dict[str, Any] | None:
         """The user's last change for ``segment`` decided at or before ``as_of`` (None if the kept

@@ -102,6 +102,10 @@ class Writer:
         cmd = entry.command
         st = self.store
         if entry.processed_at < self.retention.horizon(now_ms):
+            # past the retention for the audit log, but a rule defined then may still be in force
+            # (a fresh index reads the whole catalog log): its version is kept until superseded
+            if entry.status == "ACCEPTED" and cmd.payload_type in RULE_COMMANDS:
+                self._rule_versions(cmd.site_id, offset, entry)
             return False
         akey = K.audit_key(cmd.site_id, offset)
         if st.get(akey) is not None:

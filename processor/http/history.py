@@ -21,6 +21,7 @@ from processor.api.errors import ApiError
 from processor.api.requests import page_limit
 from processor.history.reads import BadCursor, HistoryReads
 from processor.history.times import BadInstant, parse_instant
+from processor.http.peers import CountsRead
 from processor.membership.evidence import profile_of
 from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError, RuleError
@@ -99,7 +100,9 @@ class History:
 
     async def segment_history(self, request: aioweb.Request) -> aioweb.Response:
         """A segment's changes in [since, until] (default: all kept), newest first, and its size at
-        the end of each UTC day of that window (at most the retention's days)."""
+        the end of each UTC day of that window (at most the retention's days): counted forward
+        from the index when it read the changes topic from its start, else back from the
+        segment's member count now (gathered from every worker)."""
         self.api.principal(request, READ)
         reads, db = self.index()
         site, segment = request.match_info["site"], request.match_info["segment"]
@@ -110,10 +113,25 @@ class History:
         first = max(since if since is not None else 0, reads.retention.horizon(now))
         last = min((until - 1) if until is not None else now, now)
         seg = self.api.site(request).segments.get(segment)
+        now_size, basis = None, "history"
+        if not reads.complete(db):  # the index missed the topic's start: count back from the size now
+            now_size = await self._member_count(request, site, segment)
+            basis = "history" if now_size is None else "live"
         return _json({"segment_id": segment, "name": seg.name if seg else None, "exists": seg is not None,
                       "changes": page.items, "next_cursor": page.next_cursor,
-                      "series": reads.series(db, site, segment, first, last) if first <= last else [],
-                      "index": reads.status()})
+                      "series": reads.series(db, site, segment, first, last, now_size) if first <= last else [],
+                      "series_basis": basis, "index": reads.status()})
+
+    async def _member_count(self, request: aioweb.Request, site: str, segment: str) -> int | None:
+        """The segment's member count now, gathered from every worker like the segment list's; None
+        when a worker cannot answer (busy, away): the series is then counted forward from the
+        index alone, flagged ``series_basis: history`` on an index that missed the topic's start
+        (``index.complete: false``)."""
+        try:
+            parts = await self.api.gather(request, CountsRead(site))
+        except ApiError:
+            return None
+        return sum(p["members"].get(segment, 0) for p in parts)
 
     async def audit_log(self, request: aioweb.Request) -> aioweb.Response:
         """Every command of the site from the catalog log, newest first: actor, times, decision,

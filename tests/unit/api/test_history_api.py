@@ -37,10 +37,23 @@ class Metrics:
         return b""
 
 
+class Store:
+    """Two members of sales now, whatever the history says (the series counts back from it)."""
+
+    def scan(self, site_id: str) -> Any:
+        from processor.state.reads import HandleScan
+
+        class Scan(HandleScan):
+            def member_segments(self) -> Any:
+                yield from ("sales", "sales")
+
+        return Scan([], site_id, lambda: True)
+
+
 class Model:
     def __init__(self, history: Any) -> None:
         self.registry = CatalogRegistry()
-        self.store = None
+        self.store = Store()
         self.metrics = Metrics()
         self.log = logging.getLogger("test")
         self.history = history
@@ -112,6 +125,15 @@ async def test_a_user_history_page(client: TestClient) -> None:
     assert body["index"] == {"max_age_days": 90, "max_changes_per_user": 1000, "lag": 0, "open": True, "read": 3}
 
 
+async def test_the_segment_series_counts_back_from_the_member_count_now(client: TestClient) -> None:
+    r = await client.get(f"/sites/{SITE}/segments/sales/history", headers=auth())
+    body = await r.json()
+    assert r.status == 200 and body["series_basis"] == "live"
+    today = body["series"][-1]
+    assert (today["added"], today["removed"], today["size"]) == (2, 1, 2)  # the index alone would say 1
+    assert body["series"][-2]["size"] == 1  # before today's +2 -1
+
+
 @pytest.mark.parametrize("query,path", [
     ("since=yesterday", "$query.since"), ("until=2026-02-30", "$query.until"), ("limit=0", "$query.limit"),
     ("cursor=%%%", "$query.cursor"), ("cursor=AA", "$query.cursor"), ("since=2026-11-21&until=2026-11-20", "$query.since"),
@@ -139,5 +161,20 @@ async def test_without_an_open_index_every_read_is_503(history: str) -> None:
             body = await r.json()
             assert (r.status, body["code"]) == (503, "HISTORY_UNAVAILABLE"), (path, body)
             assert r.headers["Retry-After"] == "2"
+    finally:
+        await c.close()
+
+
+async def test_a_complete_index_counts_its_series_forward_without_asking_the_workers(index: Any) -> None:
+    """An index that read the changes topic from its first record needs no gather (and no peer)."""
+    from processor.history import keys as K
+
+    index.put(K.COMPLETE, b"1")
+    c = await serve(HistoryReads(lambda: index, Retention()))
+    try:
+        r = await c.get(f"/sites/{SITE}/segments/sales/history", headers=auth())
+        body = await r.json()
+        assert body["series_basis"] == "history"
+        assert body["series"][-1]["size"] == 1  # ADDED, REMOVED, ADDED: the index's own count
     finally:
         await c.close()

@@ -349,3 +349,36 @@ def test_summaries() -> None:
     assert summarize("UpdateRule", {"rule_id": "r", "segment_id": "g", "enabled": False,
                                     "condition_json": "not json"}) == "update rule r in g (disabled): not json"
     assert len(summarize("UpsertSegment", {"segment_id": "g", "name": "x" * 1000})) == 300
+
+
+def test_the_series_counts_back_from_the_live_size_when_the_index_missed_the_start(tmp_path: Path) -> None:
+    """A worker added later indexes only what the topic still holds: counted forward its sizes
+    would start from 0, counted back from the member count now they are right."""
+    changes = [ch(f"u{i}", "sales", "ADDED", NOW - 20 * DAY + i) for i in range(10)]  # before the topic's start
+    changes += [ch(f"u{i}", "sales", "REMOVED", NOW - 5 * DAY + i) for i in range(3)]
+    changes += [ch("new", "sales", "ADDED", NOW - 2 * DAY)]
+    late = Index(tmp_path / "late")
+    late.add(changes[10:])  # the first ten are gone from the topic
+    live = len(fold(changes)["sales"])
+    assert live == 8
+    series = late.reads.series(late.db, SITE, "sales", NOW - 10 * DAY, NOW, now_size=live)
+    for point in series:
+        end = parse_instant(point["date"], end_of_day=True)
+        assert point["size"] == len(fold([c for c in changes if c.emitted_at <= end])["sales"]), point
+    forward = late.reads.series(late.db, SITE, "sales", NOW - 10 * DAY, NOW)
+    assert forward[-1]["size"] == -2  # what counting forward from an incomplete index gives
+    late.close()
+
+
+def test_a_rule_defined_before_the_retention_is_kept_for_explains(tmp_path: Path) -> None:
+    """A fresh index reads the whole catalog log: a rule created before the retention limit and
+    never changed is still the rule in force, though its audit record is past the limit."""
+    ix = Index(tmp_path / "fresh", Retention(30, 100))
+    rule = {"rule_id": "r1", "segment_id": "g", "name": "R", "enabled": True,
+            "condition_json": json.dumps({"field": "city", "op": "equals", "value": "Oslo"})}
+    ix.write(lambda w: w.add_catalog(1, entry("c1", "CreateRule", rule, NOW - 100 * DAY), NOW))
+    assert ix.reads.audit(ix.db, SITE, 10).items == []
+    assert [r["rule_id"] for r in ix.reads.rules_as_of(ix.db, SITE, "g", NOW)] == ["r1"]
+    ix.write(lambda w: w.expire_aggregates(NOW))
+    assert [r["rule_id"] for r in ix.reads.rules_as_of(ix.db, SITE, "g", NOW)] == ["r1"]
+    ix.close()
