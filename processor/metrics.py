@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 if TYPE_CHECKING:
-    from processor.outbox import DrainTiming
+    from processor.runtime.outbox import DrainTiming
 
 
 def build_info() -> dict[str, str]:
@@ -34,11 +34,16 @@ class Metrics:
                                ["change", "cause_kind"], registry=r)
         self.commands = Counter("segment_commands_total", "Commands processed", ["status", "code"], registry=r)
         self.dead_letters = Counter("segment_dead_letters_total", "Messages dead-lettered", ["code"], registry=r)
-        # processor/dead_letters.py: an input partition whose dead letter could not be sent is paused
+        # processor/runtime/dead_letters.py: an input partition whose dead letter could not be sent is paused
         self.dead_letter_blocked = Gauge("segment_dead_letter_blocked",
                                          "1 while consumption of an input partition is paused because the "
                                          "dead letter of one of its messages could not be sent",
                                          ["topic", "partition"], registry=r)
+        # the same pause while a message cannot be read yet (the Schema Registry does not answer)
+        self.input_held = Gauge("segment_input_held",
+                                "1 while consumption of an input partition is paused because one of its "
+                                "messages cannot be read yet (the Schema Registry does not answer)",
+                                ["topic", "partition"], registry=r)
         self.dead_letter_failures = Counter("segment_dead_letter_send_failures_total",
                                             "Dead-letter sends the broker did not acknowledge (each attempt)",
                                             ["topic"], registry=r)
@@ -52,7 +57,7 @@ class Metrics:
         self.catalog_offset = Gauge("segment_catalog_offset", "Catalog log offset folded", registry=r)
         self.lag = Gauge("segment_consumer_lag", "Input messages not yet processed", ["topic", "partition"],
                          registry=r)
-        # The outbox's share of a change's latency (processor/outbox.py, DrainTiming): how long the
+        # The outbox's share of a change's latency (processor/runtime/outbox.py, DrainTiming): how long the
         # oldest change of each released batch waited, and the phases of the release.
         lat = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)
         self.outbox_wait = Histogram("segment_outbox_wait_seconds",

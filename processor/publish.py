@@ -51,8 +51,10 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "CreateRule": ("rule_id", "segment_id", "name", "condition_json", "enabled"),
     "UpdateRule": ("rule_id", "segment_id", "name", "condition_json", "enabled"),
     "DeleteRule": ("rule_id",),
+    "SetSiteSettings": ("large_change_min_removed", "large_change_ratio"),
 }
-DEFAULTS: dict[str, Any] = {"options": [], "enabled": True, "remove_members": False}
+DEFAULTS: dict[str, Any] = {"options": [], "enabled": True, "remove_members": False,
+                            "large_change_min_removed": None, "large_change_ratio": None}
 DATATYPES = tuple(t.value for t in FieldType)
 # what people call them elsewhere (Moodle's "dropdown menu", JSON Schema's types)
 DATATYPE_SYNONYMS = {"DROPDOWN": "MENU", "SELECT": "MENU", "CHOICE": "MENU", "BOOL": "CHECKBOX", "BOOLEAN": "CHECKBOX",
@@ -85,6 +87,10 @@ def _value_problem(key: str, value: Any) -> str | None:
         return None if ok else "options must be a list of texts"
     if key in ("enabled", "remove_members"):
         return None if isinstance(value, bool) else f"{key} must be true or false"
+    if key in ("large_change_min_removed", "large_change_ratio"):  # SetSiteSettings (ranges: the worker checks)
+        whole = key == "large_change_min_removed"
+        ok = value is None or (not isinstance(value, bool) and isinstance(value, int if whole else (int, float)))
+        return None if ok else f"{key} must be {'a whole number' if whole else 'a number'} (or null: unchanged)"
     if key in ID_KINDS:
         try:
             check_id(value, key, "$")

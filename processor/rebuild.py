@@ -40,18 +40,21 @@ from processor.client import ContractProducer
 from processor.config import KafkaSecurity, Settings
 from processor.contract.exceptions import ContractError
 from processor.contract.models import MembershipChange
-from processor.kafka_security import PLAINTEXT, aiokafka_config, librdkafka_config
-from processor.librdkafka import kafka_config
 from processor.membership.engine import fold_user_event
+from processor.errors import ProcessorError
 from processor.membership.rebuild import rebuild_user
 from processor.state.keys import timer_key, user_key
 from processor.state.user_state import UserState, decode_state, encode_state
+from processor.runtime import clients
 from processor.topics import admin_client
 from processor.wire import WireFormat
 
 
-class RebuildError(RuntimeError):
-    pass
+class RebuildError(ProcessorError):
+    """The rebuild stopped; nothing it would have committed was committed (run it again)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("REBUILD_FAILED", message)
 
 
 @dataclass
@@ -79,18 +82,9 @@ class RebuildReport:
 
 
 def _consumer(bootstrap: str, group: str | None = None, security: KafkaSecurity | None = None) -> Consumer:
-    return Consumer(kafka_config({
-        **librdkafka_config(security or PLAINTEXT),
-        "bootstrap.servers": bootstrap,
-        "group.id": group or f"rebuild-reader-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        "fetch.max.bytes": 64 << 20,
-        # Kafka answers a waiting fetch as soon as data arrives, tansu only when the wait ends:
-        # with the 500 ms default every catch-up / end-of-partition round cost half a second there
-        "fetch.wait.max.ms": 50,
-    }))
+    return clients.new_consumer(clients.rebuild_reader_config(bootstrap,
+                                                              group or f"rebuild-reader-{uuid.uuid4().hex}"),
+                                security)
 
 
 def read_batches(bootstrap: str, topic: str, parts: list[int] | None = None,
@@ -181,7 +175,7 @@ def ensure_group_idle(s: Settings) -> None:
         desc = admin.describe_consumer_groups([s.app_id])[s.app_id].result(timeout=10)
     except KafkaException:
         return  # group unknown (never ran) or the broker cannot describe groups
-    # Kafka lists the members of a live group. (tansu, the test broker, reports none and a
+    # Kafka lists the members of a live group. (The embedded test broker reports none and a
     # STABLE state even after every member left, so there the operator's word is all we have.)
     if desc.members:
         raise RebuildError(
@@ -457,11 +451,11 @@ class GroupMember:
     """A member of the processor's consumer group, joined in a background thread, that commits
     the rebuild's offsets and leaves.
 
-    Joining waits for the broker's rebalance delay (about 3 s on tansu; Kafka's
+    Joining waits for the broker's rebalance delay (about 3 s on the embedded test broker; Kafka's
     ``group.initial.rebalance.delay.ms``), so the rebuild joins when it starts and the wait
-    overlaps its work. A commit from a member is what every broker accepts (tansu refuses a
+    overlaps its work. A commit from a member is what every broker accepts (the embedded test broker refuses a
     group-less commit once the group has had members). The member advertises the assignor name
-    Faust uses ("faust"): a broker that remembers an empty group's protocol (tansu does) would
+    Faust uses ("faust"): a broker that remembers an empty group's protocol (the embedded test broker does) would
     otherwise refuse the join. When someone else joins meanwhile (a worker started too early),
     the group rebalances and the rebuild refuses to commit instead of racing that worker.
     """
@@ -476,18 +470,14 @@ class GroupMember:
         self._joined = asyncio.run_coroutine_threadsafe(self._join(), self._loop)
 
     async def _join(self) -> None:
-        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka import ConsumerRebalanceListener
         from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
         class FaustNamedAssignor(RoundRobinPartitionAssignor):
             name = "faust"
 
-        c = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.bootstrap_servers, **aiokafka_config(self.s.kafka_security),
-            group_id=self.s.app_id, enable_auto_commit=False,
-            session_timeout_ms=6000, heartbeat_interval_ms=1000,
-            partition_assignment_strategy=(FaustNamedAssignor,),
-        )
+        c = self._consumer = clients.rebuild_group_member(self.s.bootstrap_servers, self.s.kafka_security,
+                                                          self.s.app_id, FaustNamedAssignor)
         await c.start()
         member = self
 

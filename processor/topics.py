@@ -10,7 +10,7 @@ compacted, and ``min.insync.replicas`` where ``MIN_INSYNC_REPLICAS`` sets it.
 
 Nothing is silently accepted: a topic that cannot be created with its configs is an error (never
 retried without them), a difference is a *drift* row in the report, and a config the broker does
-not report (the embedded tansu broker reports only configs set at creation) is printed as "not
+not report (the embedded development broker reports only configs set at creation) is printed as "not
 verifiable" rather than guessed. What a drift does is the caller's choice: ``topics create``
 exits non-zero; a worker refuses to start on a fatal one and logs the others loudly, or refuses
 them too with ``TOPICS_STRICT=1`` (docs/deploy.md#topics-and-their-configs).
@@ -28,7 +28,6 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from processor.config import KafkaSecurity, Settings
 from processor.errors import ProcessorError
-from processor.librdkafka import kafka_config
 
 log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
@@ -133,10 +132,9 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
 
 
 def admin_client(bootstrap: str, security: KafkaSecurity | None = None) -> AdminClient:
-    from processor.kafka_security import PLAINTEXT, librdkafka_config
+    from processor.runtime import clients
 
-    return AdminClient(kafka_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000,
-                                     **librdkafka_config(security or PLAINTEXT)}))
+    return clients.new_admin(bootstrap, security)
 
 
 def replication_factor(s: Settings, brokers: int) -> int:
@@ -159,7 +157,7 @@ def compare(spec: TopicSpec, partitions: int | None, configs: Mapping[str, Any] 
     """The checks of one existing topic against its spec.
 
     ``configs`` is what the broker's DescribeConfigs answered for the topic (confluent-kafka's
-    ``{name: ConfigEntry}``: Kafka lists every config with its effective value; tansu only those
+    ``{name: ConfigEntry}``: Kafka lists every config with its effective value; the embedded broker only those
     set at creation, and nothing for a topic created without any), or None when it could not be
     asked (``config_error`` says why). ``replicas``: the fewest replicas of any of its partitions.
     """
@@ -193,7 +191,7 @@ def compare(spec: TopicSpec, partitions: int | None, configs: Mapping[str, Any] 
                              note=f"DescribeConfigs failed: {config_error}"))
         elif not configs:
             out.append(Check(name, item, want, "", UNVERIFIABLE,
-                             note="the broker reports no configs for this topic (tansu does so for a topic "
+                             note="the broker reports no configs for this topic (the embedded development broker does so for a topic "
                                   "created without any)"))
         elif item not in configs or configs[item].value is None:
             out.append(Check(name, item, want, "", UNVERIFIABLE,

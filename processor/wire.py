@@ -88,6 +88,16 @@ class WireFormat:
     def check(self) -> None:
         """Fail now (not on the first record) when the format cannot be used: for a worker's start."""
 
+    def resolved(self, name: str, value: bytes | None) -> bool:
+        """Whether decoding ``value`` (of our schema ``name``) needs nothing from the registry that is
+        not cached yet (cheap: a worker asks it for every input record)."""
+        return True
+
+    def resolve(self, name: str, value: bytes | None) -> None:
+        """Fetch and cache what decoding ``value`` needs from the registry (blocking: a worker runs it
+        off the event loop). Raises :class:`SchemaRegistryUnavailable` when the registry does not
+        answer; a record at fault (an unknown id) is left to the decode, which raises its ContractError."""
+
     # decoding
     def decode_user_event(self, key: bytes | None, value: bytes | None, limits: Limits = DEFAULT_LIMITS
                           ) -> UserEvent:
@@ -220,12 +230,27 @@ class RegistryWireFormat(WireFormat):
             if err.http_status_code == 404:
                 raise SchemaNotRegistered(subject) from None
             raise SchemaRegistryUnavailable(f"looking up our {name} schema under {subject}: {err}") from None
-        self._ours[name] = int(found.schema_id)
-        return self._ours[name]
+        schema_id = int(found.schema_id)
+        with self._lock:  # records framed with our own schema then decode without asking the registry
+            self._writers.setdefault((schema_id, name), codec.writer_schema(name, self.schema_text(name)))
+        self._ours[name] = schema_id
+        return schema_id
 
     def check(self) -> None:
         for name in self.subjects:
             self.our_id(name)
+
+    def resolved(self, name: str, value: bytes | None) -> bool:
+        if value is None or len(value) < HEADER.size or value[0] != MAGIC:
+            return True
+        _, schema_id = HEADER.unpack_from(value)
+        return (schema_id, name) in self._writers or time.monotonic() < self._unknown.get(schema_id, 0.0)
+
+    def resolve(self, name: str, value: bytes | None) -> None:
+        try:
+            self._body(name, value)
+        except ContractError:
+            pass  # the record's fault: its decode raises it again (cached) and it is dead-lettered
 
     def _frame(self, name: str, body: bytes) -> bytes:
         return HEADER.pack(MAGIC, self.our_id(name)) + body

@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 READ, WRITE_RULES, WRITE_CATALOG = "read", "write_rules", "write_catalog"
 INGEST = "ingest"  # POST /sites/{site}/ingest/users (processor/http/ingest.py)
+WRITE_SETTINGS = "write_settings"  # PUT /sites/{site}/settings (processor/http/catalog_admin.py)
 ROLES_FOR = {
     READ: frozenset({"site_admin"}),
     WRITE_RULES: frozenset({"site_admin"}),
     WRITE_CATALOG: frozenset({"site_admin", "system"}),
     INGEST: frozenset({"system", "ingest"}),
+    WRITE_SETTINGS: frozenset({"site_admin"}),
 }
 REQUIRED_CLAIMS = ("sub", "site_id", "roles", "exp", "iat")
 DEFAULT_MAX_LIFETIME_S = 86400

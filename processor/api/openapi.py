@@ -51,7 +51,9 @@ STD = _errors(400, 401, 403)
 
 
 def spec() -> dict[str, Any]:
-    return {
+    from processor.api.openapi_admin import extend  # guarded changes, site settings, bulk segments
+
+    return extend({
         "openapi": "3.1.0",
         "info": {"title": "Segment automation admin API", "version": "1.0.0",
                  "description": "Served by every worker. Reads gather from all workers; writes are commands."},
@@ -71,12 +73,25 @@ def spec() -> dict[str, Any]:
                         "enabled": {"type": "boolean"}, "remove_members": {"type": "boolean"}}}}}},
                 "responses": {"202": ACCEPTED, "200": DRYRUN, **STD, **_errors(413, 422, 429)}}},
             "/sites/{site}/segments/{segment}/members": {"get": {
-                "summary": "Members of a segment (cursor pagination, sorted by user id)",
+                "summary": "Members of a segment with name and e-mail (cursor pagination, sorted by user id); "
+                           "q: only those whose id, first name, last name, full name or e-mail starts with it "
+                           "(case-insensitive)",
                 "parameters": [SITE, SEGMENT,
                                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                                {"name": "limit", "in": "query",
-                                "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                               {"name": "q", "in": "query", "description": "search term (a prefix); empty: every member",
+                                "schema": {"type": "string", "maxLength": 255}}],
                 "responses": {"200": _resp("A page", {"$ref": "#/components/schemas/MembersPage"}),
+                              **STD, **_errors(404, 429, 503)}}},
+            "/sites/{site}/segments/{segment}/members.csv": {"get": {
+                "summary": "Every member of a segment as CSV (user_id, name, email, member_since_utc, "
+                           "matched_rule_ids), streamed, sorted by user id; cells that a spreadsheet would run "
+                           "as a formula start with a single quote",
+                "parameters": [SITE, SEGMENT],
+                "responses": {"200": {"description": "The CSV file (UTF-8 with a byte-order mark)",
+                                      "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+                                      "content": {"text/csv": {"schema": {"type": "string"}}}},
                               **STD, **_errors(404, 503)}}},
             "/sites/{site}/rules": {
                 "get": {"summary": "Rules with status (enabled, disabled, broken + why)", "parameters": [SITE],
@@ -159,11 +174,13 @@ def spec() -> dict[str, Any]:
                 "MembersPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
                     "members": {"type": "array", "items": {"type": "object", "properties": {
                         "user_id": {"type": "string"}, "since": {"type": ["integer", "null"]},
+                        "name": {"type": ["string", "null"], "description": "firstname lastname"},
+                        "email": {"type": ["string", "null"]},
                         "matched_rule_ids": {"type": "array", "items": {"type": "string"}}}}},
                     "next_cursor": {"type": ["string", "null"]}}},
             },
         },
-    }
+    })
 
 
 # ------------------------------------------------------------------ bridge endpoints

@@ -31,6 +31,8 @@ PUBLIC: tuple[Route, ...] = (
     ("GET", "/console/"),
     ("GET", "/console/app.js"),
     ("GET", "/console/app.css"),
+    ("GET", "/console/manage.js"),  # catalog screens and the large-change dialog
+    ("GET", "/console/people.js"),  # member search and CSV export
     ("GET", "/console/history.js"),  # the History and Audit views
     # 404 unless CONSOLE_DEV_LOGIN=1 with an HS256 secret, a loopback peer and a loopback Host
     ("GET", "/console/dev-token"),
@@ -42,6 +44,7 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/segments"),
     ("POST", f"{_S}/segments/{{segment}}/automation"),
     ("GET", f"{_S}/segments/{{segment}}/members"),
+    ("GET", f"{_S}/segments/{{segment}}/members.csv"),  # the whole list, streamed (processor/http/people.py)
     ("GET", f"{_S}/rules"),
     ("POST", f"{_S}/rules"),
     ("POST", f"{_S}/rules/preview"),
@@ -61,12 +64,18 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("DELETE", f"{_S}/fields/{{shortname}}"),
     ("POST", f"{_S}/ingest/users"),
     ("GET", f"{_S}/users"),
+    # catalog management and guarded changes (processor/http/catalog_admin.py, guard.py)
+    ("GET", f"{_S}/settings"),
+    ("PUT", f"{_S}/settings"),
+    ("POST", f"{_S}/segments:bulk"),
+    ("POST", f"{_S}/rules:impact"),
     # worker-to-worker reads (the caller's token is forwarded)
     ("GET", f"/internal{_S}/profiles"),
     ("GET", f"/internal{_S}/segments/{{segment}}/members"),
     ("GET", f"/internal{_S}/counts"),
     ("GET", f"/internal{_S}/users/{{user}}"),
     ("POST", f"/internal{_S}/preview"),
+    ("POST", f"/internal{_S}/impact"),
 )
 
 DECLARED: frozenset[Route] = frozenset(PUBLIC) | frozenset(AUTHENTICATED)

@@ -9,10 +9,12 @@ RULE_COMMANDS = frozenset(
     {"CreateRule", "UpdateRule", "DeleteRule", "EnableSegmentAutomation", "DisableSegmentAutomation"}
 )
 CATALOG_COMMANDS = frozenset({"UpsertProfileField", "DeleteProfileField", "UpsertSegment", "DeleteSegment"})
+SETTINGS_COMMANDS = frozenset({"SetSiteSettings"})  # the large-change guard's threshold: admins only
 
 ALLOWED_ROLES = {
     **{c: frozenset({"site_admin"}) for c in RULE_COMMANDS},
     **{c: frozenset({"site_admin", "system"}) for c in CATALOG_COMMANDS},
+    **{c: frozenset({"site_admin"}) for c in SETTINGS_COMMANDS},
 }
 
 

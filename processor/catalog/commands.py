@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from processor.catalog.authorize import authorize
+from processor.catalog import settings as site_settings
 from processor.catalog.model import ProfileField, Rule, Segment, SiteCatalog
 from processor.contract.exceptions import ContractError
 from processor.contract.ids import check_id
@@ -195,6 +196,12 @@ def _validate(cat: SiteCatalog, cmd: Command) -> BackfillPlan | None:
         if old is None:
             raise Rejected("NOT_FOUND", f"rule {rid!r} does not exist", "$.payload.rule_id")
         return _plan("RULE_DELETED", (old.segment_id, RECONCILE))
+    if t == "SetSiteSettings":
+        try:
+            site_settings.check_payload(p)
+        except ProcessorError as err:
+            raise Rejected(err.code, err.message, err.path) from None
+        return None
     raise Rejected("INVALID_COMMAND", f"unknown command type {t!r}", "$.payload")  # pragma: no cover
 
 
@@ -263,4 +270,7 @@ def apply(cat: SiteCatalog, cmd: Command) -> None:
     elif t == "DeleteRule":
         cat.rules.pop(p["rule_id"], None)
         rules = [p["rule_id"]]
+    elif t == "SetSiteSettings":
+        cat.settings = site_settings.folded(cat.settings, p)
+        return
     cat.recompile(rules, segments)

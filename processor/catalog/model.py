@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from processor.catalog.active import ActiveRuleSet, RuleList
+from processor.catalog.settings import SiteSettings
 from processor.rules.compiler import CompiledCondition, compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import CUSTOM_PREFIX, STANDARD_FIELDS, FieldSpec, FieldType
@@ -77,6 +78,7 @@ class SiteCatalog:
     _active_in: dict[str, str] = field(default_factory=dict)
     # rule_id -> (condition_json, field specs it was compiled against): reuse unchanged compilations
     _sources: dict[str, tuple[str, tuple[FieldSpec | None, ...]]] = field(default_factory=dict)
+    settings: SiteSettings = field(default_factory=SiteSettings)  # SetSiteSettings (processor/catalog/settings.py)
 
     # -- FieldResolver
     def resolve_field(self, name: str) -> FieldSpec | None:

@@ -6,7 +6,7 @@ the audit). Why this rule (docs/operations.md, "Command de-duplication window"):
 
 * It reads nothing but the catalog log (each entry's source partition and offset, in log
   order), so every worker folding the log forgets the same records at the same entry.
-* The crash replay in ``processor.app`` recognises its own record by source offset: the
+* The crash replay in ``processor.handlers.commands`` recognises its own record by source offset: the
   messages re-delivered after a crash are those after the partition's last committed offset,
   and their records stay as long as the partition's owner was fewer than ``size`` messages past
   that commit. Floods on other partitions or of other sites do not count against it.

@@ -1,7 +1,7 @@
 """Bound a dead letter to the dead-letter producer's message size limit (pure: no Kafka).
 
 A dead letter carries the refused input, but an input can be as large as the broker accepts
-(tansu takes produce requests up to 256 MiB; Kafka its ``message.max.bytes``), far above the
+(the embedded test broker takes produce requests up to 256 MiB; Kafka its ``message.max.bytes``), far above the
 limit of the producer that writes dead letters (librdkafka's ``message.max.bytes``, 1,000,000 by
 default). The unbounded record could not be sent at all: the send raised inside the worker's
 handler. :func:`bound_dead_letter` keeps every field that fits and cuts the rest:

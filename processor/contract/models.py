@@ -20,6 +20,7 @@ PAYLOAD_TYPES = (
     "CreateRule",
     "UpdateRule",
     "DeleteRule",
+    "SetSiteSettings",  # appended after v1 (the union's last branch)
 )
 
 

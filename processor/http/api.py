@@ -41,11 +41,14 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, history, scans
+from processor.http import bridges, catalog_admin, history, people, scans
+# guarded changes (409 LARGE_CHANGE)
+from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
 from processor.http.peers import (
     CountsRead,
     InternalRead,
+    MemberSearchRead,
     MembersRead,
     Peers,
     PreviewRead,
@@ -57,6 +60,7 @@ from processor.rules.compiler import compile_condition
 from processor.rules.exceptions import CompileError
 from processor.rules.fields import STANDARD_FIELD_INFO, STANDARD_FIELDS
 from processor.rules.operators import REGISTRY, operators_for
+from processor.state.people import person
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
 PREVIEW_SAMPLE = scans.SAMPLE
@@ -118,6 +122,8 @@ class Api:
         self.peers = Peers(model.self_url, model.peer_urls, self.answer, s.peer_timeout_s, s.scan_timeout_s)
         self.scanner = scans.Scanner(s.scan_concurrency, s.scan_slice_ms / 1000, s.scan_rest_ms / 1000)
         self.write_limiter = WriteLimiter(s.api_write_rate_per_minute)
+        self.guard = Guard(self)
+        self.people = people.People(self)  # names, member search, CSV export (processor/http/people.py)
 
     # ----------------------------------------------------------------- plumbing
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -140,12 +146,16 @@ class Api:
             ("GET", "/internal" + s + "/users/{user}", self.local_user),
             ("POST", "/internal" + s + "/preview", self.local_preview),
             *bridges.routes(self),  # ingest, catalog writes, stored profiles (processor/api/bridges.py)
+            *Guard(self).routes(),  # rules:impact, internal impact (processor/http/guard.py)
+            *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
+            *people.People(self).routes(),  # members CSV export (processor/http/people.py)
             *history.routes(self),  # history and audit (processor/http/history.py)
         ]
 
-    QUERY = {"list_members": {"cursor", "limit"}, "local_members": {"after", "limit"},
+    QUERY = {"list_members": {"cursor", "limit", "q"}, "local_members": {"after", "limit", "q"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
-             "set_automation": {"dry_run"}, **bridges.QUERY, **history.QUERY}
+             "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **people.QUERY,
+             **history.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -241,9 +251,10 @@ class Api:
         """This worker's answer to ``read``, for its own partitions (the internal endpoints'
         body, and this worker's part of a gathered read)."""
         store = self.model.store
+        if isinstance(read, MemberSearchRead):
+            return await self.people.search_answer(read, deadline)
         if isinstance(read, MembersRead):
-            return {"members": [m.as_dict() for m in store.members(read.site_id, read.segment_id, read.after,
-                                                                   read.limit)]}
+            return people.members_answer(store, read)
         if isinstance(read, CountsRead):
             return await self.scanner.counts(store.scan(read.site_id), deadline)
         if isinstance(read, UserRead):
@@ -253,6 +264,8 @@ class Api:
                               for st in store.users(read.site_id, read.after, read.limit)]}
         if isinstance(read, PreviewRead):
             return await self._preview_local(read, deadline)
+        if isinstance(read, ImpactRead):
+            return await self.guard.answer(read, deadline)
         raise TypeError(f"no local answer for {type(read).__name__}")  # pragma: no cover - a programming error
 
     async def _preview_local(self, read: PreviewRead, deadline: float) -> dict[str, Any]:
@@ -276,8 +289,8 @@ class Api:
     async def local_members(self, request: aioweb.Request) -> aioweb.Response:
         self.principal(request, READ)
         q = request.query
-        read = MembersRead(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
-                           page_limit(q.get("limit")))
+        read = people.member_read(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
+                                  page_limit(q.get("limit")), people.query(q.get("q")))
         return await self.respond_local(request, read)
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:
@@ -347,7 +360,8 @@ class Api:
             raise ApiError(404, "UNKNOWN_SEGMENT", f"segment {segment!r} does not exist")
         limit = page_limit(request.query.get("limit"))
         after = _cursor_decode(request.query.get("cursor"))
-        parts = await self.gather(request, MembersRead(site_id, segment, after, limit))
+        read = people.member_read(site_id, segment, after, limit, people.query(request.query.get("q")))
+        parts = await self.gather(request, read)
         merged = sorted((m for p in parts for m in p["members"]), key=lambda m: m["user_id"])[:limit]
         nxt = _cursor_encode(merged[-1]["user_id"]) if len(merged) == limit else None
         return _json({"members": merged, "next_cursor": nxt})
@@ -356,7 +370,8 @@ class Api:
         self.principal(request, READ)
         state = await self._find_user(request)
         site = self.site(request)
-        return _json({"user_id": request.match_info["user"], "deleted": state["deleted"], "segments": [
+        return _json({"user_id": request.match_info["user"], **person(state["profile"]),
+                      "deleted": state["deleted"], "segments": [
             {"segment_id": seg, "member": f["member"], "since": f["since"], "cause_kind": f["cause_kind"],
              "cause_id": f["cause_id"], "matched_rule_ids": f["matched_rule_ids"],
              "managed": bool(site.segments.get(seg) and site.segments[seg].managed)}
@@ -393,7 +408,7 @@ class Api:
             rules.append(entry)
         fact = state["facts"].get(segment)
         return _json({
-            "user_id": request.match_info["user"], "segment_id": segment, "managed": seg.managed,
+            "user_id": request.match_info["user"], **person(profile), "segment_id": segment, "managed": seg.managed,
             "member": bool(fact and fact["member"]), "suspended": is_suspended(profile),
             "deleted": state["deleted"], "would_match": sorted(
                 rid for rid, _ in site.active.get(segment, ()) if any(
@@ -437,7 +452,7 @@ class Api:
             return _json({"valid": False, "code": first.code, "message": first.message, "path": first.path,
                           "errors": [e.as_dict() for e in err.errors]}, 422)
         parts = await self.gather(request, PreviewRead(site.site_id, seg, b.get("rule_id") or "", tree))
-        return _json({
+        answer = {
             # false: automation is off for the segment, so saving the rule changes nobody until it is
             # enabled; the counts say what enabling it (with this rule) would do
             "managed": site.segments[seg].managed,
@@ -445,11 +460,14 @@ class Api:
             "added": sum(p["added"] for p in parts), "removed": sum(p["removed"] for p in parts),
             "sample_added": sorted(u for p in parts for u in p["sample_added"])[:PREVIEW_SAMPLE],
             "sample_removed": sorted(u for p in parts for u in p["sample_removed"])[:PREVIEW_SAMPLE],
-        })
+        }
+        for k in ("sample_added", "sample_removed"):  # the same users with name and e-mail
+            answer[f"{k}_users"] = people.sample_users(answer[k], parts)
+        return _json(answer)
 
     # ------------------------------------------------------------------ writes
     async def _submit(self, request: aioweb.Request, principal: Any, ptype: str, payload: dict[str, Any],
-                      dry_run: bool = False) -> aioweb.Response:
+                      dry_run: bool = False, confirmed: int | None = None) -> aioweb.Response:
         site = self.site(request)
         # COMMANDS_REQUIRE_TOKEN=1: the caller's (already verified) token goes with the command,
         # and the deciding worker verifies it again; otherwise no credential is put on the bus.
@@ -468,28 +486,37 @@ class Api:
             return _json({"valid": False, "code": d.code, "message": d.message, "path": d.path,
                           "errors": [{"code": d.code, "path": d.path, "message": d.message}]}, 422)
         self.write_limiter.hit(site.site_id, principal.sub)
+        await self.guard.check(request, site, cmd, confirmed)  # 409 LARGE_CHANGE: nothing is produced
         await self.model.send_command(site.site_id, encode_command(cmd))
         return _json({"command_id": cmd.command_id, "status": "PENDING",
                       "poll": f"/sites/{site.site_id}/commands/{cmd.command_id}"}, 202)
 
+    async def optional_body(self, request: aioweb.Request) -> Any:
+        """The JSON body of a request that may have none (a DELETE): ``NO_BODY`` without one."""
+        return await self.body(request) if request.body_exists else NO_BODY
+
     async def create_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        payload = rule_payload(await self.body(request))
-        return await self._submit(request, p, "CreateRule", payload, _dry_run(request))
+        body, confirmed = take_confirm(await self.body(request))
+        payload = rule_payload(body)
+        return await self._submit(request, p, "CreateRule", payload, _dry_run(request), confirmed)
 
     async def update_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        payload = rule_payload(await self.body(request), request.match_info["rule"])
-        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request))
+        body, confirmed = take_confirm(await self.body(request))
+        payload = rule_payload(body, request.match_info["rule"])
+        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request), confirmed)
 
     async def delete_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
+        _, confirmed = confirm_only(await self.optional_body(request))
         return await self._submit(request, p, "DeleteRule", {"rule_id": request.match_info["rule"]},
-                                  _dry_run(request))
+                                  _dry_run(request), confirmed)
 
     async def set_automation(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
-        ptype, payload = automation_payload(await self.body(request))
+        body, confirmed = take_confirm(await self.body(request))
+        ptype, payload = automation_payload(body)
         payload["segment_id"] = request.match_info["segment"]
-        return await self._submit(request, p, ptype, payload, _dry_run(request))
+        return await self._submit(request, p, ptype, payload, _dry_run(request), confirmed)
 

@@ -16,6 +16,7 @@ from aiohttp import web as aioweb
 from processor.api.auth import WRITE_CATALOG
 from processor.api.errors import ApiError
 from processor.api.requests import require_object
+from processor.http.guard import confirm_only
 from processor.rules.fields import FieldType
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ class CatalogWrites:
 
     async def delete_segment(self, request: aioweb.Request) -> aioweb.Response:
         p = self.api.principal(request, WRITE_CATALOG)
-        return await self.api._submit(request, p, "DeleteSegment", {"segment_id": request.match_info["segment"]})
+        _, confirmed = confirm_only(await self.api.optional_body(request))  # guarded (processor/http/guard.py)
+        return await self.api._submit(request, p, "DeleteSegment", {"segment_id": request.match_info["segment"]},
+                                      confirmed=confirmed)
 
     async def put_field(self, request: aioweb.Request) -> aioweb.Response:
         p = self.api.principal(request, WRITE_CATALOG)
@@ -89,4 +92,6 @@ class CatalogWrites:
 
     async def delete_field(self, request: aioweb.Request) -> aioweb.Response:
         p = self.api.principal(request, WRITE_CATALOG)
-        return await self.api._submit(request, p, "DeleteProfileField", {"shortname": request.match_info["shortname"]})
+        _, confirmed = confirm_only(await self.api.optional_body(request))  # its rules break: guarded too
+        return await self.api._submit(request, p, "DeleteProfileField",
+                                      {"shortname": request.match_info["shortname"]}, confirmed=confirmed)

@@ -33,6 +33,10 @@ class SiteScan(Protocol):
 
     def member_segments(self) -> Iterator[str]: ...  # the segment of every member entry
 
+    def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
+        """(user id, members-tab entry, encoded user state) per member past ``after``, in user-id order."""
+        ...
+
     def current(self) -> bool: ...  # False once a partition it reads was revoked or re-opened
 
 

@@ -115,9 +115,16 @@ def counts_shape(p: dict[str, Any]) -> bool:
             and _int(p.get("deleted_users", 0)))
 
 
+def _opt_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
 def members_shape(p: dict[str, Any]) -> bool:
     m = p.get("members")
-    return isinstance(m, list) and all(isinstance(x, dict) and isinstance(x.get("user_id"), str) for x in m)
+    parts = p.get("partitions", [])
+    return (isinstance(m, list) and all(isinstance(x, dict) and isinstance(x.get("user_id"), str)
+                                        and _opt_str(x.get("name")) and _opt_str(x.get("email")) for x in m)
+            and isinstance(parts, list) and all(_int(n) for n in parts))
 
 
 _FACT = {"member": bool, "change": str, "cause_kind": str, "cause_id": str, "matched_rule_ids": list}
@@ -142,8 +149,11 @@ def profiles_shape(p: dict[str, Any]) -> bool:
 
 
 def preview_shape(p: dict[str, Any]) -> bool:
+    people = p.get("people", {})
     return (all(_int(p.get(k)) for k in ("evaluated", "added", "removed"))
-            and _strs(p.get("sample_added")) and _strs(p.get("sample_removed")))
+            and _strs(p.get("sample_added")) and _strs(p.get("sample_removed"))
+            and isinstance(people, dict) and all(
+                isinstance(v, dict) and _opt_str(v.get("name")) and _opt_str(v.get("email")) for v in people.values()))
 
 
 # ------------------------------------------------------------ the internal reads, typed
@@ -182,6 +192,17 @@ class MembersRead(InternalRead):
                 f"?after={_q(self.after)}&limit={self.limit}")
 
     shape = staticmethod(members_shape)
+
+
+@dataclass(frozen=True)
+class MemberSearchRead(MembersRead):
+    """Members matching a search term (processor/state/people.py): a scan of the segment."""
+
+    scan: ClassVar[bool] = True
+    q: str
+
+    def path(self) -> str:
+        return super().path() + f"&q={_q(self.q)}"
 
 
 @dataclass(frozen=True)
@@ -256,17 +277,15 @@ class Peers:
         Any worker that fails, does not answer in time or answers garbage makes the whole answer
         503 WORKER_UNAVAILABLE (429 SCAN_BUSY if it is busy scanning), never a partial one; the
         other calls are then cancelled."""
-        me = self.self_url()
+        return await gather_all([lambda b=b: self.one(b, read, authorization) for b in self.peer_urls()])
+
+    async def one(self, base: str, read: InternalRead, authorization: str) -> dict[str, Any]:
+        """The answer of the worker at ``base`` (this one directly, a peer over HTTP)."""
         timeout = self.timeout_s(read)
-        headers = {"Authorization": authorization}
-
-        async def one(base: str) -> dict[str, Any]:
-            if base == me:
-                return await self.local(read, time.monotonic() + timeout)
-            return await self.client.call(base, read.method, read.path(), headers, read.payload(), timeout,
-                                          read.shape)
-
-        return await gather_all([lambda b=b: one(b) for b in self.peer_urls()])
+        if base == self.self_url():
+            return await self.local(read, time.monotonic() + timeout)
+        return await self.client.call(base, read.method, read.path(), {"Authorization": authorization},
+                                      read.payload(), timeout, read.shape)
 
     async def close(self) -> None:
         await self.client.close()

@@ -13,6 +13,14 @@ USER = b"U"
 TIMER = b"T"  # T + be64(due epoch seconds) + user key: due re-evaluations, in time order
 
 
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key above every key that starts with ``prefix`` (an exclusive upper bound)."""
+    p = prefix.rstrip(b"\xff")
+    if not p:
+        raise ValueError("a prefix of only 0xff bytes has no upper bound")
+    return p[:-1] + bytes([p[-1] + 1])
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:

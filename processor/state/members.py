@@ -10,18 +10,18 @@ produced per membership change (state + output, instead of state + index entry +
 
 from __future__ import annotations
 
-import json
+import msgspec
 
 from processor.state.keys import USER, member_key
 from processor.state.user_state import Fact, UserState, decode_state
 
 Write = tuple[bytes, "bytes | None"]  # (key, value); None deletes
+_JSON = msgspec.json.Encoder()  # compact JSON, as json.dumps(..., separators=(",", ":")) but a C call
 
 
 def member_entry(since: int, matched_rule_ids: tuple[str, ...] | list[str], cause_kind: str) -> bytes:
     """Members-tab entry: since when, which rules matched, what caused it."""
-    return json.dumps({"since": since, "rules": list(matched_rule_ids), "cause": cause_kind},
-                      separators=(",", ":")).encode()
+    return _JSON.encode({"since": since, "rules": list(matched_rule_ids), "cause": cause_kind})
 
 
 def fact_entry(f: Fact) -> bytes:

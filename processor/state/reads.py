@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 import json
+
+import msgspec
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -31,6 +33,23 @@ class Member:
     def as_dict(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "since": self.since, "matched_rule_ids": self.matched_rule_ids,
                 "cause": self.cause}
+
+
+class _Entry(msgspec.Struct):
+    """A members-tab entry's JSON (processor/state/members.py)."""
+
+    since: int | None = None
+    rules: list[str] = msgspec.field(default_factory=list)
+    cause: str | None = None
+
+
+_decode_entry = msgspec.json.Decoder(_Entry).decode
+
+
+def member(user_id: str, entry: bytes) -> Member:
+    """A members-tab entry (processor/state/members.py) as a :class:`Member`."""
+    e = _decode_entry(entry) if entry else _Entry()
+    return Member(user_id, e.since, e.rules, e.cause)
 
 
 def _after(prefix: bytes, after: str) -> bytes:
@@ -78,6 +97,30 @@ def users(handles: Sequence[Handle], site_id: str, after: str = "", limit: int =
     return list(heapq.merge(*per_handle, key=lambda st: st.user_id))[:limit]
 
 
+class _InOrder:
+    """Point reads of one handle in increasing key order: a member's user state is usually the
+    next user key after the previous member's, so stepping an iterator forward is cheaper than a
+    lookup (~0.7 us against ~3 us); after ``STEPS`` steps without reaching the key it seeks anew."""
+
+    STEPS = 16
+
+    def __init__(self, db: Handle) -> None:
+        self.db = db
+        self.it: Iterator[tuple[bytes, bytes]] | None = None
+        self.key: bytes | None = None
+        self.value: bytes | None = None
+
+    def get(self, key: bytes) -> bytes | None:
+        steps = 0
+        while self.key is not None and self.key < key and steps < self.STEPS:
+            self.key, self.value = next(self.it, (None, None))  # type: ignore[arg-type]
+            steps += 1
+        if self.key is None or self.key < key:
+            self.it = iter(self.db.items(from_key=key))
+            self.key, self.value = next(self.it, (None, None))
+        return self.value if self.key == key else None
+
+
 class HandleScan:
     """A full-site scan over some partitions' handles, consumed lazily by a time-sliced scanner.
 
@@ -104,6 +147,30 @@ class HandleScan:
                 if not k.startswith(prefix):
                     break
                 yield is_deleted(v)  # reads the flag only, not the whole state
+
+    def partition_members(self, segment_id: str, after: str = "") -> list[Iterator[tuple[str, bytes, bytes | None]]]:
+        """Per handle, lazily: ``(user_id, members-tab entry, the user's encoded state or None)``
+        for each member of one segment with user_id > ``after``, in user-id order (a member's
+        entry and state are in the same partition). The caller decodes only what it needs
+        (:func:`member`, processor.state.user_state.decode_names)."""
+        prefix = member_prefix(self.site_id, segment_id)
+        uprefix = user_prefix(self.site_id)
+        n = len(prefix)
+
+        def one(db: Handle) -> Iterator[tuple[str, bytes, bytes | None]]:
+            state = _InOrder(db)
+            for k, v in db.items(from_key=_after(prefix, after)):
+                if not k.startswith(prefix):
+                    break
+                uid = k[n:]
+                yield uid.decode(), v, state.get(uprefix + uid)
+
+        return [one(db) for db in self.handles]
+
+    def segment_members(self, segment_id: str, after: str = "") -> Iterator[tuple[str, bytes, bytes | None]]:
+        """:meth:`partition_members` merged into one user-id order (tuples compare by user id
+        first, and a user id is in one partition only)."""
+        return heapq.merge(*self.partition_members(segment_id, after))
 
     def member_segments(self) -> Iterator[str]:
         prefix = member_prefix(self.site_id)

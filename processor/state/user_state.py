@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import fastavro
 import msgspec
@@ -96,9 +97,27 @@ class _Head(msgspec.Struct, array_like=True):
     deleted: bool
 
 
+class _Names(msgspec.Struct):
+    """The profile fields a listing shows; every other field is skipped without being built."""
+
+    firstname: Any = None
+    lastname: Any = None
+    email: Any = None
+
+
+class _Who(msgspec.Struct, array_like=True):
+    """The fields of :class:`_Stored` up to the profile (the facts after it are skipped unread)."""
+
+    site_id: str
+    user_id: str
+    deleted: bool
+    profile: _Names
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Stored).decode
 _decode_head = msgspec.msgpack.Decoder(_Head).decode
+_decode_who = msgspec.msgpack.Decoder(_Who).decode
 
 
 def encode_state(st: UserState) -> bytes:
@@ -140,6 +159,22 @@ def is_deleted(raw: bytes) -> bool:
     if fmt not in (FORMAT_V1, FORMAT_V2):
         raise ValueError(f"unknown user state format {fmt!r}")
     return raw[_skip_string(raw, _skip_string(raw, 1))] == 1
+
+
+NAME_FIELDS = ("firstname", "lastname", "email")
+
+
+def decode_names(raw: bytes) -> Profile:
+    """``firstname``, ``lastname`` and ``email`` of an encoded state's profile (those it holds),
+    decoding nothing else: member listings and the member search read only these."""
+    if raw[:1] == FORMAT_V3:
+        try:
+            names = _decode_who(memoryview(raw)[1:]).profile
+        except msgspec.DecodeError as err:
+            raise ValueError(f"corrupt user state (format 3): {err}") from err
+        return {k: v for k in NAME_FIELDS if (v := getattr(names, k)) is not None}
+    profile = decode_state(raw).profile
+    return {k: profile[k] for k in NAME_FIELDS if profile.get(k) is not None}
 
 
 def decode_state(raw: bytes) -> UserState:

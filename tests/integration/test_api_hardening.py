@@ -61,7 +61,11 @@ def route_requests(site: str) -> list[tuple[str, str, Any]]:
               ("POST", "/automation"): {"enabled": True}, ("POST", "/rules"): {**RULE, "rule_id": "r2"},
               ("PUT", "/{rule}"): {"segment_id": "sales", "condition": 'city == "a"'},
               ("POST", "/rules/preview"): {"segment_id": "sales", "condition": 'department == "Sales"'},
-              ("POST", "/internal/sites/{site}/preview"): {"segment_id": "sales", "condition": RULE["condition"]}}
+              ("POST", "/internal/sites/{site}/preview"): {"segment_id": "sales", "condition": RULE["condition"]},
+              ("PUT", "/settings"): {"large_change_min_removed": 50},
+              ("POST", "/segments:bulk"): {"segments": [{"segment_id": "bulk-seg", "name": "Bulk"}]},
+              ("POST", "/rules:impact"): {"rules": [{**RULE, "rule_id": "r3"}]},
+              ("POST", "/internal/sites/{site}/impact"): {"commands": []}}
     out = []
     for method, template, handler in Api.routes(Api.__new__(Api)):
         here = {**ids, **scratch.get(template, {})}

@@ -51,6 +51,7 @@ EXCLUDED = [positive_data_acceptance, allow_header_conformance, use_after_free, 
 COMMAND = "#/paths/~1sites~1{site}~1commands~1{command}/get"
 RULE_PATHS = ("#/paths/~1sites~1{site}~1rules~1{rule}/put", "#/paths/~1sites~1{site}~1rules~1{rule}/delete")
 SEGMENT_PATHS = ("#/paths/~1sites~1{site}~1segments~1{segment}~1members/get",
+                 "#/paths/~1sites~1{site}~1segments~1{segment}~1members.csv/get",
                  "#/paths/~1sites~1{site}~1segments~1{segment}~1automation/post")
 
 

@@ -9,9 +9,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processor.changelog import ChangelogProducer, changelog_config
+from processor.runtime.changelog import ChangelogProducer
+from processor.runtime.clients import changelog_config
 from processor.client import ContractProducer
-from processor.output_producer import OutputProducer
+from processor.runtime.output_producer import OutputProducer
 from processor.rebuild import read_topic
 from tests.support.harness import Cluster
 
@@ -70,7 +71,7 @@ async def test_changelog_records_are_acknowledged_in_order_one_batch_each(cluste
     bs = cluster.settings.bootstrap_servers
     topic = _topic(bs, 2)
     # a client queue of 7 records: most puts find it full and flush first (a backfill's bound)
-    log = ChangelogProducer(topic, {**changelog_config(bs, "test-changelog", single_record_batches=True),
+    log = ChangelogProducer(topic, {**changelog_config(bs, "test-changelog", records_per_batch=1),
                                     "queue.buffering.max.messages": 7})
     writes = [(b"U:s:u%d" % (i % 7), b"v%d" % i) for i in range(60)]
     for key, value in writes:
@@ -91,7 +92,7 @@ async def test_clients_warm_up_against_the_broker_and_then_deliver(cluster: Clus
     Against a live broker both report success, and records then go through."""
     bs = cluster.settings.bootstrap_servers
     table_topic, changes_topic = _topic(bs, 2), _topic(bs, 2)
-    log = ChangelogProducer(table_topic, changelog_config(bs, "test-warm-changelog", single_record_batches=True))
+    log = ChangelogProducer(table_topic, changelog_config(bs, "test-warm-changelog", records_per_batch=1))
     out = OutputProducer(bs, "test-warm-changes")
     assert await log.warm() is True
     assert await out.warm(changes_topic) is True

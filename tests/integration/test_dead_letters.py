@@ -151,14 +151,18 @@ def test_a_dead_letter_that_cannot_be_sent_pauses_its_partition_until_it_can(own
     worker = c.workers[0]
     site = f"site-{uuid.uuid4().hex[:8]}"
     setup_site(c, site)
-    users = [f"u{i}" for i in range(400)]
-    on = {u: partition_of(user_event_key(site, u), s.partitions) for u in users}
+    blocked = 0
+    users: list[str] = []  # enough users for every partition to have a first one and 40 more on `blocked`
+    on: dict[str, int] = {}
+    while len(set(on.values())) < s.partitions or sum(p == blocked for p in on.values()) < 41:
+        u = f"u{len(users)}"
+        users.append(u)
+        on[u] = partition_of(user_event_key(site, u), s.partitions)
     first = {p: next(u for u in users if on[u] == p) for p in range(s.partitions)}
     for u in first.values():  # warm-up: every partition consumed
         c.producer.user_event(make_event(site, u, department="Sales"))
     c.producer.flush()
     c.wait(lambda: {ch.user_id for ch in c.changes_for(site)} >= set(first.values()), 90, "warm-up")
-    blocked = 0
     held = [u for u in users if on[u] == blocked and u != first[blocked]][:40]
     assert len(held) == 40
     other, late = [u for u in users if on[u] != blocked and u not in first.values()][:2]

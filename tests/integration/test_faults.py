@@ -21,7 +21,7 @@ Failures these tests found:
 
 * Fixed: faust-streaming's recovery resumed stream partitions before seeking them to the
   committed offsets, and its gap bookkeeping then committed offsets never processed
-  (fix in processor/faust_fixes.py; reproduced by tests/integration/test_faust_fixes.py).
+  (fix in processor/runtime/faust_compat.py; reproduced by tests/integration/test_faust_fixes.py).
 * Fixed: fastavro read a negative enum / union index as a symbol counted from the end
   (the codec now pre-checks those indexes).
 * Fixed: a killed worker's changes could reach the output while its state write never reached

@@ -1,4 +1,4 @@
-"""The fetch race behind the lost records after a restart (processor/faust_fixes.py, fourth fix).
+"""The fetch race behind the lost records after a restart (processor/runtime/faust_compat.py, fetch-frozen-partitions).
 
 Faust hands the consumer thread its live set of active partitions for a fetch that may wait up to
 a second; recovery's end empties that set while the fetch waits, and aiokafka reads an empty set
@@ -71,11 +71,11 @@ def test_a_fetch_given_a_live_set_drains_partitions_it_did_not_ask_for(cluster: 
 
 
 def test_patched_faust_fetch_asks_for_a_frozen_copy() -> None:
-    """The worker's Faust fetch (after faust_fixes.apply) passes the consumer thread a copy of the
+    """The worker's Faust fetch (after faust_compat.apply) passes the consumer thread a copy of the
     active set taken at request time, and never an empty set."""
-    from processor import faust_fixes
+    from processor.runtime import faust_compat
 
-    faust_fixes.apply()
+    faust_compat.apply()
     import faust.transport.drivers.aiokafka as driver
 
     seen: list[object] = []

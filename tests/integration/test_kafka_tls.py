@@ -226,9 +226,6 @@ def test_a_refused_sasl_login_fails_fast_naming_the_password(tmp_path: Path) -> 
         assert rc == 1 and "KAFKA_SECURITY_INVALID at KAFKA_SASL_PASSWORD" in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="wired after the runtime merge: the worker's clients (faust.App, the "
-                   "catalog reader, the changelog/output/dead-letter/ingest producers) are built in files being "
-                   "moved to processor/runtime/; clients.py must take kafka_security's mappings")
 def test_a_worker_processes_commands_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
     from tests.support.harness import WorkerProcess
 

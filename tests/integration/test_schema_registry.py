@@ -174,8 +174,6 @@ def test_a_tool_says_when_the_registry_does_not_answer(world: tuple[EmbeddedBrok
     assert _read_all(_settings(env), _settings(env).topics.commands, 1, timeout=3) == []  # nothing was sent
 
 
-@pytest.mark.xfail(strict=True, reason="wired after the runtime merge: the worker decodes and encodes with "
-                   "processor.contract.codec directly; the runtime must use processor.wire.WireFormat")
 def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
                                                           tmp_path: Path) -> None:
     """A framed event with a field of its own is processed; the change is framed (read by
@@ -209,5 +207,71 @@ def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[Embedded
         assert (got["user_id"], got["change"]) == ("u-w", "ADDED")
         [dead] = _read_all(s, s.topics.dead_letters, 1, timeout=20)
         assert fmt.decode_dead_letter(dead).error_code == "UNKNOWN_SCHEMA_ID"
+    finally:
+        worker.stop()
+
+
+def test_a_registry_outage_holds_the_input_and_loses_nothing(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
+                                                             tmp_path: Path) -> None:
+    """While the registry answers 503, a framed event whose writer schema the worker has not seen
+    is neither processed nor dead-lettered: its partition waits (a marker on the other partition is
+    processed meanwhile); once the registry is back, the event is processed, exactly once."""
+    from tests.support.harness import WorkerProcess, make_event, partition_of
+
+    def change_keys(want: int, timeout: float) -> list[str]:
+        reader = TopicReader.from_settings(s, s.topics.membership_changes)
+        got: list[str] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while len(got) < want and time.monotonic() < deadline:
+                got += [k.decode() for k, v in reader.poll_batch() if k is not None and v is not None]
+        finally:
+            reader.close()
+        return got
+
+    broker, registry = world
+    env = _env(broker, registry)
+    s = _settings(env)
+    assert _cli("topics", "create", env=env).returncode == 0
+    worker = WorkerProcess(s, "sr-outage", tmp_path, extra_env={"SCHEMA_REGISTRY_URL": registry.url,
+                                                                "DEAD_LETTER_RETRY_MAX_S": "2"}).start()
+    try:
+        prod = ContractProducer.from_settings(s)
+        for c in (make_command("sr-o", "UpsertSegment", segment_id="sales", name="Sales"),
+                  make_command("sr-o", "EnableSegmentAutomation", segment_id="sales"),
+                  make_command("sr-o", "CreateRule", rule_id="r1", segment_id="sales", name="Sales",
+                               condition={"field": "department", "op": "equals", "value": "Sales"})):
+            prod.command(c)
+        prod.flush(20)
+        assert len(_read_all(s, s.topics.command_results, 3, timeout=60)) == 3, worker.log_tail()
+        held = next(u for u in (f"u{i}" for i in range(100)) if partition_of(f"sr-o:{u}".encode(), 2) == 0)
+        marker = next(u for u in (f"m{i}" for i in range(100)) if partition_of(f"sr-o:{u}".encode(), 2) == 1)
+        client = SchemaRegistryClient({"url": registry.url})
+        ctx = SerializationContext(s.topics.user_events, MessageField.VALUE)
+        raw = json.loads(_extended("user_event"))
+        raw["fields"][-1] = {**SOURCE, "name": "import_batch"}  # a writer schema no worker has seen
+        value = AvroSerializer(client, json.dumps(raw))(
+            {"event_id": "e-held", "event_type": "USER_CREATED", "site_id": "sr-o", "user_id": held,
+             "occurred_at": 1, "profile": {"department": "Sales"}, "import_batch": "b1"}, ctx)
+
+        ours = prod.wire.encode_user_event(make_event("sr-o", marker, department="Sales"))  # our schema's id
+
+        registry.down()
+        prod.raw(s.topics.user_events, f"sr-o:{held}".encode(), value)
+        prod.raw(s.topics.user_events, f"sr-o:{marker}".encode(), ours)  # the worker knows our schema
+        prod.flush(20)
+        assert change_keys(1, 30) == [f"sr-o:{marker}"], worker.log_tail()
+        time.sleep(3)  # the held partition is asked again meanwhile (DEAD_LETTER_RETRY_MAX_S=2)
+        assert "cannot be read now" in worker.log_tail(300), worker.log_tail()
+        assert change_keys(2, 2) == [f"sr-o:{marker}"]
+
+        registry.up()
+        assert sorted(change_keys(2, 30)) == sorted([f"sr-o:{marker}", f"sr-o:{held}"]), worker.log_tail()
+        values = _read_all(s, s.topics.membership_changes, 3, timeout=5)
+        got = [AvroDeserializer(client)(v, SerializationContext(s.topics.membership_changes, MessageField.VALUE))
+               for v in values]
+        assert sorted((c["user_id"], c["change"]) for c in got) == sorted([(marker, "ADDED"), (held, "ADDED")])
+        assert _read_all(s, s.topics.dead_letters, 1, timeout=3) == []
+        prod.close()
     finally:
         worker.stop()

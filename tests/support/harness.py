@@ -144,7 +144,7 @@ class Cluster:
         topics = Topics(**{n: getattr(base, n) + topic_suffix for n in base.__dataclass_fields__})
         self.settings = Settings(bootstrap_servers=bootstrap or "", partitions=partitions, app_id=app_id,
                                  topics=topics, session_timeout_s=session_timeout_s, command_partitions=4,
-                                 broker_quirks=frozenset({"tansu"}) if self.broker else frozenset(),
+                                 broker_quirks=frozenset({EmbeddedBroker.QUIRKS}) if self.broker else frozenset(),
                                  admin_jwt_secret=TEST_JWT_SECRET)
         ensure_topics(self.settings)
         self.workers: list[WorkerProcess] = []

@@ -1,4 +1,4 @@
-"""The users changelog producer (processor/changelog.py): librdkafka settings, a failed record is
+"""The users changelog producer (processor/runtime/changelog.py): librdkafka settings, a failed record is
 fatal, a flush waits only for what was put before it. Real client; no broker reachable here (the
 integration tests in tests/integration/test_client.py use the real broker)."""
 
@@ -9,7 +9,9 @@ import socket
 
 import pytest
 
-from processor.changelog import ChangelogError, ChangelogProducer, changelog_config
+from processor.runtime.changelog import ChangelogProducer
+from processor.runtime.clients import changelog_config
+from processor.runtime.exceptions import ChangelogError
 
 
 def closed_port() -> int:
@@ -21,16 +23,16 @@ def closed_port() -> int:
 def test_config_keeps_write_order_and_single_record_batches_for_tansu() -> None:
     """acks=all, idempotent with at most 5 requests in flight (a retried batch never overtakes a
     later write of the same key); with the tansu quirk every record is a batch of its own."""
-    cfg = changelog_config("b:9092", "w-changelog", single_record_batches=True)
+    cfg = changelog_config("b:9092", "w-changelog", records_per_batch=1)
     assert cfg["acks"] == "all" and cfg["enable.idempotence"] is True
     assert cfg["max.in.flight.requests.per.connection"] <= 5  # the idempotent producer's ordering bound
     assert cfg["batch.num.messages"] == 1
-    assert "batch.num.messages" not in changelog_config("b:9092", "w", single_record_batches=False)
+    assert "batch.num.messages" not in changelog_config("b:9092", "w", records_per_batch=None)
 
 
 async def test_flush_before_any_record_creates_no_client() -> None:
     """Nothing put, nothing to wait for."""
-    out = ChangelogProducer("t", changelog_config(f"127.0.0.1:{closed_port()}", "t", True))
+    out = ChangelogProducer("t", changelog_config(f"127.0.0.1:{closed_port()}", "t", 1))
     await out.flush()
     assert out._producer is None and out.acked == {}
 
@@ -38,7 +40,7 @@ async def test_flush_before_any_record_creates_no_client() -> None:
 async def test_an_unacknowledged_record_is_fatal() -> None:
     """With no broker the records time out: flush raises, ``on_error`` runs once on the event loop
     with the error, nothing counts as acknowledged, and every later put and flush raises too."""
-    cfg = {**changelog_config(f"127.0.0.1:{closed_port()}", "t", True), "message.timeout.ms": 300, "log_level": 0}
+    cfg = {**changelog_config(f"127.0.0.1:{closed_port()}", "t", 1), "message.timeout.ms": 300, "log_level": 0}
     out = ChangelogProducer("users-changelog", cfg)
     seen: list[tuple[BaseException, bool]] = []
     loop_thread = asyncio.get_running_loop()
@@ -59,7 +61,7 @@ async def test_an_unacknowledged_record_is_fatal() -> None:
 async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     """A worker may start before the broker answers: warming up then returns False and logs, and
     the client exists (it keeps connecting in the background)."""
-    out = ChangelogProducer("t", {**changelog_config(f"127.0.0.1:{closed_port()}", "t", True), "log_level": 0})
+    out = ChangelogProducer("t", {**changelog_config(f"127.0.0.1:{closed_port()}", "t", 1), "log_level": 0})
     with caplog.at_level("INFO", logger="processor.changelog"):
         assert await out.warm(timeout=0.3) is False
     assert out._producer is not None
@@ -69,5 +71,5 @@ async def test_warm_without_a_broker_is_logged_not_raised(caplog: pytest.LogCapt
 def test_config_logs_through_python_logging() -> None:
     """librdkafka's log lines of the changelog client go to the ``processor.kafka`` logger, like
     the output client's (tests/unit/test_output_producer.py shows them arriving there)."""
-    cfg = changelog_config("b:9092", "w-changelog", single_record_batches=True)
+    cfg = changelog_config("b:9092", "w-changelog", records_per_batch=1)
     assert cfg["logger"].name == "processor.kafka"

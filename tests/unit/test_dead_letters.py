@@ -1,4 +1,4 @@
-"""The dead-letter client and the consumer internals processor/dead_letters.py relies on.
+"""The dead-letter client and the consumer internals processor/runtime/dead_letters.py relies on.
 
 The client: a real librdkafka producer with no broker reachable must report the failure as
 ``DeadLetterSendError`` within its delivery timeout (the caller then pauses the partition), and
@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from processor.config import Settings
-from processor.dead_letters import DeadLetterProducer, DeadLetterSendError, producer_config
+from processor.runtime.clients import dead_letter_config as producer_config
+from processor.runtime.dead_letters import DeadLetterProducer
+from processor.runtime.exceptions import DeadLetterSendError
 
 
 def closed_port() -> int:
@@ -54,9 +56,9 @@ async def test_the_consumer_internals_the_pause_reads_exist(tmp_path: Path) -> N
     from aiokafka import AIOKafkaConsumer
     from aiokafka.consumer.subscription_state import SubscriptionState
 
-    from processor.app import Processor
+    from processor.runtime.app import Runtime
 
-    proc = Processor(Settings(state_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{closed_port()}"))
+    proc = Runtime(Settings(state_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{closed_port()}"))
     consumer = proc.app.consumer
     assert isinstance(consumer._read_offset, dict)
     assert callable(consumer._thread.call_thread) and callable(consumer._thread._ensure_consumer)
@@ -72,7 +74,7 @@ async def test_the_consumer_internals_the_pause_reads_exist(tmp_path: Path) -> N
 
 def test_a_size_limit_too_small_for_a_dead_letter_fails_the_start() -> None:
     """Refused when the worker builds its dead-letter sender, not at the first dead letter."""
-    from processor.dead_letters import DeadLetters
+    from processor.runtime.dead_letters import DeadLetters
 
     producer = DeadLetterProducer("127.0.0.1:1", "t", 1000, 1000)
     with pytest.raises(ValueError, match="DEAD_LETTER_MAX_BYTES"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from processor.faust_fixes import durable_flush
+from processor.runtime.faust_compat import durable_flush
 
 
 class FakeClient:
@@ -51,7 +51,7 @@ async def test_fetch_max_wait_override_reaches_the_consumers_faust_creates() -> 
     import aiokafka
     import faust.transport.drivers.aiokafka as driver
 
-    from processor.faust_fixes import set_fetch_max_wait_ms
+    from processor.runtime.faust_compat import set_fetch_max_wait_ms
 
     original = aiokafka.AIOKafkaConsumer
     try:

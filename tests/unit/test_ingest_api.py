@@ -83,7 +83,7 @@ async def test_an_unreachable_broker_is_503_and_nothing_is_accepted() -> None:
     from processor.broker import free_port
 
     settings = Settings(bootstrap_servers=f"127.0.0.1:{free_port()}")
-    from processor.read_model import ingest_producer
+    from processor.runtime.clients import ingest_producer
 
     model = SimpleNamespace(ingest_producer=lambda timeout_s: ingest_producer(settings, timeout_s))
     api = SimpleNamespace(settings=settings, model=model)

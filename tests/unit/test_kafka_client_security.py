@@ -3,10 +3,10 @@
 The scan finds each construction of a client (confluent-kafka's ``Producer``, ``Consumer``,
 ``AdminClient``; aiokafka's ``AIOKafkaConsumer``, ``AIOKafkaProducer``; ``faust.App``) and fails
 unless the call's arguments hold a call of one of the module's mappings (``librdkafka_config``,
-``aiokafka_config``, ``faust_config``). The worker's clients live in files another change is
-moving (processor/app.py etc. -> processor/runtime/clients.py): they are listed in
-``NOT_YET_WIRED``, and the test fails both on a site missing from the list and on a listed site
-that no longer exists or is now wired (so the list only shrinks).
+``aiokafka_config``, ``faust_config``). Every client is built by processor/runtime/clients.py's constructors
+(tests/unit/test_clients.py fails on one built anywhere else), so the scan finds them there;
+``NOT_YET_WIRED`` (clients not yet taking the settings' security) must stay empty, and the test
+fails both on a site missing from it and on a listed site that no longer exists or is now wired.
 """
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = {"Producer", "Consumer", "AdminClient", "AIOKafkaConsumer", "AIOKafkaProducer"}
 MAPPINGS = {"librdkafka_config", "aiokafka_config", "faust_config"}
-# (file, client) of the worker's clients, in files being moved to processor/runtime/: the runtime's
-# clients.py wires them (docs/deploy.md "TLS and SASL" lists the calls)
-NOT_YET_WIRED = {
-    ("processor/app.py", "faust.App"),
-    ("processor/catalog_log.py", "AIOKafkaConsumer"),
-    ("processor/changelog.py", "Producer"),
-    ("processor/dead_letters.py", "Producer"),
-    ("processor/output_producer.py", "Producer"),
-    ("processor/read_model.py", "Producer"),  # the ingest producer (rt-http adapter until the runtime store lands)
-}
+# (file, client) of clients not yet taking the settings' TLS/SASL: none
+NOT_YET_WIRED: set[tuple[str, str]] = set()
 
 
 def _name(func: ast.expr) -> str | None:
@@ -74,12 +66,10 @@ def test_every_kafka_client_takes_its_security_from_kafka_security() -> None:
     # the list only shrinks: a wired or moved site is taken off it
     assert NOT_YET_WIRED - unsecured == set(), "NOT_YET_WIRED lists a site that is gone or now wired"
     secured = {(f, c) for f, _, c, ok in sites if ok}
-    # the tools' clients (the scan does find them)
-    assert {("processor/client.py", "Producer"), ("processor/client.py", "Consumer"),
-            ("processor/rebuild.py", "Consumer"), ("processor/rebuild.py", "AIOKafkaConsumer"),
-            ("processor/topics.py", "AdminClient"), ("processor/kafka_security.py", "AdminClient"),
-            ("processor/connectors/moodle/sync.py", "Consumer"),
-            ("processor/connectors/moodle/sync.py", "Producer")} <= secured
+    # every kind of client, built in the one place (the scan does find them there)
+    assert {("processor/runtime/clients.py", "Producer"), ("processor/runtime/clients.py", "Consumer"),
+            ("processor/runtime/clients.py", "AdminClient"), ("processor/runtime/clients.py", "AIOKafkaConsumer"),
+            ("processor/runtime/clients.py", "faust.App")} <= secured
 
 
 @pytest.mark.parametrize("source, secured", [

@@ -1,6 +1,6 @@
 """No librdkafka client of the processor writes raw "%3|...|FAIL|" lines to stderr.
 
-Every confluent-kafka client is built with ``processor.librdkafka.kafka_config`` (its log lines go
+Every confluent-kafka client is built with ``processor.runtime.clients (its constructors)`` (its log lines go
 to the ``processor.kafka`` logger). Each client a tool, the dev runner or the rebuild makes is
 pointed at a closed port in a fresh process, made to try to connect, and its stderr is read.
 """
@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 from processor.broker import free_port
-from processor.librdkafka import KAFKA_LOG, cli_kafka_log
+from processor.runtime.clients import KAFKA_LOG, cli_kafka_log
 
 REPO = Path(__file__).resolve().parents[2]
 RAW = re.compile(r"^%\d\|", re.M)  # librdkafka's own stderr format: %<level>|<time>|<facility>|<name>|
@@ -65,7 +65,7 @@ def test_clients_write_no_raw_librdkafka_lines_and_the_cli_shows_each_problem_on
     """Plain (a library user): nothing on stderr from librdkafka. With the CLI's handler: a short
     ``kafka:`` line per distinct problem, not one per reconnect attempt. (Both runs at once: each
     waits for the TopicReader's 10 s metadata timeout.)"""
-    cli = CLIENTS.replace("import sys, time", "import sys, time\nfrom processor.librdkafka import cli_kafka_log\n"
+    cli = CLIENTS.replace("import sys, time", "import sys, time\nfrom processor.runtime.clients import cli_kafka_log\n"
                           "cli_kafka_log()")
     plain_p, cli_p = _start(CLIENTS, f"127.0.0.1:{free_port()}"), _start(cli, f"127.0.0.1:{free_port()}")
     plain_out, plain_err = plain_p.communicate(timeout=120)

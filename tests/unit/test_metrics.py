@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from processor.metrics import Metrics
-from processor.outbox import DrainTiming
+from processor.runtime.outbox import DrainTiming
 
 
 def sample(m: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
@@ -46,7 +46,7 @@ def test_lag_counts_records_fetched_but_never_processed() -> None:
     offset 17 (done = 16) with the high watermark at 18 has one record to process, also when its
     consumer has already fetched past it (the lost-fetch failure: lag 1, so the stall alert fires);
     after processing 17 the lag is 0; a watermark behind a stale position never goes negative."""
-    from processor.app import unprocessed
+    from processor.handlers.replay import unprocessed
 
     assert unprocessed(18, 16) == 1
     assert unprocessed(18, 17) == 0

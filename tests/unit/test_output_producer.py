@@ -1,5 +1,5 @@
 """The librdkafka output client reports undelivered records through its failure count, and the
-outbox keeps a batch the broker did not acknowledge (real client, no broker reachable)."""
+checkpoint keeps a batch the broker did not acknowledge (real client, no broker reachable)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import socket
 
 import pytest
 
-from processor.outbox import Outbox, OutboxSendError
-from processor.output_producer import OutputProducer, producer_config
+from processor.runtime.checkpoint import Checkpoint
+from processor.runtime.exceptions import OutboxSendError
+from processor.runtime.outbox import Outbox
+from processor.runtime.clients import output_config as producer_config
+from processor.runtime.output_producer import OutputProducer
 
 
 def closed_port() -> int:
@@ -39,12 +42,18 @@ async def test_an_undelivered_record_counts_as_failed_and_the_outbox_keeps_its_b
     """With no broker, librdkafka gives up after message.timeout.ms: the flush returns, ``failed``
     grows, and a drain of the outbox raises with the client's error and keeps every record."""
     out = OutputProducer(f"127.0.0.1:{closed_port()}", "t", config={"message.timeout.ms": 300, "log_level": 0})
-    box = Outbox(lambda: out.flush(), lambda k, v: out.send("changes", k, v),
-                 failures=lambda: out.failed, failure_detail=out.last_error)
+    box = Outbox()
+
+    async def nothing() -> None:
+        pass
+
+    checkpoint = Checkpoint(box, flush_state=nothing, persist=lambda: None,
+                            send=lambda k, v: out.send("changes", k, v), flush_output=out.flush,
+                            failures=lambda: out.failed, failure_detail=out.last_error)
     box.put(b"s:u1", b"ADDED", owner=b"u1")
     box.put(b"s:u1", b"REMOVED", owner=b"u1")
     with pytest.raises(OutboxSendError, match="2 membership change"):
-        await box.drain()
+        await checkpoint.release()
     assert out.failed == 2 and out.sent == 2
     assert "changes" in out.last_error()
     assert len(box) == 2 and box.pending_for(b"u1")

@@ -27,10 +27,10 @@ SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 
 @pytest.fixture
 def proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from processor.app import Processor
+    from processor.runtime.app import Runtime
 
     monkeypatch.setenv("CONSOLE_DEV_LOGIN", "1")
-    p = Processor(Settings(bootstrap_servers="127.0.0.1:9", state_dir=tmp_path / "state",
+    p = Runtime(Settings(bootstrap_servers="127.0.0.1:9", state_dir=tmp_path / "state",
                            admin_jwt_secret=SECRET))
     yield p
 

@@ -40,7 +40,7 @@ from processor.connectors.moodle.ws import MoodleFatal, MoodleUnavailable
 from processor.config import KafkaSecurity
 from processor.contract.exceptions import ContractError
 from processor.contract.models import DeadLetter
-from processor.kafka_security import PLAINTEXT, librdkafka_config
+from processor.kafka_security import PLAINTEXT
 from processor.wire import SCHEMALESS, WireFormat
 
 log = logging.getLogger("processor.connectors.moodle.sync")
@@ -157,23 +157,12 @@ class MoodleSync:
 
     # -------------------------------------------------------------------- kafka
     def _clients(self) -> None:
-        from confluent_kafka import Consumer, Producer
-
-        from processor.librdkafka import KAFKA_LOG
+        from processor.runtime import clients
 
         c = self.cfg
-        self._consumer = Consumer({
-            **librdkafka_config(c.security),
-            "bootstrap.servers": c.bootstrap, "group.id": c.group_id, "enable.auto.commit": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": int(c.session_timeout_s * 1000),
-            "heartbeat.interval.ms": max(1000, int(c.session_timeout_s * 1000 / 6)),
-            "max.poll.interval.ms": 900_000, "log.connection.close": False, "logger": KAFKA_LOG,
-        })
-        self._producer = Producer({
-            **librdkafka_config(c.security),
-            "bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5, "partitioner": "murmur2_random",
-            "log.connection.close": False, "logger": KAFKA_LOG,
-        })
+        self._consumer = clients.new_consumer(
+            clients.moodle_sync_consumer_config(c.bootstrap, c.group_id, c.session_timeout_s), c.security)
+        self._producer = clients.new_producer(clients.moodle_sync_producer_config(c.bootstrap), c.security)
 
         def on_assign(consumer: Any, parts: list[Any]) -> None:
             self._assigned = True

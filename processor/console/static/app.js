@@ -14,7 +14,7 @@
   const ID_MAX = 255;  // processor/contract/ids.py: ids of the contract
   const SLUG_MAX = 60;  // a rule id generated from the name
   const ID_CHAR = /[^\p{L}\p{N}_.-]/u;  // letters, digits, "_", "-", "." (as processor/contract/ids.py)
-  const TABS = ["segments", "editor", "rules", "members"];
+  const TABS = ["segments", "editor", "rules", "members", "catalog"];
   const DEFAULT_OP = { TEXT: "equals", TEXTAREA: "contains", MENU: "equals", MULTISELECT: "any_of",
     CHECKBOX: "is_checked", DATETIME: "within_last", NUMBER: "equals" };
   const TYPE_WORD = { TEXT: "text", TEXTAREA: "text area", MENU: "menu", MULTISELECT: "multi-select",
@@ -46,6 +46,8 @@
   let refreshTimers = [];
   const tabHooks = {};  // tab name -> called when the tab is shown (views in their own files)
   const latest = { segments: 0, rules: 0, members: 0 };  // only the newest answer of each list is shown
+  // Hooks other console files fill (manage.js: the Catalog tab, the large-change dialog).
+  const hooks = { confirmLargeChange: null, showCatalog: null, onSegments: null };
 
   // ------------------------------------------------------------------ helpers
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -262,6 +264,7 @@
     if (name === "segments") loadSegments();
     else if (name === "rules") loadRules();
     else if (name === "members") loadMembers(false);
+    else if (name === "catalog" && hooks.showCatalog) hooks.showCatalog();
   }
 
   function currentTab() {
@@ -293,6 +296,7 @@
       cb = h("input", { type: "checkbox", id: "confirm-checkbox" });
       extra.append(h("p", { class: "check" }, cb, " ", h("label", { for: "confirm-checkbox", text: o.checkbox })));
     }
+    if (o.extra) extra.append(o.extra);  // a node of the caller's (the large-change impact)
     const ok = $("#confirm-ok");
     ok.textContent = o.ok;
     ok.className = o.danger ? "primary danger" : "primary";
@@ -357,7 +361,18 @@
 
   // Send a write (202 + poll URL), show it as pending, poll until accepted or rejected.
   async function submitCommand(method, path, body, label) {
-    const r = await api(method, path, body);
+    let r = await api(method, path, body);
+    // A large change (409 LARGE_CHANGE) is shown with its impact and sent again, confirmed with the
+    // count shown, only if the admin agrees (manage.js); again if the count changed meanwhile.
+    while (r.status === 409 && r.data && r.data.code === "LARGE_CHANGE" && hooks.confirmLargeChange) {
+      const confirm = await hooks.confirmLargeChange(r.data, label);
+      if (!confirm) {
+        say(label + ": not applied — nothing was changed.", "info");
+        return { queued: false, cancelled: true, response: r };
+      }
+      body = Object.assign({}, body || {}, { confirm });
+      r = await api(method, path, body);
+    }
     if (r.status !== 202) return { queued: false, response: r };
     const cmd = { id: r.data.command_id, poll: r.data.poll, label, status: "PENDING", code: null, message: null };
     state.commands.unshift(cmd);
@@ -396,6 +411,7 @@
     state.users = r.data.users;
     renderSegments();
     renderSegmentSelects();
+    if (hooks.onSegments) hooks.onSegments();  // the Catalog tab's table (manage.js)
   }
 
   function renderSegments() {
@@ -529,7 +545,7 @@
     const res = await confirmDialog({ title: "Delete rule “" + rule.name + "”?", body, ok: "Delete rule", danger: true });
     if (!res.ok) return;
     const out = await submitCommand("DELETE", sitePath("/rules/" + enc(rule.rule_id)), undefined, "Delete rule " + rule.rule_id);
-    if (!out.queued) say("Could not delete: " + errText(out.response.data), "bad");
+    if (!out.queued && !out.cancelled) say("Could not delete: " + errText(out.response.data), "bad");
     if (out.command && out.command.status === "ACCEPTED" && state.editor.editing === rule.rule_id) resetEditor();
   }
 
@@ -1267,9 +1283,11 @@
 
   function renderPreview(d, seg) {
     const off = d.managed === false;
-    const sample = (title, users, total, id) => h("div", {},
-      h("h4", { text: title + (total > users.length ? " (first " + users.length + " of " + total + ")" : "") }),
-      users.length ? h("ul", { id, class: "sample" }, users.map((u) => h("li", {}, h("code", { text: u }))))
+    const sample = (title, ids, total, id, users) => h("div", {},  // users: the same ids with name, e-mail
+      h("h4", { text: title + (total > ids.length ? " (first " + ids.length + " of " + total + ")" : "") }),
+      ids.length ? h("ul", { id, class: "sample" }, ids.map((u, i) => h("li", {}, h("code", { text: u }),
+        users && users[i] && (users[i].name || users[i].email)
+          ? " " + [users[i].name, users[i].email].filter((x) => x).join(" · ") : null)))
         : h("p", { class: "hint", text: "none" }));
     $("#preview-body").replaceChildren(
       off ? h("p", { class: "unmanaged", id: "preview-unmanaged", text: "Not managed: nothing would change until "
@@ -1280,8 +1298,8 @@
         h("span", {}, "Users evaluated ", h("strong", { id: "preview-evaluated", text: String(d.evaluated) }))),
       h("p", { class: "hint", id: "preview-note", text: "Compared with the current members of “" + segName(seg)
         + "”, with the segment's other rules still applying. Nothing has changed yet: “Save changes” applies it." }),
-      sample("Users added", d.sample_added, d.added, "preview-sample-added"),
-      sample("Users removed", d.sample_removed, d.removed, "preview-sample-removed"));
+      sample("Users added", d.sample_added, d.added, "preview-sample-added", d.sample_added_users),
+      sample("Users removed", d.sample_removed, d.removed, "preview-sample-removed", d.sample_removed_users));
     $("#preview").hidden = false;
   }
 
@@ -1322,6 +1340,7 @@
       }
       const label = (ed.editing ? "Update rule " : "Create rule ") + id;
       const out = await submitCommand(method, path, body, label);
+      if (out.cancelled) return;  // a large change the admin did not confirm
       if (!out.queued) {
         showErrors(errorsOf(out.response.data), cond.map);
         say("The rule was not saved: " + errText(out.response.data), "bad");
@@ -1363,8 +1382,11 @@
     const limit = Number($("#members-page-size").value);
     const cursor = m.cursors[m.page];
     const seq = ++latest.members;
+    const people = window.SegmentConsolePeople;  // people.js: the search box and the export
+    const q = people ? people.query() : "";
     const [r] = await Promise.all([  // the count in the summary comes from a fresh segment list
-      api("GET", sitePath("/segments/" + enc(seg) + "/members?limit=" + limit + (cursor ? "&cursor=" + enc(cursor) : ""))),
+      api("GET", sitePath("/segments/" + enc(seg) + "/members?limit=" + limit + (cursor ? "&cursor=" + enc(cursor) : "")
+        + (q ? "&q=" + enc(q) : ""))),
       loadSegments()]);
     if (seq !== latest.members || m.segment !== seg) return;
     if (r.status !== 200) { if (r.status !== 401) say("Could not load members: " + errText(r.data), "bad"); return; }
@@ -1373,16 +1395,18 @@
     const name = segName(seg);
     const body = $("#members-table tbody");
     if (!r.data.members.length) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: 3, class: "empty", text: "No members on this page." })));
+      body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "empty",
+        text: q ? "No member matches “" + q + "”." : "No members on this page." })));
     } else {
       body.replaceChildren(...r.data.members.map((u) => h("tr", { "data-user": u.user_id },
         h("td", {}, h("button", { type: "button", class: "link", "aria-label": "Explain " + u.user_id + " in " + name,
           onclick: () => explain(u.user_id, seg) }, u.user_id)),
+        h("td", { class: "name", text: u.name || "–" }), h("td", { class: "email", text: u.email || "–" }),
         h("td", {}, (u.matched_rule_ids || []).map((id, i) => [i ? ", " : "", h("code", { text: id })])),
         h("td", { text: fmtTime(u.since) }))));
     }
     $("#members-summary").textContent = name + ": " + (s ? s.member_count : "?") + " member(s)"
-      + (s && !s.managed ? " (automation off)" : "") + ".";
+      + (s && !s.managed ? " (automation off)" : "") + "." + (q ? people.searchNote(q, r.data.members.length, m) : "");
     $("#members-page").textContent = "Page " + (m.page + 1);
     $("#members-prev").disabled = m.page === 0;
     $("#members-next").disabled = !m.next;
@@ -1412,6 +1436,7 @@
       "rules matching now: " + (d.would_match.length ? d.would_match.join(", ") : "none"),
     ].filter((x) => x);
     $("#explain-body").replaceChildren(
+      d.name || d.email ? h("p", { id: "explain-person", text: [d.name, d.email].filter((x) => x).join(" · ") }) : null,
       h("p", { text: facts.join(" · ") }),
       ...(d.rules.length ? d.rules : [null]).map((rule) => rule === null
         ? h("p", { class: "hint", text: "This segment has no rules." }) : h("div", { class: "explain-rule", "data-rule": rule.rule_id },
@@ -1597,11 +1622,9 @@
     return node;
   }
 
-  // Views in their own files (history.js) use these; addTab registers a tab of index.html.
-  window.SegmentConsole = {
-    api, h, say, sitePath, segName, fmtTime, errText, pyJson, enc, $, state, selectTab,
-    addTab(name, onShow) { TABS.push(name); tabHooks[name] = onShow; $("#tab-" + name).addEventListener("click", () => selectTab(name, false)); },
-  };
+  // ------------------------------------ for the views in their own files (people.js)
+  window.SegmentConsole = Object.assign(window.SegmentConsole || {},
+    { api, h, say, sitePath, state, loadMembers, errText, signOut });
 
   // --------------------------------------------------------------------- init
   function init() {
@@ -1652,5 +1675,13 @@
     else $("#token").focus();
   }
 
+  // What other console files (manage.js) use: read-only helpers and the hooks they fill.
+  window.SegmentConsole = { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
+    loadRules, takeFields, errText, segName, idProblem };
+  // history.js: more helpers, and addTab to register a tab of index.html shown by selectTab
+  Object.assign(window.SegmentConsole, {
+    fmtTime, pyJson, $, selectTab,
+    addTab(name, onShow) { TABS.push(name); tabHooks[name] = onShow; $("#tab-" + name).addEventListener("click", () => selectTab(name, false)); },
+  });
   init();
 })();

@@ -25,9 +25,10 @@ from processor.broker import free_port
 from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings
 from processor.http.api import Api
-from processor.http.peers import CountsRead, MembersRead, PreviewRead, ProfilesRead, UserRead
+from processor.http.peers import CountsRead, MemberSearchRead, MembersRead, PreviewRead, ProfilesRead, UserRead
+from processor.state.members import member_entry
 from processor.state.reads import HandleScan, Member
-from processor.state.user_state import UserState
+from processor.state.user_state import UserState, encode_state
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "site-é.1"
@@ -58,7 +59,21 @@ class RecordingStore:
 
     def scan(self, site_id: str) -> HandleScan:
         self.calls.append(("scan", site_id))
-        return HandleScan([], site_id, lambda: True)
+        return RecordingScan(self, site_id)
+
+
+class RecordingScan(HandleScan):
+    """A scan with no users, whose segment reads answer one member and record their arguments."""
+
+    def __init__(self, store: RecordingStore, site_id: str) -> None:
+        super().__init__([], site_id, lambda: True)
+        self.store = store
+
+    def partition_members(self, segment_id: str, after: str = "") -> list[Iterator[tuple[str, bytes, bytes | None]]]:
+        self.store.calls.append(("members of", segment_id, after))
+        uid = f"{self.store.name}-member"
+        return [iter([(uid, member_entry(1, ("r1",), "RULE_CREATED"),
+                       encode_state(UserState(self.site_id, uid, profile={"firstname": self.store.name})))])]
 
 
 class Metrics:
@@ -135,13 +150,16 @@ async def test_each_read_reaches_the_peer_with_the_same_ids_and_this_worker_dire
     api, me, peer = pair
     reads = [MembersRead(SITE, "seg-ü", ODD, 7), UserRead(SITE, ODD), ProfilesRead(SITE, ODD, 3),
              CountsRead(SITE),
-             PreviewRead(SITE, "seg-ü", "r-1", {"field": "city", "op": "equals", "value": "x"})]
+             PreviewRead(SITE, "seg-ü", "r-1", {"field": "city", "op": "equals", "value": "x"}),
+             MemberSearchRead(SITE, "seg-ü", ODD, 7, ODD)]
     answers = {type(r).__name__: await api.peers.gather(r, bearer()) for r in reads}
-    assert me.store.calls == peer.store.calls == [
-        ("members", SITE, "seg-ü", ODD, 7), ("user", SITE, ODD), ("users", SITE, ODD, 3), ("scan", SITE),
-        ("scan", SITE)]
+    for model in (me, peer):  # a members page reads the segment's entries with their users' states
+        assert model.store.calls == [
+            ("scan", SITE), ("members of", "seg-ü", ODD), ("user", SITE, ODD), ("users", SITE, ODD, 3),
+            ("scan", SITE), ("scan", SITE), ("scan", SITE), ("members of", "seg-ü", ODD)]
     # one answer per worker, each from its own store
-    assert sorted(m["user_id"] for a in answers["MembersRead"] for m in a["members"]) == ["me-member", "peer-member"]
+    assert sorted((m["user_id"], m["name"]) for a in answers["MembersRead"] for m in a["members"]) == [
+        ("me-member", "me"), ("peer-member", "peer")]
     assert sorted(a["profile"]["worker"] for a in answers["UserRead"]) == ["me", "peer"]
     assert sorted(u["user_id"] for a in answers["ProfilesRead"] for u in a["users"]) == ["me-user", "peer-user"]
     assert answers["CountsRead"] == [{"members": {}, "users": 0, "deleted_users": 0}] * 2

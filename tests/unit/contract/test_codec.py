@@ -126,6 +126,7 @@ ALL_PAYLOADS = {
         "enabled": False,
     },
     "DeleteRule": {"rule_id": "r1"},
+    "SetSiteSettings": {"large_change_min_removed": 20, "large_change_ratio": 0.25},
 }
 
 

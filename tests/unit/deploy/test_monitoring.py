@@ -49,6 +49,8 @@ def _exported_names() -> set[str]:
     m.lag.labels("t", "0").set(1)
     m.outbox_phase.labels("ack").observe(0.01)
     m.gc_pause.labels("2").observe(0.001)
+    m.dead_letter_blocked.labels("t", "0").set(0)
+    m.input_held.labels("t", "0").set(0)
     m.observe_api("GET", "/x", 200, 0.01)
     return {s.name for fam in text_string_to_metric_families(m.render().decode()) for s in fam.samples}
 
@@ -91,6 +93,7 @@ def test_alerts_cover_the_required_signals() -> None:
     assert pe and by_name[pe[0]]["labels"]["severity"] == "critical" and "for" not in by_name[pe[0]]
     assert any("histogram_quantile(0.99" in e and "segment_outbox_wait_seconds_bucket" in e for e in exprs.values())
     assert any("segment_ready" in e for e in exprs.values())
+    assert any("segment_input_held" in e and "segment_dead_letter_blocked" in e for e in exprs.values())
     for r in by_name.values():
         assert r["labels"]["severity"] in ("warning", "critical") and r["annotations"]["summary"]
 

@@ -1,12 +1,58 @@
-"""The outbox releases changes only after a durability flush, in order, and loses none on errors."""
+"""The commit protocol (processor/runtime/checkpoint.py): changes leave only after a durability
+flush, in order, lose none on errors, and offsets are committed only after the changes.
+
+(The release tests are the former outbox tests, driven through the checkpoint that now owns
+the release; ``drain`` below is ``Checkpoint.release``.)
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from processor.outbox import DrainTiming, Outbox
+from processor.runtime.checkpoint import Checkpoint
+from processor.runtime.exceptions import OutboxSendError
+from processor.runtime.outbox import DrainTiming, Outbox, OutboxSink
+
+
+class Box:
+    """An outbox with its checkpoint, read and driven like the former ``Outbox``."""
+
+    def __init__(self, flush: Any, send: Any, high_water: int = 20_000, on_drain: Any = None,
+                 clock: Any = None, failures: Any = None, failure_detail: Any = None,
+                 persist: Any = None, flush_output: Any = None) -> None:
+        self.outbox = Outbox(high_water, clock)
+        self.checkpoint = Checkpoint(self.outbox, flush_state=flush, persist=persist or (lambda: None), send=send,
+                                     flush_output=flush_output or flush, failures=failures,
+                                     failure_detail=failure_detail, on_release=on_drain)
+        self.sink = OutboxSink(self.outbox, self.checkpoint.release)
+
+    def __len__(self) -> int:
+        return len(self.outbox)
+
+    def put(self, key: bytes, value: bytes, owner: bytes | None = None) -> None:
+        self.outbox.put(key, value, owner)
+
+    def pending_for(self, owner: bytes) -> bool:
+        return self.outbox.pending_for(owner)
+
+    @property
+    def drained(self) -> int:
+        return self.outbox.drained
+
+    async def drain(self) -> int:
+        return await self.checkpoint.release()
+
+    async def settle(self, owner: bytes) -> None:
+        await self.sink.settle(owner)
+
+    async def backpressure(self) -> None:
+        await self.sink.backpressure()
+
+    async def run(self, retry_delay: float) -> None:
+        await self.checkpoint.run(retry_delay)
 
 
 class Recorder:
@@ -17,7 +63,7 @@ class Recorder:
         self.fail_flush = 0
         self.fail_send_at: int | None = None
         self.during_flush: list[tuple[bytes, bytes]] = []
-        self.outbox: Outbox | None = None
+        self.outbox: Box | None = None
 
     async def flush(self) -> None:
         if self.fail_flush:
@@ -42,9 +88,9 @@ class Recorder:
         return [t for t in self.timeline if t != "flush"]  # type: ignore[misc]
 
 
-def make(high_water: int = 20_000) -> tuple[Outbox, Recorder]:
+def make(high_water: int = 20_000) -> tuple[Box, Recorder]:
     rec = Recorder()
-    box = Outbox(rec.flush, rec.send, high_water=high_water)
+    box = Box(rec.flush, rec.send, high_water=high_water)
     rec.outbox = box
     return box, rec
 
@@ -128,10 +174,10 @@ async def test_a_record_the_client_gave_up_on_fails_the_drain_and_is_sent_again(
         if len(sent) == 2:
             failed[0] += 1  # the client's delivery report for k1: request timed out
 
-    box = Outbox(flush, send, failures=lambda: failed[0], failure_detail=lambda: "request timed out")
+    box = Box(flush, send, failures=lambda: failed[0], failure_detail=lambda: "request timed out")
     for k, v in recs(3):
         box.put(k, v, owner=b"u1")
-    with pytest.raises(RuntimeError, match="request timed out"):
+    with pytest.raises(OutboxSendError, match="request timed out"):
         await box.drain()
     assert len(box) == 3 and box.pending_for(b"u1") and box.drained == 0
     assert await box.drain() == 3
@@ -216,17 +262,15 @@ async def test_owner_stays_pending_until_its_last_record_is_sent() -> None:
 async def test_owner_is_pending_until_the_final_flush_acknowledged_its_records() -> None:
     """Records handed to ``send`` are not yet acknowledged: while the closing flush waits, the
     owner still counts as pending (its state must not move on)."""
-    box, rec = make()
-    box.put(b"a", b"1", owner=b"u1")
+    rec = Recorder()
     seen: list[bool] = []
-    original = rec.flush
 
-    async def flush() -> None:
-        if rec.sent:  # the closing flush of the batch
-            seen.append(box.pending_for(b"u1"))
-        await original()
+    async def flush_output() -> None:  # the closing flush of the batch
+        seen.append(box.pending_for(b"u1"))
+        await rec.flush()
 
-    box._flush = flush  # noqa: SLF001 - observe the window between send and acknowledgement
+    box = Box(rec.flush, rec.send, flush_output=flush_output)
+    box.put(b"a", b"1", owner=b"u1")
     await box.drain()
     assert seen == [True]
     assert not box.pending_for(b"u1")
@@ -245,7 +289,7 @@ async def test_each_drain_reports_how_long_its_oldest_record_waited_and_where() 
     async def send(key: bytes, value: bytes) -> None:
         now[0] += 0.001
 
-    box = Outbox(flush, send, on_drain=timings.append, clock=lambda: now[0])
+    box = Box(flush, send, on_drain=timings.append, clock=lambda: now[0])
     box.put(b"a", b"1")
     now[0] += 0.005  # a second record 5 ms later, and the drain starts 2 ms after that
     box.put(b"b", b"2")
@@ -265,7 +309,7 @@ async def test_each_drain_reports_how_long_its_oldest_record_waited_and_where() 
             fails[0] -= 1
             raise RuntimeError("broker down")
 
-    box2 = Outbox(failing_flush, send, on_drain=timings.append, clock=lambda: now[0])
+    box2 = Box(failing_flush, send, on_drain=timings.append, clock=lambda: now[0])
     put_at = now[0]
     box2.put(b"c", b"3")
     with pytest.raises(RuntimeError):
@@ -283,21 +327,151 @@ async def test_a_batch_is_undelivered_when_the_clients_failure_count_grows_durin
     batch (an earlier batch's, already charged there) do not."""
     rec = Recorder()
     failed = [3]  # failures from before this drain
-    box = Outbox(rec.flush, rec.send, failures=lambda: failed[0], failure_detail=lambda: "changes[2]: timed out")
     original_send = rec.send
+    fail_k1 = [True]
 
     async def send_then_fail(key: bytes, value: bytes) -> None:
         await original_send(key, value)
-        if key == b"k1":
+        if key == b"k1" and fail_k1[0]:
             failed[0] += 1  # the delivery report of k1 says it failed
 
-    box._send = send_then_fail
+    box = Box(rec.flush, send_then_fail, failures=lambda: failed[0], failure_detail=lambda: "changes[2]: timed out")
     for k, v in recs(3):
         box.put(k, v, owner=b"u")
     with pytest.raises(Exception, match=r"1 membership change\(s\) of a batch of 3 not delivered: changes\[2\]: timed out"):
         await box.drain()
     assert len(box) == 3 and box.pending_for(b"u")
-    box._send = original_send
+    fail_k1[0] = False
     rec.timeline.clear()
     assert await box.drain() == 3  # the count did not grow this time: delivered
     assert rec.sent == recs(3) and not box.pending_for(b"u")
+
+
+# ------------------------------------------------------------- the commit protocol
+
+
+class Steps:
+    """Records every step of the protocol in one timeline."""
+
+    def __init__(self) -> None:
+        self.timeline: list[str] = []
+        self.fail: str | None = None
+
+    async def flush_state(self) -> None:
+        await asyncio.sleep(0)
+        if self.fail == "flush_state":
+            raise RuntimeError("changelog record failed")
+        self.timeline.append("state durable")
+
+    def persist(self) -> None:
+        self.timeline.append("offsets persisted")
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.timeline.append(f"send {key.decode()}")
+
+    async def flush_output(self) -> None:
+        await asyncio.sleep(0)
+        if self.fail == "flush_output":
+            raise RuntimeError("output not acknowledged")
+        self.timeline.append("changes acknowledged")
+
+    async def commit_offsets(self) -> bool:
+        self.timeline.append("offsets committed")
+        return True
+
+    def checkpoint(self, outbox: Outbox) -> Checkpoint:
+        return Checkpoint(outbox, flush_state=self.flush_state, persist=self.persist, send=self.send,
+                          flush_output=self.flush_output)
+
+
+async def test_commit_makes_state_durable_then_sends_changes_then_commits_offsets() -> None:
+    """The whole order of one commit: the changelog holds the state, its acknowledged offsets are
+    recorded, the queued changes leave in order and are acknowledged, and only then does Faust
+    commit the input offsets."""
+    steps = Steps()
+    box = Outbox()
+    cp = steps.checkpoint(box)
+    box.put(b"a", b"1", owner=b"u1")
+    box.put(b"b", b"2", owner=b"u2")
+    assert await cp.commit(steps.commit_offsets) is True
+    assert steps.timeline == ["state durable", "offsets persisted", "send a", "send b", "changes acknowledged",
+                              "offsets committed"]
+    assert not box.pending_for(b"u1") and len(box) == 0
+
+
+async def test_a_commit_with_no_pending_change_still_makes_the_state_durable_first() -> None:
+    """A state write that moved no membership (a profile update) has no change in the outbox; its
+    changelog record must still be acknowledged before the offset that caused it is committed."""
+    steps = Steps()
+    cp = steps.checkpoint(Outbox())
+    await cp.commit(steps.commit_offsets)
+    assert steps.timeline == ["state durable", "offsets persisted", "offsets committed"]
+
+
+@pytest.mark.parametrize("failing", ["flush_state", "flush_output"])
+async def test_a_failed_step_commits_no_offset_and_keeps_the_changes(failing: str) -> None:
+    """The changelog or the output failing stops the commit: no offset moves, the changes stay
+    queued (at the head, in order) and their owners pending; the next commit delivers them."""
+    steps = Steps()
+    box = Outbox()
+    cp = steps.checkpoint(box)
+    box.put(b"a", b"1", owner=b"u1")
+    steps.fail = failing
+    with pytest.raises(RuntimeError):
+        await cp.commit(steps.commit_offsets)
+    assert "offsets committed" not in steps.timeline
+    assert len(box) == 1 and box.pending_for(b"u1")
+    steps.fail = None
+    steps.timeline.clear()
+    assert await cp.commit(steps.commit_offsets) is True
+    assert steps.timeline[-3:] == ["send a", "changes acknowledged", "offsets committed"]
+
+
+async def test_offsets_are_committed_outside_the_release_lock() -> None:
+    """Faust's offset commit (a broker round trip) does not hold up the release of changes queued
+    meanwhile: a release can run while step 6 is in progress."""
+    steps = Steps()
+    box = Outbox()
+    cp = steps.checkpoint(box)
+    released = asyncio.Event()
+
+    async def slow_commit() -> bool:
+        box.put(b"late", b"x", owner=b"u9")
+        await cp.release()  # would wait forever if the commit still held the lock
+        released.set()
+        return True
+
+    await asyncio.wait_for(cp.commit(slow_commit), 5)
+    assert released.is_set() and "send late" in steps.timeline
+
+
+async def test_faust_commits_go_through_the_checkpoint() -> None:
+    """faust_compat routes Faust's offset commit (Consumer._commit_tps) to the app's checkpoint:
+    the checkpoint runs first and Faust's own commit only when the checkpoint lets it through."""
+    from types import SimpleNamespace
+
+    import faust.transport.consumer as consumer_mod
+
+    from processor.runtime import faust_compat
+
+    faust_compat.apply()
+    order: list[str] = []
+
+    class FakeCheckpoint:
+        async def commit(self, commit_offsets: Any) -> bool:
+            order.append("checkpoint")
+            return bool(await commit_offsets())
+
+    async def handle_attached(offsets: Any) -> None:
+        order.append("attached")
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        order.append(f"faust commits {dict(offsets)}")
+        return True
+
+    app = SimpleNamespace()
+    faust_compat.route_commits(app, FakeCheckpoint())
+    consumer = SimpleNamespace(app=app, _filter_committable_offsets=lambda tps: {"tp0": 5},
+                               _handle_attached=handle_attached, _commit_offsets=commit_offsets)
+    assert await consumer_mod.Consumer._commit_tps(consumer, ["tp0"], True) is True  # type: ignore[arg-type]
+    assert order == ["checkpoint", "attached", "faust commits {'tp0': 5}"]

@@ -1,4 +1,4 @@
-"""Edge: read the internal catalog topic into the in-memory registry.
+"""Read the internal catalog topic into the in-memory registry.
 
 Every worker reads the whole (single-partition) catalog log from the start
 with its own group-less consumer, so all workers fold the same entries in
@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from typing import Any
+
+from aiokafka import TopicPartition
 
 from processor.catalog.entry import CatalogEntry
 from processor.catalog.registry import CatalogRegistry
@@ -21,25 +23,22 @@ log = logging.getLogger(__name__)
 
 
 class CatalogLog:
-    def __init__(self, bootstrap: str, topic: str, registry: CatalogRegistry) -> None:
+    def __init__(self, bootstrap: str, topic: str, registry: CatalogRegistry, security: Any = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security  # the settings' KafkaSecurity (TLS/SASL; None: plaintext)
         self.topic = topic
         self.registry = registry
         self.tp = TopicPartition(topic, 0)
         self.ready = asyncio.Event()
         self._advanced = asyncio.Condition()
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.corrupt_entries = 0
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-        )
+        from processor.runtime import clients
+
+        self._consumer = clients.catalog_consumer(self.bootstrap, self.security)
         await self._consumer.start()
         self._consumer.assign([self.tp])
         await self._consumer.seek_to_beginning(self.tp)
@@ -87,8 +86,8 @@ class CatalogLog:
             await self._advanced.wait_for(lambda: self.registry.applied_offset >= offset)
 
     async def end_offset(self) -> int:
-        """The log end: the larger of ListOffsets and the last fetch's high watermark
-        (tansu under-reports ListOffsets after a multi-record batch)."""
+        """The log end: the larger of ListOffsets and the last fetch's high watermark (a broker's
+        ListOffsets may under-report the end of a multi-record batch: processor/runtime/broker_profile.py)."""
         assert self._consumer is not None
         listed = (await self._consumer.end_offsets([self.tp]))[self.tp]
         fetched = self._consumer.highwater(self.tp) or 0

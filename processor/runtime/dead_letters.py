@@ -23,6 +23,11 @@ agent (which crashed it; Faust then acked the message, so it was lost):
    agent, the partition is sought back to the parked message and resumed. The re-read message is
    acked without a second dead letter; the messages after it are processed as usual.
 
+The same pause holds a message that cannot be read *yet* (:meth:`DeadLetters.hold`: the Schema
+Registry does not answer): its partition is paused, a background task asks ``ready()`` again with
+the same backoff until it answers, and the partition is sought back to the message, which is then
+processed as usual (no dead letter, nothing lost). Gauge ``segment_input_held{topic,partition}``.
+
 A rebalance drops the blocks (the next owner re-reads from the committed offset, at or before the
 parked message, and dead-letters it again: at-least-once). The worker keeps heartbeating and
 polling throughout: no handler waits on the retries, so neither ``broker_max_poll_interval`` nor
@@ -34,56 +39,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from processor.contract.codec import encode_dead_letter
 from processor.contract.dead_letter_bounds import MIN_MAX_BYTES, bound_dead_letter
 from processor.contract.models import DeadLetter
-from processor.librdkafka import KAFKA_LOG
+from processor.runtime import clients
+from processor.runtime.exceptions import DeadLetterSendError, InvalidSetting
 
 log = logging.getLogger("processor.dead_letters")
 BOUND_IN_THREAD_BYTES = 1 << 20  # hash inputs above this off the event loop (256 MiB: ~0.5 s of SHA-256)
-
-
-class DeadLetterSendError(RuntimeError):
-    """The broker did not acknowledge a dead letter within the client's delivery timeout."""
-
-
-def producer_config(bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap_servers,
-        "client.id": client_id,
-        "acks": "all",
-        "linger.ms": 0,
-        "message.max.bytes": max_bytes,
-        # librdkafka retries within this time, then reports the record as failed
-        "message.timeout.ms": timeout_ms,
-        "allow.auto.create.topics": False,
-        "partitioner": "murmur2_random",  # like the workers' other clients
-        "log.connection.close": False,
-        "logger": KAFKA_LOG,
-    }
 
 
 class DeadLetterProducer:
     """One librdkafka client; :meth:`send` returns once the broker acknowledged the record and
     raises :class:`DeadLetterSendError` if it did not (after at most ``timeout_ms``)."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int) -> None:
-        self._config = producer_config(bootstrap_servers, client_id, max_bytes, timeout_ms)
+    def __init__(self, bootstrap_servers: str, client_id: str, max_bytes: int, timeout_ms: int,
+                 security: Any = None) -> None:
+        self._security = security  # the settings' KafkaSecurity (TLS/SASL; None: plaintext)
+        self._config = clients.dead_letter_config(bootstrap_servers, client_id, max_bytes, timeout_ms)
         self._producer: Any = None
         self._executor: ThreadPoolExecutor | None = None
 
     def _client(self) -> Any:
         if self._producer is None:
-            from confluent_kafka import Producer
-
-            self._producer = Producer(self._config)
+            self._producer = clients.new_producer(self._config, self._security)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-letters")
         return self._producer
 
@@ -104,16 +88,17 @@ class DeadLetterProducer:
             except BufferError:  # the local queue is full: serve the client, then retry
                 await loop.run_in_executor(self._executor, client.poll, 0.1)
             except KafkaException as exc:  # refused locally (e.g. too large): the broker never sees it
-                raise DeadLetterSendError(f"{topic}: {exc}") from None
+                raise DeadLetterSendError(f"{topic}: {exc}", topic) from None
         while not report.done():
             await loop.run_in_executor(self._executor, client.poll, 0.05)
         err = report.result()
         if err is not None:
-            raise DeadLetterSendError(f"{topic}: {err}")
+            raise DeadLetterSendError(f"{topic}: {err}", topic)
 
 
 class Partitions(Protocol):
-    """What :class:`DeadLetters` needs from the consumer (:class:`FaustPartitions` in the worker)."""
+    """What :class:`DeadLetters` needs from the consumer (the worker's:
+    :class:`processor.runtime.faust_compat.ConsumerPartitions`)."""
 
     def generation(self) -> int: ...
     async def pause(self, tp: Any) -> float: ...
@@ -121,57 +106,6 @@ class Partitions(Protocol):
     def read_offset(self, tp: Any) -> int | None: ...
     async def seek(self, tp: Any, offset: int) -> None: ...
     async def resume(self, tp: Any) -> None: ...
-
-
-class FaustPartitions:
-    """Pause, seek and resume one partition of a Faust app's aiokafka consumer.
-
-    Faust runs the aiokafka client on its own thread and loop, so pause and resume run there
-    (``call_thread``); the seek is Faust's ``seek_wait``, which also moves Faust's read position.
-    The private attributes read here (Faust's ``_read_offset``, aiokafka's ``_last_fetch_ended``)
-    are pinned by tests/unit/test_dead_letters.py for the installed versions."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def _thread(self) -> Any:
-        return self.app.consumer._thread
-
-    def _client(self) -> Any:
-        return self._thread()._ensure_consumer()
-
-    def generation(self) -> int:
-        return int(self.app.consumer_generation_id)
-
-    async def pause(self, tp: Any) -> float:
-        """Stop fetching ``tp``; returns the consumer thread's monotonic clock right after."""
-        from aiokafka.structs import TopicPartition
-
-        client = self._client()
-
-        def pause() -> float:
-            client.pause(TopicPartition(tp.topic, tp.partition))
-            return time.monotonic()
-
-        return float(await self._thread().call_thread(pause))
-
-    def fetched_since(self, paused_at: float) -> bool:
-        """True once a fetch *ended* after the pause: such a fetch returned nothing of the paused
-        partition, and Faust starts a fetch only after it delivered the previous one's records."""
-        return bool(self._client()._subscription._last_fetch_ended > paused_at)
-
-    def read_offset(self, tp: Any) -> int | None:
-        """The offset of the last record of ``tp`` Faust handed to the streams (None: none yet)."""
-        return self.app.consumer._read_offset.get(tp)
-
-    async def seek(self, tp: Any, offset: int) -> None:
-        await self.app.consumer.seek_wait({tp: offset})
-
-    async def resume(self, tp: Any) -> None:
-        from aiokafka.structs import TopicPartition
-
-        client = self._client()
-        await self._thread().call_thread(client.resume, TopicPartition(tp.topic, tp.partition))
 
 
 @dataclass
@@ -185,15 +119,19 @@ class _Block:
     sealed: bool = False  # all sent, about to seek: a later dead letter needs a block of its own
     replay: bool = False  # sought back: the next message of the partition is the re-read one
     task: asyncio.Task[None] | None = None
+    ready: Callable[[], Awaitable[str | None]] | None = None  # a held message (hold): None once readable
 
 
 class DeadLetters:
     """See the module docstring. ``holds`` and ``send`` are called by the agents' guard."""
 
     def __init__(self, topic: str, producer: DeadLetterProducer, partitions: Partitions, metrics: Any,
-                 max_bytes: int, retry_max_s: float = 30.0) -> None:
+                 max_bytes: int, retry_max_s: float = 30.0,
+                 encode: Callable[[DeadLetter], bytes] | None = None) -> None:
+        """``encode``: the dead-letter topic's wire format (processor/wire.py; default schemaless)."""
         if max_bytes < MIN_MAX_BYTES:  # refuse at start, not at the first dead letter
-            raise ValueError(f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
+            raise InvalidSetting("DEAD_LETTER_MAX_BYTES",
+                                 f"DEAD_LETTER_MAX_BYTES is {max_bytes}; it must be at least {MIN_MAX_BYTES}")
         self.topic = topic
         self.producer = producer
         self.partitions = partitions
@@ -202,6 +140,11 @@ class DeadLetters:
         self.retry_max_s = retry_max_s
         self._blocks: dict[Any, _Block] = {}
         self._failing = False  # the last send failed: later dead letters block without a first try
+        if encode is None:
+            from processor.wire import SCHEMALESS
+
+            encode = SCHEMALESS.encode_dead_letter
+        self.encode = encode
 
     def holds(self, msg: Any) -> bool:
         """True when ``msg`` must not be processed: its partition waits for a dead letter (``msg``
@@ -211,7 +154,9 @@ class DeadLetters:
             return False
         if b.replay:
             del self._blocks[msg.tp]
-            return bool(msg.offset == b.offset)  # else the message is gone (retention): go on
+            # the re-read message: its dead letter was sent (ack it), or it was held (process it now);
+            # another offset: the message is gone (retention), go on
+            return bool(msg.offset == b.offset and b.ready is None)
         msg.acked = True  # Faust's ack becomes a no-op: the offset is never marked committable
         b.seen = max(b.seen, msg.offset)
         return True
@@ -224,7 +169,7 @@ class DeadLetters:
             dl = await asyncio.to_thread(bound_dead_letter, dl, self.max_bytes)
         else:
             dl = bound_dead_letter(dl, self.max_bytes)
-        record = encode_dead_letter(dl)
+        record = self.encode(dl)
         if msg.tp in self._blocks:  # a second dead letter of the same message: after the first
             reason = "the message's first dead letter is not sent yet"
         elif self._failing:
@@ -254,10 +199,39 @@ class DeadLetters:
                          "error_code": "DEAD_LETTER_BLOCKED"})
         b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
 
+    def hold(self, msg: Any, ready: Callable[[], Awaitable[str | None]], reason: str) -> None:
+        """``msg`` cannot be read yet (``reason``): park it, pause its partition until ``ready()``
+        answers None, then seek back to it so it is read again (see the module docstring)."""
+        msg.acked = True
+        b = _Block(msg.offset, [], self.partitions.generation(), msg.offset, ready=ready)
+        self._blocks[msg.tp] = b
+        self.metrics.input_held.labels(msg.topic, str(msg.partition)).set(1)
+        log.error("%s[%d]@%d cannot be read now (%s); consumption of %s[%d] paused until it can",
+                  msg.topic, msg.partition, msg.offset, reason, msg.topic, msg.partition,
+                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                         "error_code": "INPUT_HELD"})
+        b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
+
+    async def _wait_ready(self, tp: Any, b: _Block) -> int:
+        """Ask ``b.ready()`` with exponential backoff (up to ``retry_max_s``) until it answers None."""
+        assert b.ready is not None
+        attempts, delay = 1, min(1.0, self.retry_max_s)
+        while (reason := await b.ready()) is not None:
+            log.warning("%s[%d]@%d still cannot be read (attempt %d: %s); asking again in %.1f s", tp.topic,
+                        tp.partition, b.offset, attempts, reason, delay,
+                        extra={"topic": tp.topic, "partition": tp.partition})
+            await asyncio.sleep(delay)
+            attempts, delay = attempts + 1, min(self.retry_max_s, delay * 2)
+        return attempts
+
     async def _unblock(self, tp: Any, b: _Block) -> None:
         try:
             paused_at = await self.partitions.pause(tp)
             attempts = 0
+            if b.ready is not None:
+                attempts = await self._wait_ready(tp, b)
+                while not self._drained(tp, b, paused_at):
+                    await asyncio.sleep(0.05)
             while b.records:  # more can come while waiting (a handler dead-lettering twice)
                 attempts += await self._retry(tp, b)
                 self._failing = False
@@ -269,6 +243,12 @@ class DeadLetters:
             await self.partitions.seek(tp, b.offset)
             b.replay = True
             await self.partitions.resume(tp)
+            if b.ready is not None:
+                self.metrics.input_held.labels(tp.topic, str(tp.partition)).set(0)
+                log.warning("%s[%d]@%d can be read (%d attempts); %s[%d] resumed from it", tp.topic, tp.partition,
+                            b.offset, attempts, tp.topic, tp.partition,
+                            extra={"topic": tp.topic, "partition": tp.partition, "offset": b.offset})
+                return
             self.metrics.dead_letter_blocked.labels(tp.topic, str(tp.partition)).set(0)
             log.warning("dead letter of %s[%d]@%d sent (%d attempts in the background); %s[%d] resumed",
                         tp.topic, tp.partition, b.offset, attempts, tp.topic, tp.partition,
@@ -312,7 +292,8 @@ class DeadLetters:
         for tp, b in self._blocks.items():
             if b.task is not None:
                 b.task.cancel()
-            self.metrics.dead_letter_blocked.labels(tp.topic, str(tp.partition)).set(0)
+            gauge = self.metrics.input_held if b.ready is not None else self.metrics.dead_letter_blocked
+            gauge.labels(tp.topic, str(tp.partition)).set(0)
         self._blocks.clear()
         self._failing = False
 
