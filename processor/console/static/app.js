@@ -1676,8 +1676,9 @@
   }
 
   // What other console files (manage.js) use: read-only helpers and the hooks they fill.
-  window.SegmentConsole = { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
-    loadRules, takeFields, errText, segName, idProblem };
+  // (added to, not replaced: people.js reads loadMembers and signOut set above)
+  Object.assign(window.SegmentConsole, { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog,
+    loadSegments, loadRules, takeFields, errText, segName, idProblem });
   // history.js: more helpers, and addTab to register a tab of index.html shown by selectTab
   Object.assign(window.SegmentConsole, {
     fmtTime, pyJson, $, selectTab,
