@@ -692,6 +692,9 @@ main.add_command(_users)
 from processor.catalog_cli import register as _catalog_cli  # noqa: E402
 
 _catalog_cli(main, segments)
+from processor.history_cli import register as _history  # noqa: E402 - history user|segment, audit (docs/api.md)
+
+_history(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from processor.api import openapi_history
 from processor.contract.ids import ID_KINDS, MAX_ID_CHARS, PATTERNS, RULES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -170,10 +171,12 @@ def spec() -> dict[str, Any]:
                 "summary": "Segments the automation put a user in", "parameters": [SITE, USER],
                 "responses": {"200": _resp("Segments", {"type": "object"}), **STD, **_errors(404, 503)}}},
             "/sites/{site}/users/{user}/segments/{segment}/explain": {"get": {
-                "summary": "Why is (or isn't) this user in this segment: every rule's evaluation tree",
-                "parameters": [SITE, USER, SEGMENT],
+                "summary": "Why is (or isn't) this user in this segment: every rule's evaluation tree "
+                           "(with as_of: as it was then, from the history)",
+                "parameters": [SITE, USER, SEGMENT, openapi_history.AS_OF],
                 "responses": {"200": _resp("Explanation", {"type": "object"}), **STD, **_errors(404, 503)}}},
             **_bridge_paths(),
+            **openapi_history.paths(SITE, USER, SEGMENT, _errors, _resp),  # history and audit
             "/healthz": {"get": {"security": [], "responses": {"200": _resp("Alive")}}},
             "/readyz": {"get": {"security": [], "responses": {"200": _resp("Ready"), "503": _resp("Not ready")}}},
             "/metrics": {"get": {"security": [], "responses": {"200": _resp("Prometheus metrics")}}},
@@ -215,6 +218,7 @@ def spec() -> dict[str, Any]:
                         "type": "object", "required": ["takes_value", "description"], "properties": {
                             "takes_value": {"type": "boolean"}, "description": {"type": "string"}}}}}},
                 **_BRIDGE_SCHEMAS,
+                **openapi_history.SCHEMAS,
                 "MembersPage": {"type": "object", "required": ["members", "next_cursor"], "properties": {
                     "members": {"type": "array", "items": {"type": "object", "properties": {
                         "user_id": {"type": "string"}, "since": {"type": ["integer", "null"]},

@@ -34,6 +34,7 @@ PUBLIC: tuple[Route, ...] = (
     ("GET", "/console/manage.js"),  # catalog screens and the large-change dialog
     ("GET", "/console/people.js"),  # member search and CSV export
     ("GET", "/console/progress.js"),
+    ("GET", "/console/history.js"),  # the History and Audit views
     # 404 unless CONSOLE_DEV_LOGIN=1 with an HS256 secret, a loopback peer and a loopback Host
     ("GET", "/console/dev-token"),
 )
@@ -54,6 +55,10 @@ AUTHENTICATED: tuple[Route, ...] = (
     ("GET", f"{_S}/commands/{{command}}"),
     ("GET", f"{_S}/users/{{user}}/segments"),
     ("GET", f"{_S}/users/{{user}}/segments/{{segment}}/explain"),
+    # history and audit (processor/http/history.py)
+    ("GET", f"{_S}/users/{{user}}/history"),
+    ("GET", f"{_S}/segments/{{segment}}/history"),
+    ("GET", f"{_S}/audit"),
     # catalog writes and bridges (docs/api.md "Bridges"; processor/http/bridges.py)
     ("PUT", f"{_S}/segments/{{segment}}"),
     ("DELETE", f"{_S}/segments/{{segment}}"),

@@ -379,7 +379,12 @@ def _wire_payload(ptype: str, payload: dict[str, Any]) -> Any:
 # -------------------------------------------------------------------- outputs
 
 
+_CHANGE_ADDED = ("evidence",)  # fields appended to MembershipChange after v1 (all optional)
+
+
 def encode_membership_change(ch: MembershipChange) -> bytes:
+    """The current schema: the bytes of v1, then the appended fields (a reader of v1 reads the
+    record and leaves them, docs/contract.md#schema-evolution)."""
     return _write(
         schemas.MEMBERSHIP_CHANGE,
         {
@@ -393,13 +398,17 @@ def encode_membership_change(ch: MembershipChange) -> bytes:
             "matched_rule_ids": list(ch.matched_rule_ids),
             "occurred_at": ch.occurred_at,
             "emitted_at": ch.emitted_at,
+            "evidence": None if ch.evidence is None else dict(ch.evidence),
         },
     )
 
 
 def decode_membership_change(value: bytes, writer: WriterSchema | None = None) -> MembershipChange:
-    rec = _read(schemas.MEMBERSHIP_CHANGE, value, DEFAULT_LIMITS, writer=writer)
+    """A change of any released version: one written before ``evidence`` existed reads it as None."""
+    rec = _read(schemas.MEMBERSHIP_CHANGE, value, DEFAULT_LIMITS, _CHANGE_ADDED, writer=writer)
     rec["matched_rule_ids"] = tuple(rec["matched_rule_ids"])
+    ev = rec.get("evidence")
+    rec["evidence"] = None if ev is None else tuple(sorted(ev.items()))
     return MembershipChange(**rec)
 
 

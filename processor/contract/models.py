@@ -91,6 +91,9 @@ class MembershipChange:
     matched_rule_ids: tuple[str, ...]
     occurred_at: int
     emitted_at: int
+    # Appended (optional Avro field, null in changes written before it): the profile values the
+    # decision read, as sorted (field, JSON text) pairs (processor/membership/evidence.py).
+    evidence: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from processor.catalog.model import SiteCatalog
 from processor.config import Settings
 from processor.contract.codec import encode_command
 from processor.contract.models import Actor, Command
-from processor.http import bridges, catalog_admin, people, progress, scans
+from processor.http import bridges, catalog_admin, history, people, progress, scans
 # guarded changes (409 LARGE_CHANGE)
 from processor.http.guard import NO_BODY, Guard, ImpactRead, confirm_only, take_confirm
 from processor.http.model import ReadModel
@@ -150,12 +150,13 @@ class Api:
             *catalog_admin.routes(self),  # site settings, segments:bulk (processor/http/catalog_admin.py)
             *people.People(self).routes(),  # members CSV export (processor/http/people.py)
             *progress.routes(self),  # bulk rule writes (processor/http/progress.py)
+            *history.routes(self),  # history and audit (processor/http/history.py)
         ]
 
     QUERY = {"list_members": {"cursor", "limit", "q"}, "local_members": {"after", "limit", "q"},
              "create_rule": {"dry_run"}, "update_rule": {"dry_run"}, "delete_rule": {"dry_run"},
              "set_automation": {"dry_run"}, **bridges.QUERY, **catalog_admin.QUERY, **people.QUERY,
-             **progress.QUERY}
+             **progress.QUERY, **history.QUERY}
 
     def install(self, aio_app: aioweb.Application) -> None:
         for method, path, handler in self.routes():
@@ -185,6 +186,10 @@ class Api:
                 if unknown:
                     raise ApiError(400, "INVALID_PARAMETER", f"unknown query parameter {unknown[0]!r}",
                                    f"$query.{unknown[0]}")
+                repeated = sorted(k for k in set(request.query) if len(request.query.getall(k)) > 1)
+                if repeated:  # which one would count? (each parameter takes one value)
+                    raise ApiError(400, "INVALID_PARAMETER", f"query parameter {repeated[0]!r} is given more "
+                                   "than once", f"$query.{repeated[0]}")
                 resp = await handler(request)
             except ApiError as err:
                 resp = _json(err.body(), err.status, err.headers())
@@ -382,6 +387,8 @@ class Api:
         return found[0]
 
     async def explain(self, request: aioweb.Request) -> aioweb.Response:
+        if "as_of" in request.query:  # as it was then, from the history (processor/http/history.py)
+            return await history.History(self).explain_as_of(request)
         self.principal(request, READ)
         site = self.site(request)
         segment = request.match_info["segment"]

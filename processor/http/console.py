@@ -82,4 +82,5 @@ def install(aio_app: aioweb.Application, settings: Settings) -> None:
     aio_app.router.add_get("/console/manage.js", asset("manage.js", "text/javascript"))
     aio_app.router.add_get("/console/people.js", asset("people.js", "text/javascript"))
     aio_app.router.add_get("/console/progress.js", asset("progress.js", "text/javascript"))
+    aio_app.router.add_get("/console/history.js", asset("history.js", "text/javascript"))  # History, Audit
     aio_app.router.add_get("/console/dev-token", dev_token)

@@ -71,6 +71,8 @@ class ReadModel(Protocol):
     store: TableReads
     metrics: ApiMetrics
     log: logging.Logger
+    # history: processor.history.reads.HistoryReads | None, read with getattr (optional: None
+    # or absent when the worker keeps no history index, HISTORY_ENABLED=0)
 
     def counters(self) -> Mapping[str, int]: ...  # shown by /readyz
 

@@ -27,6 +27,7 @@ from processor.catalog.commands import RECONCILE, REMOVE_ALL
 from processor.contract.models import MembershipChange, UserEvent
 from processor.catalog.active import ActiveRuleSet
 from processor.membership.decide import desired, is_suspended, next_check
+from processor.membership.evidence import evidence_of
 from processor.membership.profile import merge_profile
 from processor.state.user_state import Fact, UserState
 
@@ -74,6 +75,7 @@ def fact_to_change(st: UserState, segment_id: str, f: Fact) -> MembershipChange:
         matched_rule_ids=f.matched_rule_ids,
         occurred_at=f.occurred_at,
         emitted_at=f.emitted_at,
+        evidence=f.evidence,
     )
 
 
@@ -140,7 +142,8 @@ def reconcile(
         if want != current:
             kind = "ADDED" if want else "REMOVED"
             cid = change_id(cause.cause_id, st.site_id, seg, st.user_id, kind, fact.change_id if fact else "")
-            new = Fact(want, cid, kind, cause.kind_for(seg), cause.cause_id, matched, cause.occurred_at, now_ms)
+            new = Fact(want, cid, kind, cause.kind_for(seg), cause.cause_id, matched, cause.occurred_at, now_ms,
+                       evidence_of(active, seg, matched, st.profile))  # what it read (history, explain)
             st.facts[seg] = new
             changes.append(fact_to_change(st, seg, new))
         elif fact is not None and fact.cause_id == cause.cause_id:

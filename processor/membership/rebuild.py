@@ -13,6 +13,7 @@ from processor.contract.models import MembershipChange
 from processor.catalog.active import ActiveRuleSet
 from processor.membership.decide import desired
 from processor.membership.engine import Cause, change_id, fact_to_change, reconcile, reschedule
+from processor.membership.evidence import evidence_of
 from processor.state.user_state import Fact, UserState
 
 DIFF, SNAPSHOT = "diff", "snapshot"
@@ -20,7 +21,7 @@ DIFF, SNAPSHOT = "diff", "snapshot"
 
 def fact_from_change(ch: MembershipChange) -> Fact:
     return Fact(ch.change == "ADDED", ch.change_id, ch.change, ch.cause_kind, ch.cause_id,
-                tuple(ch.matched_rule_ids), ch.occurred_at, ch.emitted_at)
+                tuple(ch.matched_rule_ids), ch.occurred_at, ch.emitted_at, ch.evidence)
 
 
 def rebuild_user(
@@ -53,7 +54,8 @@ def rebuild_user(
             cid = change_id(cause.cause_id, st.site_id, seg, st.user_id, "ADDED", f.change_id)
             matched = (matches.get(seg, ()) if matches is not None
                        else desired(active, seg, st.profile, st.deleted, now_ms // 1000))
-            new = Fact(True, cid, "ADDED", cause.kind, cause.cause_id, matched, cause.occurred_at, now_ms)
+            new = Fact(True, cid, "ADDED", cause.kind, cause.cause_id, matched, cause.occurred_at, now_ms,
+                       evidence_of(active, seg, matched, st.profile))
             st.facts[seg] = new
             changes.append(fact_to_change(st, seg, new))
     reschedule(st, active, now_ms)

@@ -183,6 +183,9 @@ class Runtime:
         self.guard = Guard(self.dead_letters, self.replay, self.stats,
                            ready=WireReadiness(self.wire, inputs, self.stats) if self.wire.framed else None)
 
+        from processor.history_reader import attach as attach_history  # history and audit index (issue 21)
+
+        self.history = attach_history(app, s)
         self.read_model = WorkerReadModel(self)
         self._wire()
         self._install_http()

@@ -24,6 +24,7 @@ class WorkerReadModel:
         self.store = runtime.store
         self.metrics = runtime.metrics
         self.log = logging.getLogger("processor")
+        self.history = runtime.history.reads if runtime.history else None  # processor/history (None: disabled)
 
     def counters(self) -> Mapping[str, int]:
         return self._rt.stats.counters

@@ -36,6 +36,10 @@ class Fact:
     matched_rule_ids: tuple[str, ...]
     occurred_at: int
     emitted_at: int
+    # The profile values the decision read (processor/membership/evidence.py); None in facts
+    # recorded before evidence existed. Stored as a 9th array item only when set, so a fact
+    # without it keeps its bytes, and an older worker reading a newer state ignores it.
+    evidence: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +72,7 @@ class _StoredFact(msgspec.Struct, array_like=True):
     matched_rule_ids: tuple[str, ...]
     occurred_at: int
     emitted_at: int
+    evidence: tuple[tuple[str, str], ...] | None = None  # appended: absent in older states
 
 
 class _Stored(msgspec.Struct, array_like=True):
@@ -119,10 +124,14 @@ def encode_state(st: UserState) -> bytes:
     """The state's stored bytes (format 3)."""
     return FORMAT_V3 + _encode((
         st.site_id, st.user_id, st.deleted, st.profile, st.last_offset, st.next_check_at, st.recent_event_ids,
-        {seg: (f.member, f.change_id, f.change, f.cause_kind, f.cause_id, f.matched_rule_ids, f.occurred_at,
-               f.emitted_at) for seg, f in st.facts.items()},
+        {seg: _fact_row(f) for seg, f in st.facts.items()},
         st.last_control_offset,
     ))
+
+
+def _fact_row(f: Fact) -> tuple:  # type: ignore[type-arg]
+    row = (f.member, f.change_id, f.change, f.cause_kind, f.cause_id, f.matched_rule_ids, f.occurred_at, f.emitted_at)
+    return row if f.evidence is None else (*row, f.evidence)
 
 
 def _skip_string(raw: bytes, i: int) -> int:
@@ -179,7 +188,7 @@ def decode_state(raw: bytes) -> UserState:
         return UserState(rec.site_id, rec.user_id, rec.deleted, rec.profile, rec.last_offset, rec.next_check_at,
                          rec.recent_event_ids,
                          {seg: Fact(f.member, f.change_id, f.change, f.cause_kind, f.cause_id, f.matched_rule_ids,
-                                    f.occurred_at, f.emitted_at) for seg, f in rec.facts.items()},
+                                    f.occurred_at, f.emitted_at, f.evidence) for seg, f in rec.facts.items()},
                          rec.last_control_offset)
     return _decode_avro(fmt, raw)
 

@@ -44,6 +44,7 @@
   let nodeSeq = 0;
   let leafCounter = 0;
   let refreshTimers = [];
+  const tabHooks = {};  // tab name -> called when the tab is shown (views in their own files)
   const latest = { segments: 0, rules: 0, members: 0 };  // only the newest answer of each list is shown
   // Hooks other console files fill (manage.js: the Catalog tab, the large-change dialog).
   const hooks = { confirmLargeChange: null, showCatalog: null, onSegments: null };
@@ -260,6 +261,7 @@
       $("#panel-" + t).hidden = !on;
     }
     if (focus) $("#tab-" + name).focus();
+    if (tabHooks[name]) tabHooks[name]();  // a view in its own file (history.js), see window.SegmentConsole
     if (name === "segments") loadSegments();
     else if (name === "rules") loadRules();
     else if (name === "members") loadMembers(false);
@@ -1690,7 +1692,13 @@
   }
 
   // What other console files (manage.js) use: read-only helpers and the hooks they fill.
-  window.SegmentConsole = Object.assign(window.SegmentConsole || {}, { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog, loadSegments,
-    loadRules, takeFields, errText, segName, idProblem });
+  // (added to, not replaced: people.js reads loadMembers and signOut set above)
+  Object.assign(window.SegmentConsole, { h, api, say, sitePath, enc, state, hooks, submitCommand, confirmDialog,
+    loadSegments, loadRules, takeFields, errText, segName, idProblem });
+  // history.js: more helpers, and addTab to register a tab of index.html shown by selectTab
+  Object.assign(window.SegmentConsole, {
+    fmtTime, pyJson, $, selectTab,
+    addTab(name, onShow) { TABS.push(name); tabHooks[name] = onShow; $("#tab-" + name).addEventListener("click", () => selectTab(name, false)); },
+  });
   init();
 })();

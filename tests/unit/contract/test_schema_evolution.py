@@ -133,12 +133,15 @@ def test_a_frozen_format_is_unchanged_but_for_docs(current: str, kept: str) -> N
 def test_the_processors_outputs_are_the_released_bytes() -> None:
     """What the processor writes today is byte for byte what the released schemas write, so a
     consumer still decoding with a released schema, schemalessly, reads every field it knows."""
-    ch = MembershipChange("cid", "s", "seg", "u", "REMOVED", "REBUILD", "rebuild:r1", ("r1", "r2"),
-                          1000, 2000)
-    assert encode_membership_change(ch) == write(load("membership_change/v1", HISTORY), {
-        "change_id": "cid", "site_id": "s", "segment_id": "seg", "user_id": "u", "change": "REMOVED",
-        "cause_kind": "REBUILD", "cause_id": "rebuild:r1", "matched_rule_ids": ["r1", "r2"],
-        "occurred_at": 1000, "emitted_at": 2000})
+    v1_change = {"change_id": "cid", "site_id": "s", "segment_id": "seg", "user_id": "u", "change": "REMOVED",
+                 "cause_kind": "REBUILD", "cause_id": "rebuild:r1", "matched_rule_ids": ["r1", "r2"],
+                 "occurred_at": 1000, "emitted_at": 2000}
+    for evidence in (None, (("department", '"Sales"'),)):  # appended after v1: v1's bytes come first
+        ch = MembershipChange("cid", "s", "seg", "u", "REMOVED", "REBUILD", "rebuild:r1", ("r1", "r2"),
+                              1000, 2000, evidence)
+        released = write(load("membership_change/v1", HISTORY), v1_change)
+        assert encode_membership_change(ch)[:len(released)] == released
+        assert read(encode_membership_change(ch), load("membership_change/v1", HISTORY)) == v1_change
     res = CommandResult("c1", "s", "REJECTED", "FORBIDDEN", "no", 99)
     assert encode_command_result(res) == write(load("command_result/v1", HISTORY), {
         "command_id": "c1", "site_id": "s", "status": "REJECTED", "code": "FORBIDDEN", "message": "no",
@@ -198,7 +201,7 @@ def test_a_reader_of_this_version_survives_a_symbol_added_later() -> None:
     next(f for f in future["fields"] if f["name"] == "cause_kind")["type"]["symbols"].append("NEW_CAUSE")
     rec = {"change_id": "c", "site_id": "s", "segment_id": "g", "user_id": "u", "change": "ADDED",
            "cause_kind": "NEW_CAUSE", "cause_id": "x", "matched_rule_ids": ["r"], "occurred_at": 1,
-           "emitted_at": 2}
+           "emitted_at": 2, "evidence": None}
     assert read(write(future, rec), future, now) == {**rec, "cause_kind": "UNKNOWN"}
 
 
