@@ -271,6 +271,16 @@ async def test_a_term_over_the_limit_is_400_at_q(api: Any, q: str) -> None:
     assert (status, body.get("code"), body.get("path")) == (400, "INVALID_PARAMETER", "$query.q"), body
 
 
+async def test_the_internal_member_read_takes_a_folded_term_up_to_three_times_the_limit(api: Any) -> None:
+    """What a worker passes to its peers is the folded term (at most 3 x 255 characters); longer is 400."""
+    client, _, _ = api
+    path = f"/internal{S}/segments/sales/members"
+    status, body = await answer(await client.get(path, params={"q": "s" * 765}, headers=auth()))
+    assert (status, body.get("members")) == (200, []), body
+    status, body = await answer(await client.get(path, params={"q": "s" * 766}, headers=auth()))
+    assert (status, body.get("code"), body.get("path")) == (400, "INVALID_PARAMETER", "$query.q"), body
+
+
 @pytest.mark.parametrize("query,path", [("limit=0", "$query.limit"), ("limit=501", "$query.limit"),
                                         ("limit=-1", "$query.limit"), ("limit=1e3", "$query.limit"),
                                         ("limit=" + "9" * 40, "$query.limit"), ("cursor=!!", "$query.cursor"),
