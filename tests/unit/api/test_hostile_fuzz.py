@@ -29,7 +29,8 @@ S = f"/sites/{SITE}"
 AUTH = {"Authorization": f"Bearer {make_token(SECRET, 'alice', SITE, ['site_admin'], ttl_s=86400)}",
         "Content-Type": "application/json"}
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=10**300, max_value=10**400),
+huge = st.integers(min_value=2**1024, max_value=10**400)  # beyond any float (json reads them as int)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), huge,
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
                     st.sampled_from(["sales", "dept", "senior", "", "a/b", "x" * 300, "\x00", "=cmd"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -60,8 +61,8 @@ BODIES: dict[str, tuple[str, str, Any]] = {
     "segments:bulk": ("POST", f"{S}/segments:bulk", _obj({"segments": st.lists(st.one_of(_obj(
         {"segment_id": st.sampled_from(["sales", "new", "a/b"]), "name": st.text(max_size=10),
          "managed": st.one_of(st.booleans(), st.none())}), values), max_size=5)})),
-    "settings": ("PUT", f"{S}/settings", _obj({"large_change_min_removed": st.integers(-5, 10**12),
-                                               "large_change_ratio": st.floats()})),
+    "settings": ("PUT", f"{S}/settings", _obj({"large_change_min_removed": st.one_of(st.integers(-5, 10**12), huge),
+                                               "large_change_ratio": st.one_of(st.floats(), st.integers(), huge)})),
     "internal impact": ("POST", f"/internal{S}/impact", _obj({"commands": st.lists(st.one_of(_obj(
         {"type": st.sampled_from(["CreateRule", "DeleteRule", "Batch", "SetSiteSettings", "Nope"]),
          "payload": values}), values), max_size=3)})),
