@@ -46,8 +46,9 @@ def check_payload(payload: Mapping[str, Any], path: str = "$.payload") -> None:
         raise ProcessorError("INVALID_FIELD", f"large_change_min_removed must be a whole number from 0 to "
                              f"{MAX_MIN_REMOVED} (people removed from one segment)",
                              f"{path}.large_change_min_removed")
-    if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r)
-                          or not 0 <= r <= 1):
+    # the range first: an integer too large for a float made math.isfinite raise OverflowError
+    if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1
+                          or not math.isfinite(r)):
         raise ProcessorError("INVALID_FIELD", "large_change_ratio must be a number from 0 to 1 (0.1 is 10% of "
                              "the segment's members)", f"{path}.large_change_ratio")
 

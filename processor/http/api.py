@@ -291,7 +291,7 @@ class Api:
         self.principal(request, READ)
         q = request.query
         read = people.member_read(request.match_info["site"], request.match_info["segment"], q.get("after", ""),
-                                  page_limit(q.get("limit")), people.query(q.get("q")))
+                                  page_limit(q.get("limit")), people.query(q.get("q"), folded=True))
         return await self.respond_local(request, read)
 
     async def local_counts(self, request: aioweb.Request) -> aioweb.Response:

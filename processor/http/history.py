@@ -19,6 +19,8 @@ from aiohttp import web as aioweb
 from processor.api.auth import READ
 from processor.api.errors import ApiError
 from processor.api.requests import page_limit
+from processor.contract.exceptions import ContractError
+from processor.contract.ids import check_id
 from processor.history.reads import BadCursor, HistoryReads
 from processor.history.times import BadInstant, parse_instant
 from processor.http.peers import CountsRead
@@ -93,6 +95,11 @@ class History:
         site, user = request.match_info["site"], request.match_info["user"]
         since, until = window(request)
         segment = request.query.get("segment") or None
+        if segment is not None:  # a filter no segment can match is a mistake, not "no changes"
+            try:
+                check_id(segment, "segment_id", "$query.segment")
+            except ContractError as err:
+                raise ApiError(400, err.code, err.message, err.path) from None
         page = self._page(request, lambda limit, cursor: reads.user_history(db, site, user, limit, cursor, since,
                                                                           until, segment))
         return _json({"user_id": user, "changes": page.items, "next_cursor": page.next_cursor,

@@ -25,7 +25,7 @@ from processor.api.errors import ApiError
 from processor.http import members_csv
 from processor.http.model import TableReads
 from processor.http.peers import MemberSearchRead, MembersRead, gather_all
-from processor.state.people import Query, person
+from processor.state.people import MAX_FOLDED_CHARS, MAX_QUERY_CHARS, Query, person
 from processor.state.reads import member
 from processor.state.user_state import decode_names
 
@@ -38,10 +38,11 @@ FLUSH_BYTES = 64 * 1024  # rows are written to the client in chunks of about thi
 QUERY = {"export_members": set()}  # query parameters each handler accepts (merged into Api.QUERY)
 
 
-def query(raw: str | None) -> Query | None:
-    """``?q=`` as a search term (None: list every member); a 400 when it is too long."""
+def query(raw: str | None, folded: bool = False) -> Query | None:
+    """``?q=`` as a search term (None: list every member); a 400 when it is too long. ``folded``:
+    the term a worker passes on (already folded, so up to three times the limit)."""
     try:
-        return Query.parse(raw)
+        return Query.parse(raw, MAX_FOLDED_CHARS if folded else MAX_QUERY_CHARS)
     except ValueError as err:
         raise ApiError(400, "INVALID_PARAMETER", str(err), "$query.q") from None
 
@@ -78,7 +79,7 @@ class People:
     async def search_answer(self, read: MemberSearchRead, deadline: float) -> dict[str, Any]:
         """This worker's first ``limit`` members past ``after`` that match ``q``."""
         api = self.api
-        q = query(read.q)
+        q = query(read.q, folded=True)
         if q is None:
             return members_answer(api.model.store, read)
         rows = await api.scanner.search(api.model.store.scan(read.site_id), read.segment_id, read.after,

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 MAX_QUERY_CHARS = 255  # as long as an id may be (processor/contract/ids.py)
+# a term as the workers pass it on, folded: str.casefold turns one character into at most three
+# ("ß" -> "ss", "ﬃ" -> "ffi"), so a term within the limit may fold to three times as many
+MAX_FOLDED_CHARS = 3 * MAX_QUERY_CHARS
 
 
 def _text(value: Any) -> str:
@@ -47,13 +50,13 @@ class Query:
     text: str  # whitespace collapsed, casefolded; never empty
 
     @classmethod
-    def parse(cls, raw: str | None) -> "Query | None":
+    def parse(cls, raw: str | None, limit: int = MAX_QUERY_CHARS) -> "Query | None":
         """The term of ``?q=``; None for no term (absent, empty or only whitespace). ValueError
-        when it is longer than :data:`MAX_QUERY_CHARS`."""
+        when it is longer than ``limit`` (:data:`MAX_FOLDED_CHARS` for a term already folded)."""
         if raw is None:
             return None
-        if len(raw) > MAX_QUERY_CHARS:
-            raise ValueError(f"q is {len(raw)} characters long; at most {MAX_QUERY_CHARS}")
+        if len(raw) > limit:
+            raise ValueError(f"q is {len(raw)} characters long; at most {limit}")
         text = _fold(raw)
         return cls(text) if text else None
 

@@ -13,6 +13,9 @@ Spec:
   REJECTED INTERNAL_ERROR with a message that names no server path (a re-sent command_id answers
   the same), and its dead letter keeps the original bytes. A failure after an accepted decision was
   logged still publishes that decision.
+* A malformed ``Batch`` on the commands topic (no operations, 1,001, a bad one among good ones, a
+  role that may not issue one of them) ends REJECTED with the operation's code, never PENDING; a
+  batch cut short is dead-lettered with its bytes.
 """
 
 from __future__ import annotations
@@ -238,3 +241,64 @@ def test_failure_after_the_decision_still_publishes_it(faulty: Cluster) -> None:
     res = faulty.wait_results([cmd.command_id], timeout=90)[cmd.command_id]
     assert (res.status, res.code) == ("ACCEPTED", None), res
     faulty.wait(lambda: any(d.value == raw for d in faulty.out.dead_letters), what="dead letter")
+
+
+# ------------------------------------------------------------------ Batch commands on the topic
+
+
+def test_malformed_batches_on_the_commands_topic_end_rejected_with_a_code_or_dead_lettered(cluster: Cluster,
+                                                                                        site: str) -> None:
+    """``Batch`` commands another producer could write (the schema bounds neither the number of
+    operations nor their content): none, 1,001, a bad condition, the same rule twice, an UNKNOWN
+    field type, an operation the actor's role may not issue. Each ends REJECTED with its code on
+    the command-results topic, and the API answers the same (never PENDING); nothing of any of
+    them is applied. A batch cut short (undecodable: no id to answer) is dead-lettered with its
+    original bytes."""
+    _setup(cluster, site)
+    cond = json.dumps({"field": "department", "op": "equals", "value": "Sales"})
+
+    def rule(rid: str, condition_json: str = cond) -> dict[str, Any]:
+        return {"type": "CreateRule", "payload": {"rule_id": rid, "segment_id": "sales", "name": rid,
+                                                  "condition_json": condition_json, "enabled": True}}
+
+    def batch(ops: list[dict[str, Any]], roles: tuple[str, ...] = ("site_admin",)) -> Command:
+        return Command(f"batch-{uuid.uuid4().hex[:12]}", site, int(time.time() * 1000), Actor("tester", roles),
+                       "Batch", {"operations": ops})
+
+    cases = [
+        (batch([]), "INVALID_COMMAND", "$.payload.operations"),
+        (batch([{"type": "DeleteRule", "payload": {"rule_id": f"r{i}"}} for i in range(1001)]), "INVALID_COMMAND",
+         "$.payload.operations"),
+        (batch([rule("ok-1"), rule("bad", "{")]), "INVALID_CONDITION", "$.payload.operations[1]"),
+        (batch([rule("twice"), rule("twice")]), None, "$.payload.operations[1]"),
+        (batch([{"type": "UpsertProfileField", "payload": {"shortname": "lvl", "name": "L", "datatype": "UNKNOWN",
+                                                           "options": []}}]), "INVALID_FIELD",
+         "$.payload.operations[0]"),
+        (batch([{"type": "UpsertSegment", "payload": {"segment_id": "new", "name": "New"}}, rule("by-system")],
+               roles=("system",)), "FORBIDDEN", "$.payload.operations[1]"),
+        (batch([rule("a/b")]), "INVALID_ID", "$.payload.operations[0]"),
+    ]
+    for cmd, _, _ in cases:
+        cluster.producer.command(cmd)
+    cut = encode_command(batch([rule("cut")]))[:-4]
+    cluster.producer.raw(cluster.settings.topics.commands, site.encode(), cut)
+    cluster.producer.flush()
+
+    results = cluster.wait_results([c.command_id for c, _, _ in cases], timeout=90)
+    base, tok = cluster.workers[0].url, admin(site)
+    for cmd, code, path in cases:
+        res = results[cmd.command_id]
+        assert res.status == "REJECTED" and res.code and (code is None or res.code == code), (code, res)
+        # the message names the operation at fault (the path it was decided at)
+        op = path.rpartition("[")[2].rstrip("]")
+        assert res.message.startswith(f"operation {op} " if op.isdigit() else "a batch has 1 to 1000"), res
+        status = _poll(base, site, cmd.command_id)
+        assert (status["status"], status["code"]) == ("REJECTED", res.code), status
+    assert results[cases[3][0].command_id].code != "INTERNAL_ERROR"
+    cluster.wait(lambda: any(d.value == cut for d in cluster.out.dead_letters), what="the cut batch dead-lettered")
+    (dl,) = [d for d in cluster.out.dead_letters if d.value == cut]
+    assert dl.error_code and dl.source_topic == cluster.settings.topics.commands
+    code, body = call(base, "GET", f"/sites/{site}/rules", tok)
+    assert code == 200 and body["rules"] == [], body
+    code, body = call(base, "GET", f"/sites/{site}/segments", tok)
+    assert [s["segment_id"] for s in body["segments"]] == ["sales"], body
