@@ -11,6 +11,7 @@ wire format, so a change re-emitted after a crash carries the same headers as it
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 from urllib.parse import quote
 
 from processor.contract.models import MembershipChange
@@ -71,3 +72,10 @@ def headers(change: MembershipChange, content_type: str = CONTENT_TYPE_AVRO) -> 
         out.append(("ce_subject", change.user_id.encode()))
     out.append(("content-type", content_type.encode()))
     return out
+
+
+def header_builder(framed: bool) -> Callable[[MembershipChange], Headers]:
+    """``headers`` for the output topic's wire format (``framed``: Schema Registry on): what
+    the workers' outbox and the rebuild both attach to every change they produce."""
+    ct = content_type(framed)
+    return lambda change: headers(change, ct)
