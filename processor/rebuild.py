@@ -271,7 +271,8 @@ class _Slice:
         prod = ContractProducer.from_settings(s, linger_ms=100)  # big batches: less broker CPU
         users = changes = 0
         by_change: dict[str, int] = {}
-        ce_headers = cloudevents.header_builder(self.wire.framed)  # the same headers as a worker's
+        # the CloudEvents headers a worker attaches (CLOUDEVENTS=0: none)
+        ce_headers = cloudevents.header_builder(self.wire.framed) if s.cloudevents else lambda ch: None
         for (p, _), st in sorted(self.states.items()):
             k = user_key(st.site_id, st.user_id)
             site = self.registry.site(st.site_id)

@@ -11,6 +11,7 @@ wire format, so a change re-emitted after a crash carries the same headers as it
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Callable
 from urllib.parse import quote
 
@@ -46,17 +47,24 @@ def source(site_id: str, segment_id: str) -> str:
     return f"/sites/{_segment(site_id)}/segments/{_segment(segment_id)}"
 
 
+@lru_cache(maxsize=4096)
+def _second(s: int) -> str | None:
+    # Cached per second: the changes of one event, or of one command's backfill, share their time.
+    try:
+        d = _EPOCH + timedelta(seconds=s)
+    except OverflowError:
+        return None
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+
+
 def rfc3339(ms: int) -> str | None:
     """Epoch milliseconds as RFC 3339 UTC with milliseconds (``2026-12-05T09:30:00.250Z``);
     None for 0 (the schema's default: time unknown) or a value outside years 1-9999."""
     if not ms:
         return None
-    try:
-        d = _EPOCH + timedelta(milliseconds=ms)
-    except OverflowError:
-        return None
-    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
-            f".{d.microsecond // 1000:03d}Z")
+    s, frac = divmod(ms, 1000)
+    head = _second(s)
+    return None if head is None else f"{head}.{frac:03d}Z"
 
 
 def headers(change: MembershipChange, content_type: str = CONTENT_TYPE_AVRO) -> Headers:

@@ -158,7 +158,7 @@ class Runtime:
         faust_compat.route_commits(app, self.checkpoint)
         changes = OutboxSink(self.outbox, self.checkpoint.release, on_emit=self._on_emit,
                              encode=self.wire.encode_membership_change,
-                             headers=cloudevents.header_builder(self.wire.framed))
+                             headers=cloudevents.header_builder(self.wire.framed) if s.cloudevents else None)
 
         # the handlers (processor/handlers)
         self.replay = Replay(t.user_events, t.control, changes, self.stats,

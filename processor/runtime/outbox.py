@@ -70,7 +70,8 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, key: bytes, value: bytes, owner: bytes | None = None, headers: Headers | None = None) -> None:
+    def put(self, key: bytes, value: bytes, owner: bytes | None = None,
+            headers: Headers | None = None) -> None:
         if not self._items:
             self._first_put = self.clock()
         self._items.append((key, value, owner, headers))

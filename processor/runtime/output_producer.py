@@ -64,7 +64,8 @@ class OutputProducer:
                 self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
                 del self._errors[:-10]
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one record (``headers``: its record headers, e.g. the CloudEvents attributes).
         Returns at once; a full local queue waits for the client to drain it."""
         client = self._client()

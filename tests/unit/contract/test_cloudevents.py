@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from cloudevents.core.bindings import kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -40,7 +41,8 @@ def test_every_header_of_a_change_in_order() -> None:
 
 
 def test_schema_registry_framing_has_its_own_content_type() -> None:
-    assert dict(headers(change(), "application/vnd.confluent.avro"))["content-type"] == b"application/vnd.confluent.avro"
+    framed = dict(headers(change(), "application/vnd.confluent.avro"))
+    assert framed["content-type"] == b"application/vnd.confluent.avro"
 
 
 def test_headers_do_not_depend_on_what_a_re_emission_may_not_keep() -> None:
@@ -96,3 +98,16 @@ def test_the_cloudevents_sdk_reads_them_as_a_valid_v1_event() -> None:
     assert ev.get_subject() == "u-42"
     assert ev.get_datacontenttype() == "application/avro"
     assert ev.get_time() is not None and int(ev.get_time().timestamp() * 1000) == ch.occurred_at
+
+
+def test_cloudevents_env_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On unless CLOUDEVENTS is 0 / false / no (docs/contract.md, Environment)."""
+    from processor.config import Settings
+
+    monkeypatch.delenv("CLOUDEVENTS", raising=False)
+    assert Settings.from_env().cloudevents is True
+    for off in ("0", "false", "No "):
+        monkeypatch.setenv("CLOUDEVENTS", off)
+        assert Settings.from_env().cloudevents is False
+    monkeypatch.setenv("CLOUDEVENTS", "1")
+    assert Settings.from_env().cloudevents is True
