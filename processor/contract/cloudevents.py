@@ -20,7 +20,7 @@ from processor.contract.models import MembershipChange
 Headers = list[tuple[str, bytes]]
 
 SPECVERSION = "1.0"
-TYPE = "org.moodle.lms.segment.membership.changed.v1"
+TYPE = "lms.segment.membership.changed.v1"
 CONTENT_TYPE_AVRO = "application/avro"  # schemaless Avro of schemas/membership_change.avsc
 CONTENT_TYPE_FRAMED = "application/vnd.confluent.avro"  # the Schema Registry framing in front
 

@@ -65,7 +65,7 @@ def test_every_change_carries_cloudevents_headers_that_match_its_body(cluster: C
         assert key == f"{site}:josé".encode()
         assert h["ce_specversion"] == b"1.0"
         assert h["ce_id"] == ch.change_id.encode()
-        assert h["ce_type"] == b"org.moodle.lms.segment.membership.changed.v1"
+        assert h["ce_type"] == b"lms.segment.membership.changed.v1"
         assert h["ce_source"] == f"/sites/{site}/segments/sales".encode()
         assert h["ce_subject"] == "josé".encode("utf-8")
         assert h["content-type"] == b"application/avro"

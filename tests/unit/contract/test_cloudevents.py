@@ -33,7 +33,7 @@ def test_every_header_of_a_change_in_order() -> None:
         ("ce_specversion", b"1.0"),
         ("ce_id", b"9f2c4e1a7b3d5f60"),
         ("ce_source", b"/sites/site-1/segments/sales.emea"),
-        ("ce_type", b"org.moodle.lms.segment.membership.changed.v1"),
+        ("ce_type", b"lms.segment.membership.changed.v1"),
         ("ce_time", b"2023-11-14T22:13:20.250Z"),
         ("ce_subject", b"u-42"),
         ("content-type", b"application/avro"),
@@ -94,7 +94,7 @@ def test_the_cloudevents_sdk_reads_them_as_a_valid_v1_event() -> None:
     assert ev.get_specversion() == "1.0"
     assert ev.get_id() == ch.change_id
     assert ev.get_source() == "/sites/site-1/segments/Verk%C3%A4ufer"
-    assert ev.get_type() == "org.moodle.lms.segment.membership.changed.v1"
+    assert ev.get_type() == "lms.segment.membership.changed.v1"
     assert ev.get_subject() == "u-42"
     assert ev.get_datacontenttype() == "application/avro"
     assert ev.get_time() is not None and int(ev.get_time().timestamp() * 1000) == ch.occurred_at
