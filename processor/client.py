@@ -55,13 +55,14 @@ class ContractProducer:
         self.raw(self.topics.commands, (key if key is not None else cmd.site_id).encode(),
                  self.wire.encode_command(cmd))
 
-    def raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+    def raw(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+            headers: list[tuple[str, bytes]] | None = None) -> None:
         while True:
             try:
                 if partition is None:
-                    self.p.produce(topic, key=key, value=value)
+                    self.p.produce(topic, key=key, value=value, headers=headers)
                 else:
-                    self.p.produce(topic, key=key, value=value, partition=partition)
+                    self.p.produce(topic, key=key, value=value, partition=partition, headers=headers)
                 break
             except BufferError:  # the local queue is full: let the client send, then retry
                 self.queue_full_waits += 1

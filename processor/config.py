@@ -141,6 +141,8 @@ class Settings:
     # Commands on the bus must carry the issuing admin's JWT, verified like the API's (opt-in):
     # without it, whoever may produce to the commands topic is trusted with any actor and role.
     commands_require_token: bool = False
+    # CloudEvents binary-mode headers on every membership change (docs/contract.md); CLOUDEVENTS=0: none
+    cloudevents: bool = True
     app_id: str = "segment-automation"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 8  # user events, control, membership changes, table changelog
@@ -221,6 +223,7 @@ class Settings:
             admin_jwt_issuer=os.environ.get("ADMIN_JWT_ISSUER", "").strip() or None,
             admin_jwt_max_lifetime_s=int(_env("ADMIN_JWT_MAX_LIFETIME_S", str(d.admin_jwt_max_lifetime_s))),
             commands_require_token=_env("COMMANDS_REQUIRE_TOKEN", "0").lower() in ("1", "true", "yes"),
+            cloudevents=_env("CLOUDEVENTS", "1").strip().lower() not in ("0", "false", "no"),
             app_id=_env("APP_ID", d.app_id),
             topics=Topics.from_env(),
             partitions=int(_env("PARTITIONS", str(d.partitions))),

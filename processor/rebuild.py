@@ -38,6 +38,7 @@ from processor.catalog.entry import CatalogEntry
 from processor.catalog.registry import CatalogRegistry
 from processor.client import ContractProducer
 from processor.config import KafkaSecurity, Settings
+from processor.contract import cloudevents
 from processor.contract.exceptions import ContractError
 from processor.contract.models import MembershipChange
 from processor.membership.engine import fold_user_event
@@ -270,6 +271,8 @@ class _Slice:
         prod = ContractProducer.from_settings(s, linger_ms=100)  # big batches: less broker CPU
         users = changes = 0
         by_change: dict[str, int] = {}
+        # the CloudEvents headers a worker attaches (CLOUDEVENTS=0: none)
+        ce_headers = cloudevents.header_builder(self.wire.framed) if s.cloudevents else lambda ch: None
         for (p, _), st in sorted(self.states.items()):
             k = user_key(st.site_id, st.user_id)
             site = self.registry.site(st.site_id)
@@ -277,7 +280,7 @@ class _Slice:
                                self.now_ms)
             for ch in out:
                 prod.raw(s.topics.membership_changes, f"{ch.site_id}:{ch.user_id}".encode(),
-                         self.wire.encode_membership_change(ch))
+                         self.wire.encode_membership_change(ch), headers=ce_headers(ch))
                 by_change[ch.change] = by_change.get(ch.change, 0) + 1
             changes += len(out)
             prod.raw(s.changelog_topic, k, encode_state(st), partition=p)

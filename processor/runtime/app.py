@@ -29,7 +29,7 @@ faust_compat.apply()  # refuses an untested faust-streaming; patches listed in f
 
 from processor.catalog.registry import CatalogRegistry  # noqa: E402
 from processor.config import Settings  # noqa: E402
-from processor.contract import schemas  # noqa: E402
+from processor.contract import cloudevents, schemas  # noqa: E402
 from processor.contract.models import MembershipChange  # noqa: E402
 from processor.handlers.users import UsersPartition  # noqa: E402
 from processor.handlers.backfill import Backfill  # noqa: E402
@@ -157,7 +157,8 @@ class Runtime:
             output_topic=t.membership_changes)
         faust_compat.route_commits(app, self.checkpoint)
         changes = OutboxSink(self.outbox, self.checkpoint.release, on_emit=self._on_emit,
-                             encode=self.wire.encode_membership_change)
+                             encode=self.wire.encode_membership_change,
+                             headers=cloudevents.header_builder(self.wire.framed) if s.cloudevents else None)
 
         # the handlers (processor/handlers)
         self.replay = Replay(t.user_events, t.control, changes, self.stats,
@@ -254,8 +255,8 @@ class Runtime:
         await self.store.flush()  # the users changelog; raises after a failed record
         await faust_compat.durable_flush(self.app.producer)  # Faust's own sends of this moment
 
-    async def _send_change(self, key: bytes, value: bytes) -> None:
-        await self.outputs.send(self.settings.topics.membership_changes, key, value)
+    async def _send_change(self, key: bytes, value: bytes, headers: cloudevents.Headers | None) -> None:
+        await self.outputs.send(self.settings.topics.membership_changes, key, value, headers)
 
     def _on_emit(self, change: MembershipChange) -> None:
         self.stats.change(change.change, change.cause_kind)

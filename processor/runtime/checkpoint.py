@@ -22,13 +22,14 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from processor.contract.cloudevents import Headers
 from processor.runtime.exceptions import OutboxSendError
 from processor.runtime.outbox import DrainTiming, Outbox
 
 log = logging.getLogger("processor.checkpoint")
 
 Flush = Callable[[], Awaitable[None]]
-Send = Callable[[bytes, bytes], Awaitable[None]]
+Send = Callable[[bytes, bytes, "Headers | None"], Awaitable[None]]  # key, value, headers
 CommitOffsets = Callable[[], Awaitable[bool]]
 
 
@@ -38,7 +39,7 @@ class Checkpoint:
     ``flush_state``: return once every table write made before the call is acknowledged by the
     changelog (and Faust's own sends of that moment). ``persist``: record the acknowledged
     changelog offsets as each partition's recovery position. ``send`` / ``flush_output``: queue
-    one output record / return once every record sent before is acknowledged or failed.
+    one output record (key, value, headers) / return once every record sent before is acknowledged or failed.
     ``failures`` / ``failure_detail``: the output client's running count of records it gave up
     on, and its last error (librdkafka reports failures through callbacks, not the flush).
     ``before_send``: a test hook (fault injection) run before a batch's first send.
@@ -88,8 +89,8 @@ class Checkpoint:
                     failed_before = self._failures() if self._failures is not None else 0
                     if self.before_send is not None:
                         self.before_send()
-                    for key, value, _owner in batch.records:
-                        await self._send(key, value)
+                    for key, value, _owner, headers in batch.records:
+                        await self._send(key, value, headers)
                 t2 = clock()
                 if batch.records:
                     await self._flush_output()

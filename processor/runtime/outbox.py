@@ -24,10 +24,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from processor.contract.cloudevents import Headers
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import MembershipChange
 
-Record = tuple[bytes, bytes, "bytes | None"]  # (key, value, owner)
+Record = tuple[bytes, bytes, "bytes | None", "Headers | None"]  # (key, value, owner, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Batch:
 
 
 class Outbox:
-    """FIFO of (key, value, owner) output records, taken in batches by the checkpoint."""
+    """FIFO of (key, value, owner, headers) output records, taken in batches by the checkpoint."""
 
     def __init__(self, high_water: int = 20_000, clock: Callable[[], float] | None = None) -> None:
         import time
@@ -69,10 +70,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, key: bytes, value: bytes, owner: bytes | None = None) -> None:
+    def put(self, key: bytes, value: bytes, owner: bytes | None = None,
+            headers: Headers | None = None) -> None:
         if not self._items:
             self._first_put = self.clock()
-        self._items.append((key, value, owner))
+        self._items.append((key, value, owner, headers))
         if owner is not None:
             self._owners[owner] += 1
         if self.on_put is not None:
@@ -100,7 +102,7 @@ class Outbox:
     def done(self, batch: Batch) -> None:
         """The batch is acknowledged: its owners may move on."""
         owners = self._owners
-        for _key, _value, owner in batch.records:
+        for _key, _value, owner, _headers in batch.records:
             if owner is not None:
                 left = owners[owner] - 1
                 if left:
@@ -118,10 +120,14 @@ class OutboxSink:
 
     def __init__(self, outbox: Outbox, release: Callable[[], Awaitable[Any]],
                  on_emit: Callable[[MembershipChange], None] | None = None,
-                 encode: Callable[[MembershipChange], bytes] = encode_membership_change) -> None:
-        """``encode``: the output topic's wire format (processor/wire.py; default schemaless)."""
+                 encode: Callable[[MembershipChange], bytes] = encode_membership_change,
+                 headers: Callable[[MembershipChange], Headers] | None = None) -> None:
+        """``encode``: the output topic's wire format (processor/wire.py; default schemaless);
+        ``headers``: the record headers of a change (the CloudEvents attributes,
+        processor/contract/cloudevents.py; None: no headers)."""
         self.outbox = outbox
         self._encode = encode
+        self._headers = headers
         self._release = release
         self._on_emit = on_emit
 
@@ -132,8 +138,9 @@ class OutboxSink:
         self.queue(change, owner)
 
     def queue(self, change: MembershipChange, owner: bytes) -> None:
-        """A change again, byte-identical (a re-emission after a crash)."""
-        self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), self._encode(change), owner)
+        """A change again, byte-identical, headers included (a re-emission after a crash)."""
+        self.outbox.put(f"{change.site_id}:{change.user_id}".encode(), self._encode(change), owner,
+                        self._headers(change) if self._headers is not None else None)
 
     def pending_for(self, owner: bytes) -> bool:
         return self.outbox.pending_for(owner)

@@ -64,12 +64,14 @@ class OutputProducer:
                 self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
                 del self._errors[:-10]
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        """Queue one record. Returns at once; a full local queue waits for the client to drain it."""
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue one record (``headers``: its record headers, e.g. the CloudEvents attributes).
+        Returns at once; a full local queue waits for the client to drain it."""
         client = self._client()
         while True:
             try:
-                client.produce(topic, value, key)
+                client.produce(topic, value, key, headers=headers)
                 break
             except BufferError:  # librdkafka's local queue is full: wait until it has sent some
                 await asyncio.get_running_loop().run_in_executor(self._executor, client.poll, 0.05)

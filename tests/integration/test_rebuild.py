@@ -12,13 +12,14 @@ from typing import Iterator
 
 import pytest
 
-from processor.contract.codec import encode_membership_change
+from processor.contract.codec import decode_membership_change, encode_membership_change
 from processor.contract.models import MembershipChange
 from processor.rebuild import default_jobs, export_state, run_rebuild
 from tests.support.harness import Cluster, fold_membership, make_command, make_event, produce_steps
 from tests.support.oracle import COMMAND, EVENT, check, expected_membership, generate
 
 from .conftest import warm_up
+from .test_cloudevents import records_with_headers
 
 SITE = "rebuild-site"
 
@@ -114,6 +115,11 @@ def test_rebuild_repairs_a_wrong_output_and_snapshot_lists_every_member(rb: Clus
     rb.wait(lambda: _members(rb) == members, what="repaired")
     fix = rb.changes_for(SITE)[-1]
     assert (fix.user_id, fix.cause_kind, fix.cause_id) == (victim, "REBUILD", "rebuild:repair")
+    # the rebuild's records carry the workers' CloudEvents headers (docs/contract.md)
+    _, _, h = [r for r in records_with_headers(rb.settings, SITE, len(rb.changes_for(SITE)))
+               if decode_membership_change(r[1]).change_id == fix.change_id][0]
+    assert (h["ce_id"], h["ce_source"], h["ce_subject"], h["content-type"]) == (
+        fix.change_id.encode(), f"/sites/{SITE}/segments/s".encode(), victim.encode(), b"application/avro")
 
     snap = run_rebuild(rb.settings, "snapshot", run_id="snap")
     total_members = sum(len(v) for v in fold_membership(rb.changes_for(SITE) and rb.poll().changes).values())

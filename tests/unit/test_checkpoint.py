@@ -76,7 +76,7 @@ class Recorder:
             self.during_flush = []
         await asyncio.sleep(0)
 
-    async def send(self, key: bytes, value: bytes) -> None:
+    async def send(self, key: bytes, value: bytes, headers: Any = None) -> None:
         sends = sum(1 for t in self.timeline if t != "flush")
         if self.fail_send_at is not None and sends == self.fail_send_at:
             self.fail_send_at = None
@@ -159,6 +159,40 @@ async def test_failed_send_keeps_the_unsent_tail_at_the_head() -> None:
     assert box.drained == 5
 
 
+async def test_a_change_s_headers_reach_the_send_and_go_again_unchanged_after_a_failure() -> None:
+    """The sink's headers (the CloudEvents attributes) travel with the change through the outbox
+    to the client's send; a batch whose send failed goes again with the same headers."""
+    from processor.contract import cloudevents
+    from processor.contract.codec import encode_membership_change
+    from processor.contract.models import MembershipChange
+
+    sent: list[tuple[bytes, bytes, Any]] = []
+    fail = [True]
+
+    async def flush() -> None:
+        await asyncio.sleep(0)
+
+    async def send(key: bytes, value: bytes, headers: Any = None) -> None:
+        sent.append((key, value, headers))
+        if fail[0]:
+            fail[0] = False
+            raise RuntimeError("send failed")
+
+    box = Box(flush, send)
+    box.sink = OutboxSink(box.outbox, box.checkpoint.release, headers=cloudevents.header_builder(False))
+    ch = MembershipChange("c-1", "s", "seg", "u1", "ADDED", "USER_CREATED", "ev", ("r",), 1_700_000_000_000, 2)
+    box.sink.emit(ch, b"u1")
+    with pytest.raises(RuntimeError):
+        await box.drain()
+    await box.drain()
+    expected = (b"s:u1", encode_membership_change(ch),
+                [("ce_specversion", b"1.0"), ("ce_id", b"c-1"), ("ce_source", b"/sites/s/segments/seg"),
+                 ("ce_type", b"lms.segment.membership.changed.v1"),
+                 ("ce_time", b"2023-11-14T22:13:20.000Z"), ("ce_subject", b"u1"),
+                 ("content-type", b"application/avro")])
+    assert sent == [expected, expected]
+
+
 async def test_a_record_the_client_gave_up_on_fails_the_drain_and_is_sent_again() -> None:
     """The client counts a record it gave up on (the flush itself succeeds): the drain raises
     after its closing flush, the batch goes back to the head, the owner stays pending, and the
@@ -169,7 +203,7 @@ async def test_a_record_the_client_gave_up_on_fails_the_drain_and_is_sent_again(
     async def flush() -> None:
         await asyncio.sleep(0)
 
-    async def send(key: bytes, value: bytes) -> None:
+    async def send(key: bytes, value: bytes, headers: Any = None) -> None:
         sent.append(key)
         if len(sent) == 2:
             failed[0] += 1  # the client's delivery report for k1: request timed out
@@ -286,7 +320,7 @@ async def test_each_drain_reports_how_long_its_oldest_record_waited_and_where() 
     async def flush() -> None:
         now[0] += 0.010  # each flush round trip takes 10 ms
 
-    async def send(key: bytes, value: bytes) -> None:
+    async def send(key: bytes, value: bytes, headers: Any = None) -> None:
         now[0] += 0.001
 
     box = Box(flush, send, on_drain=timings.append, clock=lambda: now[0])
@@ -330,7 +364,7 @@ async def test_a_batch_is_undelivered_when_the_clients_failure_count_grows_durin
     original_send = rec.send
     fail_k1 = [True]
 
-    async def send_then_fail(key: bytes, value: bytes) -> None:
+    async def send_then_fail(key: bytes, value: bytes, headers: Any = None) -> None:
         await original_send(key, value)
         if key == b"k1" and fail_k1[0]:
             failed[0] += 1  # the delivery report of k1 says it failed
@@ -366,7 +400,7 @@ class Steps:
     def persist(self) -> None:
         self.timeline.append("offsets persisted")
 
-    async def send(self, key: bytes, value: bytes) -> None:
+    async def send(self, key: bytes, value: bytes, headers: Any = None) -> None:
         self.timeline.append(f"send {key.decode()}")
 
     async def flush_output(self) -> None:

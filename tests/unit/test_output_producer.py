@@ -48,7 +48,7 @@ async def test_an_undelivered_record_counts_as_failed_and_the_outbox_keeps_its_b
         pass
 
     checkpoint = Checkpoint(box, flush_state=nothing, persist=lambda: None,
-                            send=lambda k, v: out.send("changes", k, v), flush_output=out.flush,
+                            send=lambda k, v, h: out.send("changes", k, v, h), flush_output=out.flush,
                             failures=lambda: out.failed, failure_detail=out.last_error)
     box.put(b"s:u1", b"ADDED", owner=b"u1")
     box.put(b"s:u1", b"REMOVED", owner=b"u1")
