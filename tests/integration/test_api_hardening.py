@@ -65,6 +65,7 @@ def route_requests(site: str) -> list[tuple[str, str, Any]]:
               ("PUT", "/settings"): {"large_change_min_removed": 50},
               ("POST", "/segments:bulk"): {"segments": [{"segment_id": "bulk-seg", "name": "Bulk"}]},
               ("POST", "/rules:impact"): {"rules": [{**RULE, "rule_id": "r3"}]},
+              ("POST", "/rules:bulk"): {"rules": [{**RULE, "rule_id": "r4"}]},
               ("POST", "/internal/sites/{site}/impact"): {"commands": []}}
     out = []
     for method, template, handler in Api.routes(Api.__new__(Api)):
