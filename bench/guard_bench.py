@@ -41,7 +41,8 @@ from processor.catalog.registry import CatalogRegistry  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.contract.models import Actor, Command  # noqa: E402
 from processor.state.reads import Member  # noqa: E402
-from processor.state.user_state import Fact, UserState  # noqa: E402
+from processor.state.members import fact_entry  # noqa: E402
+from processor.state.user_state import Fact, UserState, encode_state  # noqa: E402
 from tests.support.api_double import InMemoryModel, served_pair  # noqa: E402
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
@@ -60,6 +61,10 @@ class Scan:
 
     def member_segments(self) -> Any:
         return (s for u in self._users for s, f in u.facts.items() if f.member)
+
+    def segment_members(self, segment_id: str, after: str = "") -> Any:
+        return ((u.user_id, fact_entry(u.facts[segment_id]), encode_state(u)) for u in self._users
+                if u.is_member(segment_id) and u.user_id > after)
 
     def current(self) -> bool:
         return True
