@@ -27,21 +27,14 @@ from tests.support.harness import (TEST_JWT_SECRET, Cluster, WorkerProcess, make
                                    produce_steps, wait_checker_ok)
 from tests.support.oracle import expected_membership, generate
 
-from .conftest import warm_up
+from .conftest import two_workers
 from .test_api import call
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(Path(tmp_path_factory.mktemp("history")), app_id="sa-history")
-    try:
-        c.start_worker("a")
-        warm_up(c, timeout=120)
-        c.start_worker("b")
-        warm_up(c, timeout=120)
+    with two_workers(Path(tmp_path_factory.mktemp("history")), "sa-history") as c:
         yield c
-    finally:
-        c.close()
 
 
 def token(site: str) -> str:
