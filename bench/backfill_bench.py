@@ -48,7 +48,7 @@ from processor.state.user_state import UserState
 from processor.topics import ensure_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seeded_worker import ready, start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
+from bench_support import ready, start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench-backfill"

@@ -37,7 +37,7 @@ from processor.contract.models import Actor, Command
 from processor.topics import ensure_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seeded_worker import start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
+from bench_support import start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench-single"

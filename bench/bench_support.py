@@ -1,6 +1,10 @@
-"""One real worker process over users written straight into its RocksDB partitions: the steps the
-backfill, bulk-rules and single-command benches share (start, wait until ready, stop, find the
-table's partitions, write users into them). Not a bench itself.
+"""Steps the benches share. Not a bench itself.
+
+- One real worker process over users written straight into its RocksDB partitions (backfill,
+  bulk-rules and single-command benches): start, wait until ready, stop, find the table's
+  partitions, write users into them.
+- On a tests/support/harness.py Cluster (members, people and preview-load benches): a managed
+  segment whose rule takes the department Sales.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from rocksdict import Options, Rdict
 
@@ -75,3 +79,18 @@ def write_users(dbs: dict[int, Path], partitions: int, states: Iterable[UserStat
     finally:
         for db in opened.values():
             db.close()
+
+
+def sales_segment(cluster: Any, site: str, segment: str, name: str, timeout: float) -> None:
+    """Create ``segment`` on ``cluster`` (a tests/support/harness.py Cluster), manage it and give it
+    rule "r" (department equals Sales); return once the three commands are decided."""
+    from tests.support.harness import make_command
+
+    cmds = [make_command(site, "UpsertSegment", segment_id=segment, name=name),
+            make_command(site, "EnableSegmentAutomation", segment_id=segment),
+            make_command(site, "CreateRule", rule_id="r", segment_id=segment, name="r",
+                         condition={"field": "department", "op": "equals", "value": "Sales"})]
+    for cmd in cmds:
+        cluster.producer.command(cmd)
+    cluster.producer.flush()
+    cluster.wait_results([x.command_id for x in cmds], timeout)
