@@ -32,10 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-import zlib
 from pathlib import Path
+from typing import Iterator
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rocksdict import Options, Rdict
@@ -44,9 +43,12 @@ from processor.broker import EmbeddedBroker, free_port
 from processor.config import Settings, Topics
 from processor.contract.codec import decode_membership_change, encode_command
 from processor.contract.models import Actor, Command
-from processor.state.keys import USER, user_key
-from processor.state.user_state import UserState, encode_state
+from processor.state.keys import USER
+from processor.state.user_state import UserState
 from processor.topics import ensure_topics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_support import ready, start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench-backfill"
@@ -55,35 +57,10 @@ MATCH = ["sales", "engineering"]  # 2 of 10 equally likely values: 20% of the us
 ADMIN = Actor("bench", ("site_admin",))
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    """Spread users over the partitions (a backfill scans every partition, so any spread works)."""
-    return zlib.crc32(key) % partitions
-
-
 def status(pid: int) -> dict[str, float]:
     text = Path(f"/proc/{pid}/status").read_text()
     kb = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines() if line.startswith(("VmRSS", "VmHWM"))}
     return {"rss_mb": round(kb["VmRSS"] / 1024, 1), "peak_rss_mb": round(kb["VmHWM"] / 1024, 1)}
-
-
-def ready(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-        return json.load(r)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "worker died"
-        try:
-            if ready(url)["ready"]:
-                return
-        except OSError:
-            pass
-        except json.JSONDecodeError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("worker not ready")
 
 
 def counter(url: str, prefix: str) -> int:
@@ -94,39 +71,23 @@ def counter(url: str, prefix: str) -> int:
     return sum(v for k, v in c.items() if k.startswith(prefix))
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", env.get("BENCH_LOG_LEVEL", "warn")], env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def seed_users(dbs: dict[int, Path], n: int, seed: int, partitions: int) -> int:
     """Write n users into their partitions' RocksDB stores; return how many match the rule."""
     rng = random.Random(seed)
-    opened = {p: Rdict(str(path), Options(raw_mode=True)) for p, path in dbs.items()}
     matching = 0
-    try:
+
+    def states() -> Iterator[UserState]:
+        nonlocal matching
         for i in range(n):
             uid = f"u{i:07d}"
             dept = rng.choice(DEPARTMENTS)
             matching += dept in MATCH
-            st = UserState(SITE, uid, profile={
+            yield UserState(SITE, uid, profile={
                 "username": uid, "department": dept, "city": rng.choice(["Paris", "Oslo", "Lima", "Pune"]),
                 "country": rng.choice(["FR", "NO", "PE", "IN"]), "email": f"{uid}@example.org",
                 "timecreated": 1_700_000_000 + i}, last_offset=-1)
-            key = user_key(SITE, uid)
-            opened[partition_for(f"{SITE}:{uid}".encode(), partitions)][key] = encode_state(st)
-    finally:
-        for db in opened.values():
-            db.close()
+
+    write_users(dbs, partitions, states())
     return matching
 
 
@@ -181,15 +142,14 @@ def main() -> None:
         cp.flush(30)
 
         # first start: creates the table's RocksDB partitions; stop, then seed them directly
-        w = start_worker(env, log)
+        w = start_worker(env, log, env.get("BENCH_LOG_LEVEL", "warn"))
         wait_ready(url, w)
         deadline = time.time() + 120
         while counter(url, "commands.") < 2 and time.time() < deadline:
             time.sleep(0.3)
         time.sleep(5)  # let the (empty) backfill orders of those commands be processed and committed
         stop(w)
-        dbs = {int(m.group(1)): p for p in (work / "state").rglob("users-*.db")
-               if (m := re.search(r"users-(\d+)\.db$", p.name))}
+        dbs = table_partitions(work / "state")
         assert len(dbs) == args.partitions, f"expected {args.partitions} table partitions, found {sorted(dbs)}"
         t = time.perf_counter()
         matching = seed_users(dbs, args.users, 11, args.partitions)
@@ -204,7 +164,7 @@ def main() -> None:
               f"{scanned / scan_s:,.0f} users/s", flush=True)
 
         # second start on the seeded state, then the rule
-        w = start_worker(env, log)
+        w = start_worker(env, log, env.get("BENCH_LOG_LEVEL", "warn"))
         wait_ready(url, w)
         c = Consumer({"bootstrap.servers": bs, "group.id": f"b-{uuid.uuid4().hex}", "enable.auto.commit": False})
         c.assign([TopicPartition(settings.topics.membership_changes, p, 0) for p in range(args.partitions)])

@@ -34,21 +34,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-import zlib
 from pathlib import Path
+from typing import Iterator
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from rocksdict import Options, Rdict
 
 from processor.broker import EmbeddedBroker, free_port
 from processor.config import Settings, Topics
 from processor.contract.codec import decode_command_result, encode_command
 from processor.contract.models import Actor, Command
-from processor.state.keys import user_key
-from processor.state.user_state import UserState, encode_state
+from processor.state.user_state import UserState
 from processor.topics import ensure_topics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_support import start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench-bulk"
@@ -57,61 +57,23 @@ DEPTS = 50  # x CITIES = the number of distinct rules, one per (department, city
 MAX_OPS = 1000
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    return zlib.crc32(key) % partitions
-
-
-def ready(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
-        return json.load(r)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "worker died"
-        try:
-            if ready(url)["ready"]:
-                return
-        except (OSError, json.JSONDecodeError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("worker not ready")
-
-
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "processor", "worker", "-l", "info"], env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def seed_users(dbs: dict[int, Path], n: int, cities: int, partitions: int) -> None:
     """``cities``: the city values users get; the rules cover the first ``--rules // 50`` of them."""
     rng = random.Random(7)
-    opened = {p: Rdict(str(path), Options(raw_mode=True)) for p, path in dbs.items()}
-    try:
+
+    def states() -> Iterator[UserState]:
         for i in range(n):
             uid = f"u{i:07d}"
-            st = UserState(SITE, uid, profile={
+            yield UserState(SITE, uid, profile={
                 "username": uid, "department": f"d{rng.randrange(DEPTS)}", "city": f"c{rng.randrange(cities)}",
                 "email": f"{uid}@example.org", "timecreated": 1_700_000_000 + i}, last_offset=-1)
-            opened[partition_for(f"{SITE}:{uid}".encode(), partitions)][user_key(SITE, uid)] = encode_state(st)
-    finally:
-        for db in opened.values():
-            db.close()
+
+    write_users(dbs, partitions, states())
 
 
 def rule_payload(i: int, segment: str, cities: int) -> dict:
@@ -239,8 +201,7 @@ def main() -> None:
         b.wait_applied(["b-base-seg", "b-base-on"], w)
         time.sleep(3)  # let the offsets of those commands' (empty) backfills be committed
         stop(w)
-        dbs = {int(m.group(1)): p for p in (work / "state").rglob("users-*.db")
-               if (m := re.search(r"users-(\d+)\.db$", p.name))}
+        dbs = table_partitions(work / "state")
         assert len(dbs) == args.partitions, f"expected {args.partitions} table partitions, found {sorted(dbs)}"
         t = time.perf_counter()
         seed_users(dbs, args.users, max(cities, round(cities / args.match)), args.partitions)

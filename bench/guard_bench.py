@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import statistics
 import sys
 import time
@@ -34,17 +33,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+from aiohttp.test_utils import TestClient  # noqa: E402
 
-from processor import http  # noqa: E402
 from processor.api.auth import make_token  # noqa: E402
 from processor.catalog.commands import apply, decide  # noqa: E402
 from processor.catalog.registry import CatalogRegistry  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.contract.models import Actor, Command  # noqa: E402
 from processor.state.reads import Member  # noqa: E402
-from processor.state.user_state import Fact, UserState  # noqa: E402
+from processor.state.members import fact_entry  # noqa: E402
+from processor.state.user_state import Fact, UserState, encode_state  # noqa: E402
+from tests.support.api_double import InMemoryModel, served_pair  # noqa: E402
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 SITE = "s"
@@ -62,6 +61,10 @@ class Scan:
 
     def member_segments(self) -> Any:
         return (s for u in self._users for s, f in u.facts.items() if f.member)
+
+    def segment_members(self, segment_id: str, after: str = "") -> Any:
+        return ((u.user_id, fact_entry(u.facts[segment_id]), encode_state(u)) for u in self._users
+                if u.is_member(segment_id) and u.user_id > after)
 
     def current(self) -> bool:
         return True
@@ -87,45 +90,6 @@ class Store:
 
     def scan(self, site_id: str) -> Scan:
         return Scan(self._users)
-
-
-class Metrics:
-    def observe_api(self, *a: Any) -> None:
-        pass
-
-    def render(self) -> bytes:
-        return b""
-
-
-class Model:
-    def __init__(self, users: list[UserState]) -> None:
-        self.registry = CatalogRegistry()
-        self.store = Store(users)
-        self.metrics = Metrics()
-        self.log = logging.getLogger("bench")
-        self.url = ""
-        self.peers: list[str] = []
-
-    def counters(self) -> dict[str, int]:
-        return {}
-
-    def readiness(self) -> tuple[bool, bool]:
-        return True, True
-
-    def update_gauges(self) -> None:
-        pass
-
-    def self_url(self) -> str:
-        return self.url
-
-    def peer_urls(self) -> list[str]:
-        return self.peers
-
-    async def send_command(self, site_id: str, value: bytes) -> None:
-        pass
-
-    def ingest_producer(self, delivery_timeout_s: float) -> Any:
-        raise AssertionError
 
 
 SALES = {"field": "department", "op": "equals", "value": "Sales"}
@@ -167,19 +131,15 @@ def users(n: int) -> list[UserState]:
 async def run(n: int, repeat: int) -> dict[str, Any]:
     settings = Settings(bootstrap_servers="127.0.0.1:9", admin_jwt_secret=SECRET, scan_timeout_s=600)
     everyone = users(n)
-    me, peer = Model(everyone[0::2]), Model(everyone[1::2])
-    me_app, peer_app = web.Application(), web.Application()
-    http.install(me_app, me, settings)
-    http.install(peer_app, peer, settings)
-    peer_server = TestServer(peer_app, host="127.0.0.1")
-    await peer_server.start_server()
-    client = TestClient(TestServer(me_app, host="127.0.0.1"))
-    await client.start_server()
-    peer.url = str(peer_server.make_url("")).rstrip("/")
-    me.url = str(client.make_url("")).rstrip("/")
-    me.peers = peer.peers = sorted([me.url, peer.url])
-    for m in (me, peer):
-        seed(m.registry)
+    me = InMemoryModel(Store(everyone[0::2]), log_name="bench")
+    peer = InMemoryModel(Store(everyone[1::2]), log_name="bench")
+    async with served_pair(me, peer, settings) as client:
+        for m in (me, peer):
+            seed(m.registry)
+        return await measure(client, n, repeat)
+
+
+async def measure(client: TestClient, n: int, repeat: int) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {make_token(SECRET, 'bench', SITE, ['site_admin'], ttl_s=3600)}"}
     removed = n // 4
 
@@ -200,12 +160,8 @@ async def run(n: int, repeat: int) -> dict[str, Any]:
         "confirmed": ("DELETE", f"/sites/{SITE}/rules/dept", {"confirm": {"removed": removed}}, 202),
     }
     out: dict[str, Any] = {"users": n, "repeat": repeat, "seconds": {}}
-    try:
-        for name, (method, path, body, want) in cases.items():
-            out["seconds"][name] = statistics.median([await timed(method, path, body, want) for _ in range(repeat)])
-    finally:
-        await client.close()
-        await peer_server.close()
+    for name, (method, path, body, want) in cases.items():
+        out["seconds"][name] = statistics.median([await timed(method, path, body, want) for _ in range(repeat)])
     base = out["seconds"]["baseline"]
     out["ratio_to_preview"] = {k: round(v / base, 3) for k, v in out["seconds"].items()}
     out["seconds"] = {k: round(v, 4) for k, v in out["seconds"].items()}

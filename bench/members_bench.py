@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the harness lives in tests/support, beside the package
 
 from processor.api.auth import make_token  # noqa: E402
-from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command, make_event  # noqa: E402
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_event  # noqa: E402
+from bench.bench_support import sales_segment  # noqa: E402
 
 
 def timed(url: str, token: str | None, n: int) -> list[float]:
@@ -56,14 +57,7 @@ def main() -> None:
         for i in range(args.workers):
             c.start_worker(f"w{i}")
         site = "bench"
-        cmds = [make_command(site, "UpsertSegment", segment_id="all", name="All"),
-                make_command(site, "EnableSegmentAutomation", segment_id="all"),
-                make_command(site, "CreateRule", rule_id="r", segment_id="all", name="r",
-                             condition={"field": "department", "op": "equals", "value": "Sales"})]
-        for cmd in cmds:
-            c.producer.command(cmd)
-        c.producer.flush()
-        c.wait_results([x.command_id for x in cmds], 120)
+        sales_segment(c, site, "all", "All", 120)
         t0 = time.time()
         for i in range(args.users):
             c.producer.user_event(make_event(site, f"user{i:07d}", department="Sales"))

@@ -38,7 +38,8 @@ from rocksdict import Options, Rdict  # noqa: E402
 from processor.api.auth import make_token  # noqa: E402
 from processor.state.reads import HandleScan  # noqa: E402
 from processor.state.user_state import decode_names  # noqa: E402
-from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command, make_event  # noqa: E402
+from tests.support.harness import TEST_JWT_SECRET, Cluster, make_event  # noqa: E402
+from bench.bench_support import sales_segment  # noqa: E402
 
 SITE = "bench"
 SEG = "all"
@@ -101,14 +102,7 @@ def main() -> None:
     try:
         for i in range(args.workers):
             c.start_worker(f"w{i}")
-        cmds = [make_command(SITE, "UpsertSegment", segment_id=SEG, name="All"),
-                make_command(SITE, "EnableSegmentAutomation", segment_id=SEG),
-                make_command(SITE, "CreateRule", rule_id="r", segment_id=SEG, name="r",
-                             condition={"field": "department", "op": "equals", "value": "Sales"})]
-        for cmd in cmds:
-            c.producer.command(cmd)
-        c.producer.flush()
-        c.wait_results([x.command_id for x in cmds], 180)
+        sales_segment(c, SITE, SEG, "All", 180)
         t0 = time.time()
         for i in range(args.users):
             c.producer.user_event(make_event(SITE, f"u{i:07d}", **person(i)))

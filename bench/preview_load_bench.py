@@ -41,7 +41,8 @@ from processor.api.auth import make_token  # noqa: E402
 from processor.client import ContractProducer  # noqa: E402
 from processor.contract.codec import decode_membership_change, encode_user_event  # noqa: E402
 from processor.contract.models import UserEvent  # noqa: E402
-from tests.support.harness import TEST_JWT_SECRET, Cluster, make_command  # noqa: E402
+from tests.support.harness import TEST_JWT_SECRET, Cluster  # noqa: E402
+from bench.bench_support import sales_segment  # noqa: E402
 
 SITE = "bench"
 DEPARTMENTS = ("Sales", "HR", "IT", "Ops", "Finance", "Legal")
@@ -198,14 +199,7 @@ def main() -> None:
                            "worker_env": args.env}
     try:
         w = c.start_worker("w0")
-        cmds = [make_command(SITE, "UpsertSegment", segment_id="sales", name="Sales"),
-                make_command(SITE, "EnableSegmentAutomation", segment_id="sales"),
-                make_command(SITE, "CreateRule", rule_id="r", segment_id="sales", name="r",
-                             condition={"field": "department", "op": "equals", "value": "Sales"})]
-        for cmd in cmds:
-            c.producer.command(cmd)
-        c.producer.flush()
-        c.wait_results([x.command_id for x in cmds], 180)
+        sales_segment(c, SITE, "sales", "Sales", 180)
         t0 = time.time()
         bulk = ContractProducer(c.settings.bootstrap_servers, c.settings.topics, linger_ms=100)
         rng = random.Random(11)

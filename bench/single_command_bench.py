@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -37,7 +37,7 @@ from processor.contract.models import Actor, Command
 from processor.topics import ensure_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_rules_bench import partition_for, start_worker, stop, wait_ready  # noqa: E402
+from bench_support import start_worker, stop, table_partitions, wait_ready, write_users  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "bench-single"
@@ -46,24 +46,19 @@ DEPTS = 20
 
 
 def seed(dbs: dict[int, Path], n: int, partitions: int) -> dict[str, int]:
-    from rocksdict import Options, Rdict
-
-    from processor.state.keys import user_key
-    from processor.state.user_state import UserState, encode_state
+    from processor.state.user_state import UserState
 
     rng = random.Random(5)
     per: dict[str, int] = {}
-    opened = {p: Rdict(str(path), Options(raw_mode=True)) for p, path in dbs.items()}
-    try:
+
+    def states() -> Iterator[UserState]:
         for i in range(n):
             uid = f"u{i:07d}"
             dept = f"d{rng.randrange(DEPTS)}"
             per[dept] = per.get(dept, 0) + 1
-            st = UserState(SITE, uid, profile={"username": uid, "department": dept}, last_offset=-1)
-            opened[partition_for(f"{SITE}:{uid}".encode(), partitions)][user_key(SITE, uid)] = encode_state(st)
-    finally:
-        for db in opened.values():
-            db.close()
+            yield UserState(SITE, uid, profile={"username": uid, "department": dept}, last_offset=-1)
+
+    write_users(dbs, partitions, states())
     return per
 
 
@@ -99,8 +94,7 @@ def main() -> None:
         wait_ready(url, w)
         time.sleep(8)  # the setup commands decided and their (empty) backfills committed
         stop(w)
-        dbs = {int(m.group(1)): p for p in (work / "state").rglob("users-*.db")
-               if (m := re.search(r"users-(\d+)\.db$", p.name))}
+        dbs = table_partitions(work / "state")
         per = seed(dbs, args.users, args.partitions)
         w = start_worker(env, log)
         wait_ready(url, w)

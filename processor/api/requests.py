@@ -143,6 +143,24 @@ def automation_payload(body: Any) -> tuple[str, dict[str, Any]]:
     return "DisableSegmentAutomation", {"remove_members": remove}
 
 
+def only_field(body: Any, key: str) -> Any:
+    """The value of ``key`` in a body that must be ``{key: [...]}``: a body that is not an object
+    or has any other field is a 400 INVALID_FIELD at that field."""
+    b = require_object(body)
+    extra = sorted(set(b) - {key})
+    if extra:
+        raise ApiError(400, "INVALID_FIELD", f"unknown field {extra[0]!r}; the body is {{\"{key}\": [...]}}",
+                       f"$.{extra[0]}")
+    return b.get(key)
+
+
+def dry_run_param(raw: str | None) -> bool:
+    """``?dry_run=``: absent or ``false`` is False, ``true`` is True, anything else a 400."""
+    if raw not in (None, "true", "false"):
+        raise ApiError(400, "INVALID_PARAMETER", "dry_run must be true or false", "$query.dry_run")
+    return raw == "true"
+
+
 def page_limit(raw: str | None, default: int = 50) -> int:
     if raw is None or raw == "":
         return default

@@ -73,6 +73,16 @@ class HistoryReads:
                 continue  # seek_for_prev lands on ``start`` itself when it exists
             yield k, v
 
+    def _newest_first(self, db: Handle, prefix: bytes, cursor: str | None, since: int | None,
+                      until: int | None) -> Iterator[tuple[bytes, bytes, int, str]]:
+        """(key, value, emitted at, change id) of ``prefix``'s changes, from ``cursor`` (or before
+        ``until``) back to ``since`` (inclusive)."""
+        for k, v in self._back(db, prefix, self._start(prefix, cursor, until)):
+            emitted, cid = K.parse_tail(k, len(prefix))
+            if since is not None and emitted < since:
+                return
+            yield k, v, emitted, cid
+
     def _start(self, prefix: bytes, cursor: str | None, until: int | None) -> bytes:
         if cursor:
             tail = _unb64(cursor)
@@ -119,10 +129,7 @@ class HistoryReads:
         actor = self._actors(db, site)
         items: list[dict[str, Any]] = []
         last = b""
-        for k, v in self._back(db, prefix, self._start(prefix, cursor, until)):
-            emitted, cid = K.parse_tail(k, len(prefix))
-            if since is not None and emitted < since:
-                break
+        for k, v, emitted, cid in self._newest_first(db, prefix, cursor, since, until):
             rec = records.change(v)
             last = k
             if segment is not None and rec.segment_id != segment:
@@ -140,10 +147,7 @@ class HistoryReads:
         actor = self._actors(db, site)
         items: list[dict[str, Any]] = []
         last = b""
-        for k, v in self._back(db, prefix, self._start(prefix, cursor, until)):
-            emitted, cid = K.parse_tail(k, len(prefix))
-            if since is not None and emitted < since:
-                break
+        for k, v, emitted, cid in self._newest_first(db, prefix, cursor, since, until):
             user = v.decode()
             raw = db.get(K.user_key(site, user, emitted, cid))
             if raw is None:

@@ -28,6 +28,7 @@ from processor.api.requests import (
     automation_payload,
     check_path_ids,
     condition_tree,
+    dry_run_param,
     nesting_exceeds,
     page_limit,
     parse_json_text,
@@ -102,15 +103,6 @@ def _user_answer(st: Any) -> dict[str, Any]:
                           "cause_id": f.cause_id, "since": f.emitted_at,
                           "matched_rule_ids": list(f.matched_rule_ids)}
                       for s, f in st.facts.items()}}
-
-
-def _dry_run(request: aioweb.Request) -> bool:
-    raw = request.query.get("dry_run")
-    if raw is None or raw == "false":
-        return False
-    if raw == "true":
-        return True
-    raise ApiError(400, "INVALID_PARAMETER", "dry_run must be true or false", "$query.dry_run")
 
 
 class Api:
@@ -502,24 +494,24 @@ class Api:
         p = self.principal(request, WRITE_RULES)
         body, confirmed = take_confirm(await self.body(request))
         payload = rule_payload(body)
-        return await self._submit(request, p, "CreateRule", payload, _dry_run(request), confirmed)
+        return await self._submit(request, p, "CreateRule", payload, dry_run_param(request.query.get("dry_run")), confirmed)
 
     async def update_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         body, confirmed = take_confirm(await self.body(request))
         payload = rule_payload(body, request.match_info["rule"])
-        return await self._submit(request, p, "UpdateRule", payload, _dry_run(request), confirmed)
+        return await self._submit(request, p, "UpdateRule", payload, dry_run_param(request.query.get("dry_run")), confirmed)
 
     async def delete_rule(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         _, confirmed = confirm_only(await self.optional_body(request))
         return await self._submit(request, p, "DeleteRule", {"rule_id": request.match_info["rule"]},
-                                  _dry_run(request), confirmed)
+                                  dry_run_param(request.query.get("dry_run")), confirmed)
 
     async def set_automation(self, request: aioweb.Request) -> aioweb.Response:
         p = self.principal(request, WRITE_RULES)
         body, confirmed = take_confirm(await self.body(request))
         ptype, payload = automation_payload(body)
         payload["segment_id"] = request.match_info["segment"]
-        return await self._submit(request, p, ptype, payload, _dry_run(request), confirmed)
+        return await self._submit(request, p, ptype, payload, dry_run_param(request.query.get("dry_run")), confirmed)
 

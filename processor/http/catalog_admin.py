@@ -21,7 +21,7 @@ from aiohttp import web as aioweb
 from processor.api import command_ids
 from processor.api.auth import READ, WRITE_CATALOG, WRITE_SETTINGS
 from processor.api.errors import ApiError
-from processor.api.requests import require_object
+from processor.api.requests import dry_run_param, only_field, require_object
 from processor.catalog import bulk
 from processor.catalog.authorize import authorize as command_allowed
 from processor.catalog.settings import DEFAULTS, FIELDS, check_payload
@@ -81,14 +81,9 @@ class CatalogAdmin:
 
     async def bulk_segments(self, request: aioweb.Request) -> aioweb.Response:
         p = self.api.principal(request, WRITE_CATALOG)
-        dry = _dry_run(request)
+        dry = dry_run_param(request.query.get("dry_run"))
         site = self.api.site(request)
-        b = require_object(await self.api.body(request))
-        extra = sorted(set(b) - {"segments"})
-        if extra:
-            raise ApiError(400, "INVALID_FIELD", f"unknown field {extra[0]!r}; the body is {{\"segments\": [...]}}",
-                           f"$.{extra[0]}")
-        items = b.get("segments")
+        items = only_field(await self.api.body(request), "segments")
         if not isinstance(items, list) or not items or len(items) > bulk.MAX_ROWS:
             raise ApiError(400, "INVALID_FIELD", f"segments must be an array of 1 to {bulk.MAX_ROWS} rows "
                            "{segment_id, name, managed?}", "$.segments")
@@ -181,13 +176,6 @@ async def send_batches(admin: CatalogAdmin, request: aioweb.Request, principal: 
             for c in result["commands"]:
                 c.update(command_id=batch.command_id, poll=f"/sites/{site.site_id}/commands/{batch.command_id}")
     return dropped
-
-
-def _dry_run(request: aioweb.Request) -> bool:
-    raw = request.query.get("dry_run")
-    if raw not in (None, "true", "false"):
-        raise ApiError(400, "INVALID_PARAMETER", "dry_run must be true or false", "$query.dry_run")
-    return raw == "true"
 
 
 def _seg(item: Any) -> str | None:

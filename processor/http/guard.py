@@ -26,7 +26,7 @@ from aiohttp import web as aioweb
 
 from processor.api.auth import READ, WRITE_RULES
 from processor.api.errors import ApiError
-from processor.api.requests import MAX_LIMIT, require_object, rule_payload
+from processor.api.requests import MAX_LIMIT, only_field, require_object, rule_payload
 from processor.catalog import guard as core
 from processor.catalog.model import SiteCatalog
 from processor.contract.codec import decode_command, encode_command
@@ -266,12 +266,7 @@ class Guard:
         updated in order, then the combined impact per segment. Nothing is produced."""
         self.api.principal(request, WRITE_RULES)
         site = self.api.site(request)
-        b = require_object(await self.api.body(request))
-        extra = sorted(set(b) - {"rules"})
-        if extra:
-            raise ApiError(400, "INVALID_FIELD", f"unknown field {extra[0]!r}; the body is {{\"rules\": [...]}}",
-                           f"$.{extra[0]}")
-        items = b.get("rules")
+        items = only_field(await self.api.body(request), "rules")
         if not isinstance(items, list) or not items or len(items) > MAX_COMMANDS:
             raise ApiError(400, "INVALID_FIELD", f"rules must be an array of 1 to {MAX_COMMANDS} rules", "$.rules")
         cmds: list[Command] = []

@@ -26,7 +26,7 @@ from aiohttp import web as aioweb
 from processor.api import command_ids
 from processor.api.auth import WRITE_RULES
 from processor.api.errors import ApiError
-from processor.api.requests import require_object, rule_payload
+from processor.api.requests import dry_run_param, only_field, rule_payload
 from processor.catalog.batch import MAX_OPERATIONS, batch_payload, check_batch
 from processor.catalog.model import CommandRecord
 from processor.catalog.registry import CatalogRegistry
@@ -71,15 +71,6 @@ def routes(api: "Api") -> list[tuple[str, str, Any]]:
     return [("POST", "/sites/{site}/rules:bulk", BulkRules(api).bulk_rules)]
 
 
-def _dry_run(request: aioweb.Request) -> bool:
-    raw = request.query.get("dry_run")
-    if raw is None or raw == "false":
-        return False
-    if raw == "true":
-        return True
-    raise ApiError(400, "INVALID_PARAMETER", "dry_run must be true or false", "$query.dry_run")
-
-
 class BulkRules:
     """``POST /sites/{site}/rules:bulk``: ``{"rules": [{rule_id, segment_id, name?, condition,
     enabled?}, ...]}``, each created (new id) or updated (existing id), as one Batch command."""
@@ -88,12 +79,7 @@ class BulkRules:
         self.api = api
 
     def _operations(self, body: Any, site_rules: set[str]) -> list[tuple[str, dict[str, Any]]]:
-        b = require_object(body)
-        extra = sorted(set(b) - {"rules"})  # ("confirm" was taken off: processor/http/guard.py)
-        if extra:
-            raise ApiError(400, "INVALID_FIELD", f"unknown field {extra[0]!r}; the body is {{\"rules\": [...]}}",
-                           f"$.{extra[0]}")
-        rules = b.get("rules")
+        rules = only_field(body, "rules")  # ("confirm" was taken off: processor/http/guard.py)
         if not isinstance(rules, list) or not rules:
             raise ApiError(400, "INVALID_FIELD", "rules must be a non-empty array of rules", "$.rules")
         if len(rules) > MAX_OPERATIONS:
@@ -126,7 +112,7 @@ class BulkRules:
                       BATCH, batch_payload(ops), auth_token=token if api.settings.commands_require_token else None)
         created = sum(t == "CreateRule" for t, _ in ops)
         counts = {"operations": len(ops), "created": created, "updated": len(ops) - created}
-        if _dry_run(request):  # every operation's own validation, against this worker's catalog
+        if dry_run_param(request.query.get("dry_run")):  # every operation's own validation, against this worker's catalog
             decisions, _ = check_batch(site, cmd)
             errors = [{"index": i, "rule_id": ops[i][1]["rule_id"], "code": d.code,
                        "path": (d.path or "").replace("$.payload.operations", "$.rules", 1), "message": d.message}

@@ -190,26 +190,25 @@ class DeadLetters:
         if b is not None and not b.sealed:
             b.records.append((key, record))  # its task sends it after the first
             return
-        b = _Block(msg.offset, [(key, record)], self.partitions.generation(), msg.offset)
-        self._blocks[msg.tp] = b
-        self.metrics.dead_letter_blocked.labels(msg.topic, str(msg.partition)).set(1)
-        log.error("dead letter of %s[%d]@%d not sent (%s); consumption of %s[%d] paused until it is",
-                  msg.topic, msg.partition, msg.offset, reason, msg.topic, msg.partition,
-                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-                         "error_code": "DEAD_LETTER_BLOCKED"})
-        b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
+        self._pause(msg, _Block(msg.offset, [(key, record)], self.partitions.generation(), msg.offset),
+                    self.metrics.dead_letter_blocked, "DEAD_LETTER_BLOCKED", reason,
+                    "dead letter of %s[%d]@%d not sent (%s); consumption of %s[%d] paused until it is")
 
     def hold(self, msg: Any, ready: Callable[[], Awaitable[str | None]], reason: str) -> None:
         """``msg`` cannot be read yet (``reason``): park it, pause its partition until ``ready()``
         answers None, then seek back to it so it is read again (see the module docstring)."""
         msg.acked = True
-        b = _Block(msg.offset, [], self.partitions.generation(), msg.offset, ready=ready)
+        self._pause(msg, _Block(msg.offset, [], self.partitions.generation(), msg.offset, ready=ready),
+                    self.metrics.input_held, "INPUT_HELD", reason,
+                    "%s[%d]@%d cannot be read now (%s); consumption of %s[%d] paused until it can")
+
+    def _pause(self, msg: Any, b: _Block, gauge: Any, code: str, reason: str, fmt: str) -> None:
+        """Park ``msg``'s partition behind ``b``: its gauge set to 1, an error logged (``fmt`` takes
+        topic, partition, offset, reason, topic, partition) and the task that lifts it started."""
         self._blocks[msg.tp] = b
-        self.metrics.input_held.labels(msg.topic, str(msg.partition)).set(1)
-        log.error("%s[%d]@%d cannot be read now (%s); consumption of %s[%d] paused until it can",
-                  msg.topic, msg.partition, msg.offset, reason, msg.topic, msg.partition,
-                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-                         "error_code": "INPUT_HELD"})
+        gauge.labels(msg.topic, str(msg.partition)).set(1)
+        log.error(fmt, msg.topic, msg.partition, msg.offset, reason, msg.topic, msg.partition,
+                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "error_code": code})
         b.task = asyncio.ensure_future(self._unblock(msg.tp, b))
 
     async def _wait_ready(self, tp: Any, b: _Block) -> int:

@@ -13,11 +13,12 @@ import json
 
 import msgspec
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from processor.state.keys import member_prefix, parse_member_key, user_key, user_prefix
 from processor.state.user_state import UserState, decode_state, is_deleted
 
+_T = TypeVar("_T")
 Handle = Any  # get(key), keys(from_key=), items(from_key=): one partition's store
 
 
@@ -57,20 +58,29 @@ def _after(prefix: bytes, after: str) -> bytes:
     return prefix + after.encode() + (b"\x00" if after else b"")
 
 
-def members(handles: Sequence[Handle], site_id: str, segment_id: str, after: str = "",
-            limit: int = 50) -> list[Member]:
-    """Members of one segment with user_id > ``after``, sorted by user_id, at most ``limit``."""
-    prefix = member_prefix(site_id, segment_id)
-    per_handle = []
+def _page(handles: Sequence[Handle], prefix: bytes, after: str, limit: int, row: Callable[[bytes, bytes], _T],
+          user_id: Callable[[_T], str]) -> list[_T]:
+    """The first ``limit`` rows past ``after`` under ``prefix`` across the handles, in user-id order
+    (each handle is read up to ``limit`` rows, then the handles' rows are merged)."""
+    per_handle: list[list[_T]] = []
     for db in handles:
-        rows = []
+        rows: list[_T] = []
         for k, v in db.items(from_key=_after(prefix, after)):
             if not k.startswith(prefix) or len(rows) >= limit:
                 break
-            meta = json.loads(v) if v else {}
-            rows.append(Member(parse_member_key(k)[2], meta.get("since"), meta.get("rules", []), meta.get("cause")))
+            rows.append(row(k, v))
         per_handle.append(rows)
-    return list(heapq.merge(*per_handle, key=lambda m: m.user_id))[:limit]
+    return list(heapq.merge(*per_handle, key=user_id))[:limit]
+
+
+def members(handles: Sequence[Handle], site_id: str, segment_id: str, after: str = "",
+            limit: int = 50) -> list[Member]:
+    """Members of one segment with user_id > ``after``, sorted by user_id, at most ``limit``."""
+    def row(k: bytes, v: bytes) -> Member:
+        meta = json.loads(v) if v else {}
+        return Member(parse_member_key(k)[2], meta.get("since"), meta.get("rules", []), meta.get("cause"))
+
+    return _page(handles, member_prefix(site_id, segment_id), after, limit, row, lambda m: m.user_id)
 
 
 def user(handles: Sequence[Handle], site_id: str, user_id: str) -> UserState | None:
@@ -85,16 +95,7 @@ def user(handles: Sequence[Handle], site_id: str, user_id: str) -> UserState | N
 
 def users(handles: Sequence[Handle], site_id: str, after: str = "", limit: int = 50) -> list[UserState]:
     """Stored users of a site with user_id > ``after``, sorted by user_id, at most ``limit``."""
-    prefix = user_prefix(site_id)
-    per_handle = []
-    for db in handles:
-        rows = []
-        for k, v in db.items(from_key=_after(prefix, after)):
-            if not k.startswith(prefix) or len(rows) >= limit:
-                break
-            rows.append(decode_state(v))
-        per_handle.append(rows)
-    return list(heapq.merge(*per_handle, key=lambda st: st.user_id))[:limit]
+    return _page(handles, user_prefix(site_id), after, limit, lambda k, v: decode_state(v), lambda st: st.user_id)
 
 
 class _InOrder:

@@ -8,6 +8,7 @@ assigned and consumed) before the first test runs.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +40,21 @@ def warm_up(cluster: Cluster, timeout: float = 90.0) -> None:
         "warm-up dead letters from every user-event partition",
     )
     cluster.wait_results(ids, timeout)
+
+
+@contextmanager
+def two_workers(root: Path, app_id: str) -> Iterator[Cluster]:
+    """A cluster of two workers sharing the partitions: "a" owns (and has consumed) every
+    partition before "b" joins and takes half of them in a rebalance; closed on exit."""
+    c = Cluster(root, app_id=app_id)
+    try:
+        c.start_worker("a")
+        warm_up(c, timeout=120)
+        c.start_worker("b")
+        warm_up(c, timeout=120)
+        yield c
+    finally:
+        c.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,26 +22,19 @@ from urllib.parse import quote
 import pytest
 
 from processor.api.auth import make_token
-from processor.contract.models import Actor, MembershipChange
+from processor.contract.models import Actor, Command, MembershipChange
 from tests.support.harness import (TEST_JWT_SECRET, Cluster, WorkerProcess, make_command, make_event,
                                    produce_steps, wait_checker_ok)
 from tests.support.oracle import expected_membership, generate
 
-from .conftest import warm_up
+from .conftest import two_workers
 from .test_api import call
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(Path(tmp_path_factory.mktemp("history")), app_id="sa-history")
-    try:
-        c.start_worker("a")
-        warm_up(c, timeout=120)
-        c.start_worker("b")
-        warm_up(c, timeout=120)
+    with two_workers(Path(tmp_path_factory.mktemp("history")), "sa-history") as c:
         yield c
-    finally:
-        c.close()
 
 
 def token(site: str) -> str:
@@ -204,15 +197,20 @@ def test_history_survives_a_kill_9_restart_without_duplicates(pair: Cluster) -> 
     assert after["read"] < on_topic, (after, on_topic, new)  # resumed where it was, not from the start
 
 
+def sales_segment(site: str) -> list[Command]:
+    """The commands of a managed segment "sales" whose rule r1 takes the department Sales."""
+    return [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
+            make_command(site, "EnableSegmentAutomation", segment_id="sales"),
+            make_command(site, "CreateRule", rule_id="r1", segment_id="sales", name="Sales dept",
+                         condition={"field": "department", "op": "equals", "value": "Sales"})]
+
+
 def test_explain_as_of_a_past_time(pair: Cluster, site: str) -> None:
     """Bob is in Sales (rule: department equals Sales); then alice narrows the rule and Bob leaves.
     Asked as of a time in between, the explain shows him a member, the rule as it was then, and
     the department recorded with the change; asked as of now: not a member, removed by alice's
     command, the rule as it is now."""
-    cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
-            make_command(site, "EnableSegmentAutomation", segment_id="sales"),
-            make_command(site, "CreateRule", rule_id="r1", segment_id="sales", name="Sales dept",
-                         condition={"field": "department", "op": "equals", "value": "Sales"})]
+    cmds = sales_segment(site)
     for c in cmds:
         pair.producer.command(c)
     pair.producer.flush()
@@ -265,10 +263,7 @@ def test_cli_history_and_audit(pair: Cluster, site: str) -> None:
     import subprocess
     import sys
 
-    cmds = [make_command(site, "UpsertSegment", segment_id="sales", name="Sales"),
-            make_command(site, "EnableSegmentAutomation", segment_id="sales"),
-            make_command(site, "CreateRule", rule_id="r1", segment_id="sales", name="Sales dept",
-                         condition={"field": "department", "op": "equals", "value": "Sales"})]
+    cmds = sales_segment(site)
     for c in cmds:
         pair.producer.command(c)
     for i in range(3):

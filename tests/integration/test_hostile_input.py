@@ -33,7 +33,7 @@ from urllib.parse import quote
 import pytest
 
 from processor.contract.codec import encode_command, encode_user_event, user_event_key
-from processor.contract.models import Actor, Command, UserEvent
+from processor.contract.models import Actor, Command, CommandResult, UserEvent
 from tests.support.harness import TEST_JWT_SECRET, Cluster, WorkerProcess, fold_membership, make_command, make_event
 from tests.integration.test_api import admin, call
 
@@ -197,19 +197,25 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.close()
 
 
+def _send_sales_rule(cluster: Cluster, site: str, command_id: str) -> tuple[Command, bytes, CommandResult]:
+    """Produce CreateRule r1 (department equals Sales, segment sales) as ``command_id``: the
+    command, the bytes produced and its result."""
+    cmd = Command(command_id, site, int(time.time() * 1000), Actor("tester", ("site_admin",)), "CreateRule",
+                  {"rule_id": "r1", "segment_id": "sales", "name": "r1", "enabled": True,
+                   "condition_json": json.dumps({"field": "department", "op": "equals", "value": "Sales"})})
+    raw = encode_command(cmd)
+    cluster.producer.raw(cluster.settings.topics.commands, site.encode(), raw)
+    cluster.producer.flush()
+    return cmd, raw, cluster.wait_results([cmd.command_id], timeout=90)[cmd.command_id]
+
+
 def test_command_that_raises_gets_rejected_internal_error_and_a_dead_letter(faulty: Cluster) -> None:
     """decide() raising (an OSError naming a server path in the report; injected here) ends in
     REJECTED INTERNAL_ERROR on the command-results topic, the same answer for a re-sent id, and a
     dead letter with the original bytes. Nothing of the command was applied."""
     site = f"site-{uuid.uuid4().hex[:8]}"
     _setup(faulty, site, {"u1": {"department": "Sales"}})
-    cmd = Command("fault-decide-1", site, int(time.time() * 1000), Actor("tester", ("site_admin",)), "CreateRule",
-                  {"rule_id": "r1", "segment_id": "sales", "name": "r1", "enabled": True,
-                   "condition_json": json.dumps({"field": "department", "op": "equals", "value": "Sales"})})
-    raw = encode_command(cmd)
-    faulty.producer.raw(faulty.settings.topics.commands, site.encode(), raw)
-    faulty.producer.flush()
-    res = faulty.wait_results([cmd.command_id], timeout=90)[cmd.command_id]
+    cmd, raw, res = _send_sales_rule(faulty, site, "fault-decide-1")
     assert (res.status, res.code) == ("REJECTED", "INTERNAL_ERROR"), res
     assert "/" not in res.message and ".py" not in res.message and "RuntimeError" not in res.message, res.message
     faulty.wait(lambda: any(d.value == raw for d in faulty.out.dead_letters), what="dead letter")
@@ -232,13 +238,7 @@ def test_failure_after_the_decision_still_publishes_it(faulty: Cluster) -> None:
     published, and the dead letter keeps the original bytes."""
     site = f"site-{uuid.uuid4().hex[:8]}"
     _setup(faulty, site)
-    cmd = Command("fault-fanout-1", site, int(time.time() * 1000), Actor("tester", ("site_admin",)), "CreateRule",
-                  {"rule_id": "r1", "segment_id": "sales", "name": "r1", "enabled": True,
-                   "condition_json": json.dumps({"field": "department", "op": "equals", "value": "Sales"})})
-    raw = encode_command(cmd)
-    faulty.producer.raw(faulty.settings.topics.commands, site.encode(), raw)
-    faulty.producer.flush()
-    res = faulty.wait_results([cmd.command_id], timeout=90)[cmd.command_id]
+    cmd, raw, res = _send_sales_rule(faulty, site, "fault-fanout-1")
     assert (res.status, res.code) == ("ACCEPTED", None), res
     faulty.wait(lambda: any(d.value == raw for d in faulty.out.dead_letters), what="dead letter")
 

@@ -21,13 +21,14 @@ from typing import Iterator
 import pytest
 
 from processor.client import ContractProducer, TopicReader
-from processor.config import KafkaSecurity, Settings, Topics
+from processor.config import KafkaSecurity
 from processor.contract.codec import decode_command
 from processor.contract.models import MembershipChange
 from processor.kafka_security import aiokafka_config, faust_config
 from tests.support.harness import make_command, make_event
 from processor.topics import admin_client
 from tests.support.tls_broker import STUNNEL, Pki, TlsBroker, make_pki, sasl_broker
+from tests.support.tool_env import processor_cli, settings_from_env, topic_env
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(STUNNEL is None, reason="stunnel4 is not installed (apt-get install -y stunnel4; "
@@ -45,30 +46,10 @@ def tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroke
         yield broker
 
 
-def _settings(env: dict[str, str]) -> Settings:
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return Settings.from_env()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-
-
 def _env(tls: TlsBroker, suffix: str) -> dict[str, str]:
     """Worker/tool settings for this broker with topics of their own."""
-    t = Topics()
-    names = {"TOPIC_USER_EVENTS": t.user_events, "TOPIC_COMMANDS": t.commands,
-             "TOPIC_MEMBERSHIP_CHANGES": t.membership_changes, "TOPIC_COMMAND_RESULTS": t.command_results,
-             "TOPIC_DEAD_LETTERS": t.dead_letters, "TOPIC_CATALOG": t.catalog, "TOPIC_CONTROL": t.control}
-    return {**tls.env(), **{k: f"{v}.{suffix}" for k, v in names.items()}, "APP_ID": f"sa-tls-{suffix}",
+    return {**tls.env(), **topic_env(suffix), "APP_ID": f"sa-tls-{suffix}",
             "PARTITIONS": "2", "COMMAND_PARTITIONS": "1", "BROKER_QUIRKS": "tansu", "BROKER_SESSION_TIMEOUT": "6"}
-
-
-def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))}
-    return subprocess.run([sys.executable, "-m", "processor", *args], capture_output=True, text=True,
-                          env={**clean, **env}, timeout=timeout)
 
 
 def test_the_tools_run_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
@@ -76,10 +57,10 @@ def test_the_tools_run_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
     rebuild's aiokafka group member), all with a client certificate whose key is encrypted and
     its password a mounted file."""
     env = _env(tls, uuid.uuid4().hex[:8])
-    s = _settings(env)
+    s = settings_from_env(env)
     assert s.kafka_security.protocol == "SSL" and s.kafka_security.ssl_key_password_file
 
-    created = _cli("topics", "create", env=env)
+    created = processor_cli("topics", "create", env=env)
     assert created.returncode == 0, created.stdout + created.stderr
     meta = admin_client(s.bootstrap_servers, s.kafka_security).list_topics(timeout=10)
     assert {s.topics.user_events, s.topics.commands, s.topics.catalog} <= set(meta.topics)
@@ -88,7 +69,7 @@ def test_the_tools_run_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
     f = tmp_path / "cmds.yaml"
     f.write_text(f"site_id: {site}\nactor: {{user_id: ops, roles: [site_admin]}}\ncommands:\n"
                  "  - UpsertSegment: {segment_id: sales, name: Sales}\n")
-    published = _cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
+    published = processor_cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
     assert published.returncode == 0, published.stdout + published.stderr
     reader = TopicReader.from_settings(s, s.topics.commands)
     try:
@@ -117,7 +98,7 @@ def test_the_tools_run_over_mutual_tls(tls: TlsBroker, tmp_path: Path) -> None:
         _, err = tail.communicate(timeout=20)
     assert "u-tls" in line and "ADDED" in line and "sales" in line, (line, err)
 
-    rebuilt = _cli("rebuild", "--emit", "diff", "--json", "--jobs", "1", env=env)
+    rebuilt = processor_cli("rebuild", "--emit", "diff", "--json", "--jobs", "1", env=env)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     report = json.loads(rebuilt.stdout.strip().splitlines()[-1])
     assert report["events"] == 5 and report["users"] == 5, report
@@ -201,7 +182,7 @@ def test_a_certificate_of_another_name_names_endpoint_identification(tmp_path: P
         env = {**_env(broker, "name"), **broker.env()}
         [(rc, err, _)] = _failures({"name": (env, ["topics", "create"])}).values()
         assert rc == 3 and "KAFKA_TLS_FAILED at KAFKA_SSL_ENDPOINT_IDENTIFICATION" in err, err
-        ok = _cli("topics", "create", env={**env, "KAFKA_SSL_ENDPOINT_IDENTIFICATION": "none"})
+        ok = processor_cli("topics", "create", env={**env, "KAFKA_SSL_ENDPOINT_IDENTIFICATION": "none"})
         assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
@@ -230,8 +211,8 @@ def test_a_worker_processes_commands_over_mutual_tls(tls: TlsBroker, tmp_path: P
     from tests.support.harness import WorkerProcess
 
     env = _env(tls, uuid.uuid4().hex[:8])
-    s = _settings(env)
-    assert _cli("topics", "create", env=env).returncode == 0
+    s = settings_from_env(env)
+    assert processor_cli("topics", "create", env=env).returncode == 0
     worker = WorkerProcess(s, "tls-w0", tmp_path, extra_env={k: v for k, v in env.items()
                                                               if k.startswith("KAFKA_SSL") or k.startswith("KAFKA_SEC")})
     worker.start()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -101,8 +102,10 @@ class Env:
         return time.monotonic() - started
 
 
-@pytest.fixture
-def env(cluster: Cluster, site: str, tmp_path: Path) -> Iterator[Env]:
+@contextmanager
+def moodle_env(cluster: Cluster, site: str, tmp_path: Path, grace_s: float | None) -> Iterator[Env]:
+    """An Env over a started Moodle double. On exit every sync still running is stopped (SIGTERM
+    and ``grace_s`` seconds to exit, then killed; ``None``: killed at once) and the double too."""
     moodle = MoodleDouble().start()
     e = Env(cluster, site, moodle, tmp_path)
     try:
@@ -110,12 +113,22 @@ def env(cluster: Cluster, site: str, tmp_path: Path) -> Iterator[Env]:
     finally:
         for p in e.syncs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                if grace_s is not None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(grace_s)
+                        continue
+                    except subprocess.TimeoutExpired:
+                        pass
+                p.kill()
+                p.wait()
         moodle.stop()
+
+
+@pytest.fixture
+def env(cluster: Cluster, site: str, tmp_path: Path) -> Iterator[Env]:
+    with moodle_env(cluster, site, tmp_path, grace_s=20) as e:
+        yield e
 
 
 def profile(username: str, department: str = "") -> dict[str, Any]:

@@ -18,22 +18,13 @@ import pytest
 from processor.contract.codec import encode_membership_change
 from processor.contract.models import MembershipChange
 from tests.support.harness import Cluster
-from tests.integration.test_moodle_e2e import Env
-from tests.support.moodle_double import MoodleDouble
+from tests.integration.test_moodle_e2e import Env, moodle_env
 
 
 @pytest.fixture
 def env(cluster: Cluster, site: str, tmp_path: Path) -> Iterator[Env]:
-    moodle = MoodleDouble().start()
-    e = Env(cluster, site, moodle, tmp_path)
-    try:
+    with moodle_env(cluster, site, tmp_path, grace_s=None) as e:
         yield e
-    finally:
-        for p in e.syncs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        moodle.stop()
 
 
 def change(site: str, segment: str, user: str, kind: str, change_id: str | None = None) -> MembershipChange:

@@ -28,7 +28,7 @@ from processor.api.auth import make_token
 from tests.support.harness import TEST_JWT_SECRET, Cluster, produce_steps, wait_checker_ok
 from tests.support.oracle import expected_membership, fold, generate
 
-from .conftest import warm_up
+from .conftest import two_workers
 from .test_api import call
 
 SEED = 2121
@@ -48,12 +48,7 @@ def owned(url: str, topic: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(Path(tmp_path_factory.mktemp("people")), app_id="sa-people")
-    try:
-        c.start_worker("a")
-        warm_up(c, timeout=120)
-        c.start_worker("b")
-        warm_up(c, timeout=120)
+    with two_workers(Path(tmp_path_factory.mktemp("people")), "sa-people") as c:
         topic, n = c.settings.topics.user_events, c.settings.partitions
 
         def settled() -> bool:  # both own partitions, together every one, none twice
@@ -62,8 +57,6 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
         c.wait(settled, 120, "the two workers share the partitions")
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")

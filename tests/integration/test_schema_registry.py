@@ -28,10 +28,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from processor.broker import EmbeddedBroker
 from processor.client import ContractProducer, TopicReader
-from processor.config import Settings, Topics
+from processor.config import Settings
 from processor.contract import schemas
 from tests.support.harness import make_command
 from tests.support.schema_registry import SchemaRegistryDouble
+from tests.support.tool_env import processor_cli, settings_from_env, topic_env
 
 pytestmark = pytest.mark.integration
 
@@ -51,29 +52,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedBr
 
 def _env(broker: EmbeddedBroker, registry: SchemaRegistryDouble) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]
-    t = Topics()
-    names = {"TOPIC_USER_EVENTS": t.user_events, "TOPIC_COMMANDS": t.commands,
-             "TOPIC_MEMBERSHIP_CHANGES": t.membership_changes, "TOPIC_COMMAND_RESULTS": t.command_results,
-             "TOPIC_DEAD_LETTERS": t.dead_letters, "TOPIC_CATALOG": t.catalog, "TOPIC_CONTROL": t.control}
     return {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "SCHEMA_REGISTRY_URL": registry.url,
-            **{k: f"{v}.{suffix}" for k, v in names.items()}, "APP_ID": f"sa-sr-{suffix}", "PARTITIONS": "2",
+            **topic_env(suffix), "APP_ID": f"sa-sr-{suffix}", "PARTITIONS": "2",
             "COMMAND_PARTITIONS": "1", "BROKER_QUIRKS": "tansu", "BROKER_SESSION_TIMEOUT": "6"}
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return Settings.from_env()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_REGISTRY_"))}
-    return subprocess.run([sys.executable, "-m", "processor", *args], capture_output=True, text=True,
-                          env={**clean, **env}, timeout=120)
 
 
 def _read_all(s: Settings, topic: str, want: int, timeout: float = 20) -> list[bytes]:
@@ -98,8 +79,8 @@ def test_the_tools_speak_the_registry_framing(world: tuple[EmbeddedBroker, Schem
                                               tmp_path: Path) -> None:
     broker, registry = world
     env = _env(broker, registry)
-    s = _settings(env)
-    created = _cli("topics", "create", env=env)
+    s = settings_from_env(env)
+    created = processor_cli("topics", "create", env=env)
     assert created.returncode == 0, created.stdout + created.stderr
     subjects = {f"{getattr(s.topics, t)}-value" for t in
                 ("user_events", "commands", "membership_changes", "command_results", "dead_letters")}
@@ -111,9 +92,9 @@ def test_the_tools_speak_the_registry_framing(world: tuple[EmbeddedBroker, Schem
     f = tmp_path / "cmds.yaml"
     f.write_text("site_id: sr-site\nactor: {user_id: ops, roles: [site_admin]}\ncommands:\n"
                  "  - UpsertSegment: {segment_id: sales, name: Sales}\n")
-    published = _cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
+    published = processor_cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
     assert published.returncode == 0, published.stdout + published.stderr
-    upserted = _cli("users", "upsert", "--site", "sr-site", "u-cli", "department=Sales", "--no-catalog", env=env)
+    upserted = processor_cli("users", "upsert", "--site", "sr-site", "u-cli", "department=Sales", "--no-catalog", env=env)
     assert upserted.returncode == 0, upserted.stdout + upserted.stderr
     [cmd] = _read_all(s, s.topics.commands, 1)
     [ev] = _read_all(s, s.topics.user_events, 1)
@@ -149,7 +130,7 @@ def test_the_tools_speak_the_registry_framing(world: tuple[EmbeddedBroker, Schem
         _, err = tail.communicate(timeout=20)
     assert "u-sr" in line and "ADDED" in line, (line, err)
 
-    rebuilt = _cli("rebuild", "--emit", "diff", "--json", "--jobs", "1", env=env)
+    rebuilt = processor_cli("rebuild", "--emit", "diff", "--json", "--jobs", "1", env=env)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     report = json.loads(rebuilt.stdout.strip().splitlines()[-1])
     # the hand-made event, the four framed with a field of their own, and one of an unknown id
@@ -160,18 +141,18 @@ def test_a_tool_says_when_the_registry_does_not_answer(world: tuple[EmbeddedBrok
                                                       tmp_path: Path) -> None:
     broker, registry = world
     env = _env(broker, registry)
-    assert _cli("topics", "create", env=env).returncode == 0
+    assert processor_cli("topics", "create", env=env).returncode == 0
     f = tmp_path / "cmds.yaml"
     f.write_text("site_id: s\nactor: {user_id: ops, roles: [site_admin]}\ncommands:\n"
                  "  - UpsertSegment: {segment_id: a, name: A}\n")
     registry.down()
     try:
-        out = _cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
+        out = processor_cli("commands", "publish", str(f), "--no-wait", "--no-token", env=env)
     finally:
         registry.up()
     assert out.returncode == 3 and "SCHEMA_REGISTRY_UNAVAILABLE" in out.stderr, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
-    assert _read_all(_settings(env), _settings(env).topics.commands, 1, timeout=3) == []  # nothing was sent
+    assert _read_all(settings_from_env(env), settings_from_env(env).topics.commands, 1, timeout=3) == []  # nothing was sent
 
 
 def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[EmbeddedBroker, SchemaRegistryDouble],
@@ -183,8 +164,8 @@ def test_a_worker_reads_framed_input_and_frames_its_output(world: tuple[Embedded
 
     broker, registry = world
     env = _env(broker, registry)
-    s = _settings(env)
-    assert _cli("topics", "create", env=env).returncode == 0
+    s = settings_from_env(env)
+    assert processor_cli("topics", "create", env=env).returncode == 0
     worker = WorkerProcess(s, "sr-w0", tmp_path, extra_env={"SCHEMA_REGISTRY_URL": registry.url}).start()
     try:
         fmt = WireFormat.from_settings(s)
@@ -231,8 +212,8 @@ def test_a_registry_outage_holds_the_input_and_loses_nothing(world: tuple[Embedd
 
     broker, registry = world
     env = _env(broker, registry)
-    s = _settings(env)
-    assert _cli("topics", "create", env=env).returncode == 0
+    s = settings_from_env(env)
+    assert processor_cli("topics", "create", env=env).returncode == 0
     worker = WorkerProcess(s, "sr-outage", tmp_path, extra_env={"SCHEMA_REGISTRY_URL": registry.url,
                                                                 "DEAD_LETTER_RETRY_MAX_S": "2"}).start()
     try:

@@ -10,22 +10,14 @@ import pytest
 
 from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
-from .conftest import warm_up
+from .conftest import two_workers
 
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(Path(tmp_path_factory.mktemp("two")), app_id="sa-two")
-    try:
-        # a owns (and has consumed) every partition before b joins and takes half of them:
-        # test_each_worker_reports_lag_only_for_partitions_it_owns needs that rebalance
-        c.start_worker("a")
-        warm_up(c, timeout=120)
-        c.start_worker("b")
-        warm_up(c, timeout=120)
+    # test_each_worker_reports_lag_only_for_partitions_it_owns needs the rebalance two_workers makes
+    with two_workers(Path(tmp_path_factory.mktemp("two")), "sa-two") as c:
         yield c
-    finally:
-        c.close()
 
 
 def test_each_worker_reports_lag_only_for_partitions_it_owns(two: Cluster) -> None:

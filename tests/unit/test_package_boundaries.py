@@ -29,14 +29,17 @@ def dev_only_modules() -> set[str]:
     return (_extra("dev") - _extra("embedded")) | {"tests"}
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every absolute module name ``path`` imports, anywhere in the file."""
+def imported_modules(path: Path, with_names: bool = False) -> set[str]:
+    """Every absolute module name ``path`` imports, anywhere in the file; ``with_names``: plus
+    ``module.name`` for each ``from module import name``."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             out.add(node.module)
+            if with_names:
+                out.update(f"{node.module}.{a.name}" for a in node.names)
     return out
 
 
@@ -74,18 +77,6 @@ def _resolve(name: str, modules: set[str]) -> str | None:
     return name or None
 
 
-def _imports_with_names(path: Path) -> set[str]:
-    """Like :func:`imported_modules`, plus ``module.name`` for each ``from module import name``."""
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
-    return out
-
-
 def test_the_http_layer_reaches_neither_the_runtime_nor_kafka() -> None:
     """processor/http depends on its read model (processor/http/model.py), the API contract and
     the pure core only: nothing it imports, directly or through other processor modules (type-
@@ -103,7 +94,7 @@ def test_the_http_layer_reaches_neither_the_runtime_nor_kafka() -> None:
         if mod in seen:
             continue
         seen.add(mod)
-        for name in _imports_with_names(files[mod]):
+        for name in imported_modules(files[mod], with_names=True):
             if name.split(".")[0] != "processor":
                 third_party.setdefault(name.split(".")[0], mod)
                 continue

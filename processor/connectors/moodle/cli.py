@@ -141,6 +141,20 @@ def _report(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
             click.echo(line)
 
 
+def _run_importer(kw: dict[str, Any], run: Callable[[Any], Any]) -> Any:
+    """``run(importer)`` with an Importer over the Moodle client and processor API the options
+    name, under a progress display; its report."""
+    from processor.connectors.moodle.importer import Importer
+    from processor.connectors.moodle.processor_api import ProcessorApi
+    from processor.connectors.moodle.progress import Progress
+
+    _logging("warning")
+    mapping, client, _ = _setup(kw)
+    with Progress() as progress:
+        return run(Importer(client, ProcessorApi.from_env(mapping.site_id), mapping, kw["page_size"], kw["gap"],
+                            progress))
+
+
 @moodle.command("import")
 @_common
 @click.option("--page-size", type=click.IntRange(1, 1000), default=100, show_default=True,
@@ -151,15 +165,7 @@ def _report(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 @_errors
 def import_cmd(**kw: Any) -> None:
     """Load cohorts (as segments), custom profile fields and every user's snapshot into the processor."""
-    from processor.connectors.moodle.importer import Importer
-    from processor.connectors.moodle.processor_api import ProcessorApi
-    from processor.connectors.moodle.progress import Progress
-
-    _logging("warning")
-    mapping, client, _ = _setup(kw)
-    with Progress() as progress:
-        rep = Importer(client, ProcessorApi.from_env(mapping.site_id), mapping, kw["page_size"], kw["gap"],
-                       progress).run_import()
+    rep = _run_importer(kw, lambda importer: importer.run_import())
     d = rep.as_dict()
     _report(d, kw["as_json"], [
         f"import {rep.site_id}: {rep.cohorts} cohorts ({rep.segments_accepted} segments upserted), "
@@ -180,15 +186,7 @@ def import_cmd(**kw: Any) -> None:
 @_errors
 def resync_cmd(**kw: Any) -> None:
     """Publish only the users whose Moodle snapshot differs from what the processor holds."""
-    from processor.connectors.moodle.importer import Importer
-    from processor.connectors.moodle.processor_api import ProcessorApi
-    from processor.connectors.moodle.progress import Progress
-
-    _logging("warning")
-    mapping, client, _ = _setup(kw)
-    with Progress() as progress:
-        rep = Importer(client, ProcessorApi.from_env(mapping.site_id), mapping, kw["page_size"], kw["gap"],
-                       progress).run_resync(kw["delete_missing"])
+    rep = _run_importer(kw, lambda importer: importer.run_resync(kw["delete_missing"]))
     top = sorted(rep.differing_fields.items(), key=lambda kv: -kv[1])[:10]
     _report(rep.as_dict(), kw["as_json"], [
         f"resync {rep.site_id}: {rep.users_read} users read, {rep.differed} differed, {rep.created} new, "

@@ -11,23 +11,20 @@ The real broker and worker processes are in tests/integration/test_guarded_chang
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from processor import http
 from processor.api.auth import make_token
 from processor.catalog.commands import apply, decide
 from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings
-from processor.contract.codec import decode_command
 from processor.contract.models import Actor, Command
 from processor.state.reads import Member
 from processor.state.members import fact_entry
 from processor.state.user_state import Fact, UserState, encode_state
+from tests.support.api_double import InMemoryModel, served_pair
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "guard-site"
@@ -94,46 +91,6 @@ class Store:
         return Scan(self._users, self)
 
 
-class Metrics:
-    def observe_api(self, *a: Any) -> None:
-        pass
-
-    def render(self) -> bytes:
-        return b""
-
-
-class Model:
-    def __init__(self, users: list[UserState], url: str = "") -> None:
-        self.registry = CatalogRegistry()
-        self.store = Store(users)
-        self.metrics = Metrics()
-        self.log = logging.getLogger("test")
-        self.url = url
-        self.peers: list[str] = []
-        self.sent: list[Command] = []
-
-    def counters(self) -> dict[str, int]:
-        return {}
-
-    def readiness(self) -> tuple[bool, bool]:
-        return True, True
-
-    def update_gauges(self) -> None:
-        pass
-
-    def self_url(self) -> str:
-        return self.url
-
-    def peer_urls(self) -> list[str]:
-        return self.peers
-
-    async def send_command(self, site_id: str, value: bytes) -> None:
-        self.sent.append(decode_command(value))
-
-    def ingest_producer(self, delivery_timeout_s: float) -> Any:
-        raise AssertionError("no ingest here")
-
-
 def _seed(reg: CatalogRegistry, *extra: Command) -> None:
     cmds = [Command(f"c{i}", SITE, 1, Actor("a", ("site_admin",)), t, p) for i, (t, p) in enumerate([
         ("UpsertProfileField", {"shortname": "level", "name": "Level", "datatype": "TEXT", "options": []}),
@@ -156,27 +113,14 @@ def settings() -> Iterator[Settings]:
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[tuple[TestClient, Model, Model]]:
+async def api(settings: Settings) -> AsyncIterator[tuple[TestClient, InMemoryModel, InMemoryModel]]:
     users = [_user(i) for i in range(130)]
-    peer = Model([u for u in users if u.user_id[-1] in "02468"])
-    me = Model([u for u in users if u.user_id[-1] not in "02468"])
-    peer_app, me_app = web.Application(), web.Application()
-    http.install(peer_app, peer, settings)
-    http.install(me_app, me, settings)
-    peer_server = TestServer(peer_app, host="127.0.0.1")
-    await peer_server.start_server()
-    client = TestClient(TestServer(me_app, host="127.0.0.1"))
-    await client.start_server()
-    peer.url = str(peer_server.make_url("")).rstrip("/")
-    me.url = str(client.make_url("")).rstrip("/")
-    me.peers = peer.peers = sorted([me.url, peer.url])
-    for m in (me, peer):
-        _seed(m.registry)
-    try:
+    peer = InMemoryModel(Store([u for u in users if u.user_id[-1] in "02468"]))
+    me = InMemoryModel(Store([u for u in users if u.user_id[-1] not in "02468"]))
+    async with served_pair(me, peer, settings) as client:
+        for m in (me, peer):
+            _seed(m.registry)
         yield client, me, peer
-    finally:
-        await client.close()
-        await peer_server.close()
 
 
 def auth() -> dict[str, str]:

@@ -11,7 +11,6 @@ store.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -22,13 +21,13 @@ from processor import http
 from processor.api.auth import AuthConfig, make_token
 from processor.api.errors import ApiError
 from processor.broker import free_port
-from processor.catalog.registry import CatalogRegistry
 from processor.config import Settings
 from processor.http.api import Api
 from processor.http.peers import CountsRead, MemberSearchRead, MembersRead, PreviewRead, ProfilesRead, UserRead
 from processor.state.members import member_entry
 from processor.state.reads import HandleScan, Member
 from processor.state.user_state import UserState, encode_state
+from tests.support.api_double import InMemoryModel
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "site-é.1"
@@ -76,44 +75,14 @@ class RecordingScan(HandleScan):
                        encode_state(UserState(self.site_id, uid, profile={"firstname": self.store.name})))])]
 
 
-class Metrics:
-    def observe_api(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        pass
-
-    def render(self) -> bytes:
-        return b""
-
-
-class Model:
-    """The read model of one worker (processor/http/model.py), in memory."""
+class Model(InMemoryModel):
+    """The read model of one worker (processor/http/model.py), in memory, over a RecordingStore."""
 
     def __init__(self, name: str, url: str) -> None:
-        self.registry = CatalogRegistry()
-        self.store = RecordingStore(name)
-        self.metrics = Metrics()
-        self.log = logging.getLogger("test")
-        self.url = url
+        super().__init__(RecordingStore(name), url)
         self.peers = [url]
 
-    def counters(self) -> dict[str, int]:
-        return {}
-
-    def readiness(self) -> tuple[bool, bool]:
-        return True, True
-
-    def update_gauges(self) -> None:
-        pass
-
-    def self_url(self) -> str:
-        return self.url
-
-    def peer_urls(self) -> list[str]:
-        return self.peers
-
     async def send_command(self, site_id: str, value: bytes) -> None:
-        raise AssertionError("no writes here")
-
-    def ingest_producer(self, delivery_timeout_s: float) -> Any:
         raise AssertionError("no writes here")
 
 
