@@ -91,6 +91,11 @@ class Store:
         return Scan(self._users, self)
 
 
+def Model(users: list[UserState], url: str = "") -> InMemoryModel:  # noqa: N802 - used like the class it was
+    """One worker's read model over :class:`Store` of ``users`` (also used by test_hostile_*.py)."""
+    return InMemoryModel(Store(users), url)
+
+
 def _seed(reg: CatalogRegistry, *extra: Command) -> None:
     cmds = [Command(f"c{i}", SITE, 1, Actor("a", ("site_admin",)), t, p) for i, (t, p) in enumerate([
         ("UpsertProfileField", {"shortname": "level", "name": "Level", "datatype": "TEXT", "options": []}),
