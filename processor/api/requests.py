@@ -162,10 +162,10 @@ def dry_run_param(raw: str | None) -> bool:
 
 
 def page_limit(raw: str | None, default: int = 50) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
-        n = int(raw)
+        n = int(raw)  # (an empty limit= is not an integer: 400, as the OpenAPI document says)
     except ValueError:
         raise ApiError(400, "INVALID_PARAMETER", "limit must be an integer", "$query.limit") from None
     if not 1 <= n <= MAX_LIMIT:

@@ -135,7 +135,7 @@ async def test_the_segment_series_counts_back_from_the_member_count_now(client: 
 
 
 @pytest.mark.parametrize("query,path", [
-    ("since=yesterday", "$query.since"), ("until=2026-02-30", "$query.until"), ("limit=0", "$query.limit"),
+    ("since=yesterday", "$query.since"), ("until=2026-02-30", "$query.until"), ("limit=0", "$query.limit"), ("limit=", "$query.limit"),
     ("cursor=%%%", "$query.cursor"), ("cursor=AA", "$query.cursor"), ("since=2026-11-21&until=2026-11-20", "$query.since"),
     ("limit=5&limit=6", "$query.limit"), ("nope=1", "$query.nope"),
 ])
