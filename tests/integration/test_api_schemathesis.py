@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis import HealthCheck, Phase, assume, seed, settings
 from schemathesis.specs.openapi.checks import (
     allow_header_conformance,
     ensure_resource_availability,
@@ -103,6 +103,10 @@ def api(cluster: Cluster) -> tuple[str, str]:
 
 def _stateless(case: Any, api: tuple[str, str]) -> None:
     base, token = api
+    # A negative case whose only violation is a query parameter with an empty list as its value
+    # (e.g. {"": []}) sends a valid request (the parameter is not serialized at all), yet the
+    # negative-data check expects it refused: such a case is not the request it claims to be.
+    assume(not any(v == [] for v in (case.query or {}).values()))
     case.call_and_validate(base_url=base, headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED)
 
 
