@@ -8,7 +8,7 @@ assigned and consumed) before the first test runs.
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +55,46 @@ def two_workers(root: Path, app_id: str) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+class SharedPair:
+    """One two-worker cluster (``two_workers``) shared by the modules that need "two workers on
+    the standard settings" and use their own site ids: each cluster costs a group join per worker
+    and a teardown. ``get()`` hands out the current one while it is intact (workers "a" and "b",
+    both alive: a test may kill and restart one of them on its state directory), else closes it
+    and starts a fresh one (after a module that replaced its workers, e.g. test_two_workers.py)."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._stack: ExitStack | None = None
+        self._cluster: Cluster | None = None
+
+    def _intact(self) -> bool:
+        c = self._cluster
+        return c is not None and [w.name for w in c.workers] == ["a", "b"] and all(w.alive for w in c.workers)
+
+    def get(self) -> Cluster:
+        if not self._intact():
+            self.close()
+            self._stack = ExitStack()
+            self._cluster = self._stack.enter_context(
+                two_workers(Path(self._factory.mktemp("pair")), "sa-pair"))
+        assert self._cluster is not None
+        return self._cluster
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._cluster = None, None
+
+
+@pytest.fixture(scope="session")
+def shared_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedPair]:
+    pairs = SharedPair(tmp_path_factory)
+    try:
+        yield pairs
+    finally:
+        pairs.close()
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -27,14 +26,13 @@ from tests.support.harness import (TEST_JWT_SECRET, Cluster, WorkerProcess, make
                                    produce_steps, wait_checker_ok)
 from tests.support.oracle import expected_membership, generate
 
-from .conftest import two_workers
+from .conftest import SharedPair
 from .test_api import call
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with two_workers(Path(tmp_path_factory.mktemp("history")), "sa-history") as c:
-        yield c
+def pair(shared_pair: SharedPair) -> Cluster:
+    return shared_pair.get()
 
 
 def token(site: str) -> str:

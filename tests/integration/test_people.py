@@ -19,7 +19,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -28,7 +28,7 @@ from processor.api.auth import make_token
 from tests.support.harness import TEST_JWT_SECRET, Cluster, produce_steps, wait_checker_ok
 from tests.support.oracle import expected_membership, fold, generate
 
-from .conftest import two_workers
+from .conftest import SharedPair
 from .test_api import call
 
 SEED = 2121
@@ -47,16 +47,16 @@ def owned(url: str, topic: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with two_workers(Path(tmp_path_factory.mktemp("people")), "sa-people") as c:
-        topic, n = c.settings.topics.user_events, c.settings.partitions
+def two(shared_pair: SharedPair) -> Cluster:
+    c = shared_pair.get()
+    topic, n = c.settings.topics.user_events, c.settings.partitions
 
-        def settled() -> bool:  # both own partitions, together every one, none twice
-            a, b = (owned(w.url, topic) for w in c.workers)
-            return bool(a) and bool(b) and not a & b and a | b == {str(p) for p in range(n)}
+    def settled() -> bool:  # both own partitions, together every one, none twice
+        a, b = (owned(w.url, topic) for w in c.workers)
+        return bool(a) and bool(b) and not a & b and a | b == {str(p) for p in range(n)}
 
-        c.wait(settled, 120, "the two workers share the partitions")
-        yield c
+    c.wait(settled, 120, "the two workers share the partitions")
+    return c
 
 
 @pytest.fixture(scope="module")

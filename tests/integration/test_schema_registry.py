@@ -30,7 +30,7 @@ from processor.broker import EmbeddedBroker
 from processor.client import ContractProducer, TopicReader
 from processor.config import Settings
 from processor.contract import schemas
-from tests.support.harness import make_command
+from tests.support.harness import discard_broker, make_command
 from tests.support.schema_registry import SchemaRegistryDouble
 from tests.support.tool_env import processor_cli, settings_from_env, topic_env
 
@@ -46,7 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedBr
     try:
         yield broker, registry
     finally:
-        broker.stop()
+        discard_broker(broker)
         registry.stop()
 
 

@@ -28,6 +28,7 @@ from processor.cli import main
 from processor.config import Settings, Topics
 from processor.topics import TopicCreateError, TopicSpec, ensure_topics
 from processor.worker import checked_topics
+from tests.support.harness import discard_broker
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     try:
         yield b
     finally:
-        b.stop()
+        discard_broker(b)
 
 
 @pytest.fixture

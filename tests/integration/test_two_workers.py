@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.support.harness import Cluster, fold_membership, make_command, make_event
 
-from .conftest import two_workers
+from .conftest import SharedPair
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    # test_each_worker_reports_lag_only_for_partitions_it_owns needs the rebalance two_workers makes
-    with two_workers(Path(tmp_path_factory.mktemp("two")), "sa-two") as c:
-        yield c
+def two(shared_pair: SharedPair) -> Cluster:
+    # test_each_worker_reports_lag_only_for_partitions_it_owns needs the rebalance two_workers makes;
+    # the takeover test replaces both workers: the next user of shared_pair gets a fresh cluster
+    return shared_pair.get()
 
 
 def test_each_worker_reports_lag_only_for_partitions_it_owns(two: Cluster) -> None:

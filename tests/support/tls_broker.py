@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from processor.broker import EmbeddedBroker, broker_binary, free_port
+from tests.support.harness import discard_broker
 
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 KEY_PASSWORD = "client-key-pass"
@@ -175,9 +176,10 @@ class TlsBroker:
         return self
 
     def stop(self) -> None:
+        """The broker is in-memory: killed, not left to its ~5 s graceful shutdown."""
         for proc in (self.stunnel, self.broker):
             if proc is not None and proc.poll() is None:
-                proc.terminate()
+                proc.kill() if proc is self.broker else proc.terminate()
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -202,4 +204,4 @@ def sasl_broker(work_dir: Path) -> Iterator[EmbeddedBroker]:
         _wait_listening(b.port, b.proc, "tansu --authentication")
         yield b
     finally:
-        b.stop()
+        discard_broker(b)
