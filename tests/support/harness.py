@@ -342,7 +342,8 @@ def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]],
 
     Once it does, wait ``settle`` seconds and check again (late re-deliveries must not break it).
     With ``idle``, give up early when no new membership change (of any site) arrived for that
-    many seconds while differences remain: the output has settled on a wrong answer.
+    many seconds while differences remain: the output has settled on a wrong answer. A CONFLICT
+    or REDUNDANT difference fails at once: it is in the output for good.
     On failure, raise with the last report and each live worker's log tail.
     """
     from tests.support.oracle import check
@@ -358,6 +359,11 @@ def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]],
         last[0] = check(cluster.out.changes, expected, sites=only)
         if last[0].ok:
             return True
+        if last[0].conflicts or last[0].redundant:
+            # Already delivered: no later record can undo a re-delivery with other content or a
+            # redundant transition, so waiting (or the idle window) cannot change the verdict.
+            raise AssertionError(f"{len(last[0].conflicts)} CONFLICT / {len(last[0].redundant)} REDUNDANT "
+                                 f"difference(s) in the output ({what or only}): permanent, not a stall")
         if idle is not None and time.monotonic() - seen["at"] > idle:
             raise AssertionError(f"output idle for {idle}s with differences left ({what or only})")
         return False
@@ -369,7 +375,7 @@ def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]],
             cluster.poll()
             ok()
     except AssertionError as err:
-        tails = "\n".join(f"--- {w.name} ---\n{w.log_tail(30)}" for w in cluster.workers)
+        tails = "\n".join(f"--- {w.name} ({w.log_path}) ---\n{w.log_tail(30)}" for w in cluster.workers)
         raise AssertionError(f"{err}\n{last[0]}\n{tails}") from None
     report = last[0]
     assert report is not None
