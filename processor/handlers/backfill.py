@@ -90,7 +90,7 @@ class Backfill:
                 if self.changes.pending_for(k):
                     await self.changes.settle(k)
                 st = decode_state(v)
-                self.replay.reconfirm(k, st, msg, positions)
+                await self.replay.reconfirm(part, k, st, msg, positions)
                 out = apply_backfill(st, active, targets, order.cause, self.clock(), msg.offset)
                 if out.dirty or out.timer is not None or out.changes:  # most users: nothing to write
                     changed += len(out.changes)

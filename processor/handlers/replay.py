@@ -8,15 +8,19 @@ handler applies a message to a stored user, :meth:`Replay.reconfirm` re-emits th
 recorded changes (identical bytes) once per assignment if the state is ahead of what this
 owner processed (``processor.membership.engine.ahead_of``). docs/operations.md, "Delivery
 guarantees".
+
+Such a state may exist only in this worker's local store (restarted on its state directory
+after kill -9: the store is written before its changelog record leaves), so the re-emission
+writes the state again first: the changelog holds every fact before its change leaves.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from processor.handlers.ports import Changes, InputRecord, Stats
+from processor.handlers.ports import Changes, InputRecord, Partition, Stats
 from processor.membership.engine import ahead_of, current_changes
-from processor.state.user_state import UserState
+from processor.state.user_state import UserState, encode_state
 
 Committed = Callable[[str, int], "int | None"]  # (topic, partition) -> committed offset
 
@@ -64,14 +68,16 @@ class Replay:
         """(user events done, control done) on ``partition``."""
         return self.done_offset(self.user_events_topic, partition), self.done_offset(self.control_topic, partition)
 
-    def reconfirm(self, key: bytes, st: UserState, msg: InputRecord,
-                  positions: tuple[int, int] | None = None) -> None:
+    async def reconfirm(self, part: Partition, key: bytes, st: UserState, msg: InputRecord,
+                        positions: tuple[int, int] | None = None) -> None:
         """Re-emit a user's recorded changes once if its state is ahead of what this owner processed.
 
-        Runs before ``msg`` may supersede those changes. The message itself counts as processed: a
-        replayed user event only re-issues its own changes, and a control message that already
-        changed this user is a re-run. ``positions``: fixed for a message that visits many users
-        (a backfill), else read now.
+        Runs before ``msg`` may supersede those changes, with ``st`` as stored in ``part``, which it
+        writes again first (it may be a local write whose changelog record never left; the message
+        may write nothing for this user). The message itself counts as processed: a replayed user
+        event only re-issues its own changes, and a control message that already changed this user
+        is a re-run. ``positions``: fixed for a message that visits many users (a backfill), else
+        read now.
         """
         if key in self._reconfirmed:
             return
@@ -87,5 +93,7 @@ class Replay:
         self._reconfirmed.add(key)
         again = current_changes(st)
         self.stats.count("changes.reconfirmed", len(again))
+        if again:
+            await part.put(key, encode_state(st))  # durable before the changes can leave
         for change in again:
             self.changes.queue(change, key)

@@ -66,7 +66,7 @@ class Timers:
                 raw = part.get(ukey)
                 if raw:
                     st = decode_state(raw)
-                    self.replay.reconfirm(ukey, st, msg)
+                    await self.replay.reconfirm(part, ukey, st, msg)
                     out = apply_tick(st, self.catalog.registry.site(st.site_id).active, due, self.clock(), msg.offset)
                     if out.status != "STALE":
                         done += 1
@@ -82,7 +82,9 @@ class Timers:
 
         A previous owner may have processed this tick, popped its timers and recorded the changes,
         then died before they left the outbox; the tick's replay no longer finds those timers. The
-        re-issued changes are byte-identical (same cause ``time:{due}``): duplicates at most.
+        re-issued changes are byte-identical (same cause ``time:{due}``): duplicates at most. The
+        state behind them is written again first: it may be a local write whose changelog record
+        never left (restarted on its state directory), and nothing else rewrites it.
         """
         entries = []
         for k, v in part.items(FIRED, prefix_end(FIRED)):
@@ -100,5 +102,7 @@ class Timers:
             if raw:
                 again = reissue_tick(decode_state(raw), int.from_bytes(v, "big"))
                 self.stats.count("changes.refired", len(again))
+                if again:
+                    await part.put(ukey, raw)  # durable before the changes can leave
                 for change in again:
                     self.changes.queue(change, ukey)

@@ -39,7 +39,7 @@ class UserEvents:
         raw = part.get(key)
         st = decode_state(raw) if raw else None
         if st is not None:
-            self.replay.reconfirm(key, st, msg)
+            await self.replay.reconfirm(part, key, st, msg)
         out = apply_user_event(st, ev, msg.offset, active, self.clock())
         await write_outcome(part, self.changes, key, out)
         self.stats.event(ev.event_type, out.status, time.perf_counter() - started)

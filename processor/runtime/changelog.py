@@ -12,7 +12,8 @@ Order: librdkafka keeps a partition's records in produce order, and the idempote
 it across retries with several requests in flight, so a key's records keep the order of its
 writes (a key always maps to one partition).
 
-``flush`` returns once every record put before the call is acknowledged (a snapshot). A failed
+``flush`` returns once every record put before the call is acknowledged (a snapshot, counted per
+partition: reports come in produce order within a partition, in no order across partitions). A failed
 record is fatal: ``error`` is set, ``on_error`` runs on the event loop and every later ``put``
 and ``flush`` raises, because the local store now holds a write its changelog does not.
 """
@@ -50,6 +51,8 @@ class ChangelogProducer:
         self.on_error: Callable[[BaseException], None] | None = None
         self.put_count = 0  # records handed to librdkafka
         self.delivered = 0  # records with a delivery report (acknowledged or failed)
+        self._put_by: dict[int, int] = {}  # partition -> records handed to librdkafka
+        self._reported_by: dict[int, int] = {}  # partition -> records with a delivery report
 
     def _client(self) -> Any:
         if self._producer is None:
@@ -73,6 +76,7 @@ class ChangelogProducer:
                                  self.topic, msg.partition())
             with self._lock:
                 self.delivered += 1
+                self._reported_by[msg.partition()] = self._reported_by.get(msg.partition(), 0) + 1
                 first = self.error is None
                 if first:
                     self.error = exc
@@ -82,6 +86,7 @@ class ChangelogProducer:
         partition, offset = msg.partition(), msg.offset()
         with self._lock:
             self.delivered += 1
+            self._reported_by[partition] = self._reported_by.get(partition, 0) + 1
             if offset > self.acked.get(partition, -1):
                 self.acked[partition] = offset
 
@@ -102,6 +107,7 @@ class ChangelogProducer:
             except BufferError:  # the client's queue is full: wait for room, not for a flush
                 await self._wait_for_room(client)
         self.put_count += 1
+        self._put_by[partition] = self._put_by.get(partition, 0) + 1
         if not self.put_count & 63:
             # Serve the reports that arrived, on this thread: fewer GIL hand-offs than leaving them
             # all to the flush's helper thread; not after every record (docs/performance.md).
@@ -128,17 +134,36 @@ class ChangelogProducer:
         """Return once every record put before this call is acknowledged (raises after a failure).
 
         A snapshot: records put while it waits (the worker goes on processing events) do not
-        delay it, unlike librdkafka's own ``flush``, which waits for an empty queue. Reports that
-        already arrived are served here, on the event loop's thread; the rest are awaited on a
-        helper thread (a wait that polled from the loop every millisecond cost CPU with four
-        workers on two cores)."""
+        delay it, unlike librdkafka's own ``flush``, which waits for an empty queue. Counted per
+        partition: a record put later on another partition can be acknowledged first (with one
+        record per batch, a partition's backlog goes out one request at a time), so a total of
+        reports would let this return before the snapshot's last records of a busy partition.
+        Reports that already arrived are served here, on the event loop's thread; the rest are
+        awaited on a helper thread (a wait that polled from the loop every millisecond cost CPU
+        with four workers on two cores)."""
         client = self._producer
         if client is not None and self.delivered < self.put_count:
+            target = {p: n for p, n in self._put_by.items() if self._reported_by.get(p, 0) < n}
             client.flush(0)  # send what lingers now (librdkafka ignores linger.ms while flushing)
-            if self.delivered < self.put_count:
+            if not self._reported(target):
                 loop = asyncio.get_running_loop()
-                done = await loop.run_in_executor(self._executor, self._wait_delivered, self.put_count, timeout)
+                done = await loop.run_in_executor(self._executor, self._wait_reported, target, timeout)
                 if not done and self.error is None:
                     raise ChangelogError(f"users changelog records still unacknowledged after {timeout:.0f} s",
                                          self.topic)
         self._check()
+
+    def _reported(self, target: dict[int, int]) -> bool:
+        """Whether each partition of ``target`` has a report for its first ``target[p]`` records."""
+        reported = self._reported_by
+        return all(reported.get(p, 0) >= n for p, n in target.items())
+
+    def _wait_reported(self, target: dict[int, int], timeout: float) -> bool:
+        """On the helper thread: serve delivery reports until ``target`` is reported (see flush)."""
+        deadline = time.monotonic() + timeout
+        poll = self._producer.poll
+        while not self._reported(target) and self.error is None:
+            if time.monotonic() >= deadline:
+                return False
+            poll(0.05)  # returns as soon as a report was served
+        return True

@@ -73,3 +73,76 @@ def test_config_logs_through_python_logging() -> None:
     the output client's (tests/unit/test_output_producer.py shows them arriving there)."""
     cfg = changelog_config("b:9092", "w-changelog", records_per_batch=1)
     assert cfg["logger"].name == "processor.kafka"
+
+
+class _Librdkafka:
+    """The confluent_kafka ``Producer`` calls the changelog client makes (``produce``, ``poll``,
+    ``flush``), with the broker's answers scripted: ``answer(p)`` acknowledges partition ``p``'s
+    records produced so far. Faithful to librdkafka's contract: a partition's delivery reports come
+    in produce order (idempotent producer); across partitions there is no order (with one record
+    per batch, a partition with a backlog takes one request per record while a partition written
+    later goes out in the next request)."""
+
+    def __init__(self, config: dict) -> None:
+        import threading
+
+        self._on_delivery = config["on_delivery"]
+        self._lock = threading.Lock()
+        self._queued: dict[int, list[bytes]] = {}  # produced, not answered
+        self._answered: list[tuple[int, int]] = []  # (partition, offset) reports to serve
+        self._end: dict[int, int] = {}
+
+    def produce(self, topic: str, value: bytes | None, key: bytes, partition: int) -> None:
+        with self._lock:
+            self._queued.setdefault(partition, []).append(key)
+
+    def answer(self, partition: int) -> None:
+        with self._lock:
+            for _ in self._queued.pop(partition, []):
+                offset = self._end.get(partition, 0)
+                self._end[partition] = offset + 1
+                self._answered.append((partition, offset))
+
+    def poll(self, timeout: float = 0) -> int:
+        import time
+        from types import SimpleNamespace
+
+        with self._lock:
+            reports, self._answered = self._answered, []
+        for partition, offset in reports:
+            self._on_delivery(None, SimpleNamespace(partition=lambda p=partition: p, offset=lambda o=offset: o))
+        if not reports and timeout:
+            time.sleep(min(timeout, 0.01))
+        return len(reports)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll(0)
+        with self._lock:
+            return sum(len(q) for q in self._queued.values())
+
+
+async def test_flush_waits_for_its_own_records_not_for_as_many_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush returns once every record put before it is acknowledged. Records put while it
+    waits, on another partition, may be acknowledged first (librdkafka orders reports per
+    partition only): counting any reports up to the snapshot's size let the flush return with the
+    earlier records still unacknowledged, so the checkpoint sent changes whose state a kill -9 then
+    lost (two-worker takeover: the same change_id emitted again with another emitted_at)."""
+    from processor.runtime import changelog as changelog_mod
+
+    clients: list[_Librdkafka] = []
+    monkeypatch.setattr(changelog_mod.clients, "new_producer",
+                        lambda config, security=None: clients.append(_Librdkafka(config)) or clients[-1])
+    out = ChangelogProducer("users-changelog", {})
+    for i in range(3):  # a backfill chunk's last users on partition 4
+        await out.put(4, b"U:s:u%d" % i, b"state")
+    flush = asyncio.create_task(out.flush())
+    await asyncio.sleep(0)  # the flush took its snapshot and waits
+    for i in range(3):  # the next message, on partition 3, while the flush waits
+        await out.put(3, b"U:s:v%d" % i, b"state")
+    broker = clients[0]
+    broker.answer(3)  # partition 3's records are acknowledged first
+    await asyncio.sleep(0.3)
+    assert not flush.done(), f"the flush returned with partition 4 unacknowledged (acked={out.acked})"
+    broker.answer(4)
+    await asyncio.wait_for(flush, 5)
+    assert out.acked == {3: 2, 4: 2}
