@@ -31,7 +31,8 @@ class ContractProducer:
     """Produce contract messages (Avro values, UTF-8 keys)."""
 
     def __init__(self, bootstrap: str, topics: Topics | None = None, linger_ms: int = 5,
-                 security: KafkaSecurity | None = None, wire: WireFormat | None = None) -> None:
+                 security: KafkaSecurity | None = None, wire: WireFormat | None = None,
+                 records_per_batch: int | None = None) -> None:
         """``linger_ms``: how long a record may wait for others to share its batch. A bulk writer
         (the rebuild) wants more: at 16k records/s, 5 ms makes batches of a few records and the
         broker spends several times more CPU per record (docs/performance.md, "Rebuild")."""
@@ -39,14 +40,17 @@ class ContractProducer:
         self.wire = wire or SCHEMALESS
         # The Java client's partitioner, which the workers (aiokafka) use too: librdkafka's default
         # (CRC32) would put a user's records on another partition than the workers'.
-        self.p = clients.new_producer(clients.contract_producer_config(bootstrap, linger_ms), security)
+        self.p = clients.new_producer(clients.contract_producer_config(bootstrap, linger_ms, records_per_batch),
+                                      security)
         self._unpolled = 0
         self.queue_full_waits = 0  # times a produce waited for room in the local queue
 
     @classmethod
-    def from_settings(cls, s: "Settings", linger_ms: int = 5) -> "ContractProducer":
+    def from_settings(cls, s: "Settings", linger_ms: int = 5,
+                      records_per_batch: int | None = None) -> "ContractProducer":
         """The settings' Kafka (bootstrap, TLS/SASL), topics and wire format."""
-        return cls(s.bootstrap_servers, s.topics, linger_ms, s.kafka_security, WireFormat.from_settings(s))
+        return cls(s.bootstrap_servers, s.topics, linger_ms, s.kafka_security, WireFormat.from_settings(s),
+                   records_per_batch)
 
     def user_event(self, ev: UserEvent) -> None:
         self.raw(self.topics.user_events, user_event_key(ev.site_id, ev.user_id), self.wire.encode_user_event(ev))

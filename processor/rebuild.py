@@ -47,6 +47,7 @@ from processor.membership.rebuild import rebuild_user
 from processor.state.keys import timer_key, user_key
 from processor.state.user_state import UserState, decode_state, encode_state
 from processor.runtime import clients
+from processor.runtime.broker_profile import profile_for
 from processor.topics import admin_client
 from processor.wire import WireFormat
 
@@ -269,6 +270,10 @@ class _Slice:
         phases["read_output"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
         prod = ContractProducer.from_settings(s, linger_ms=100)  # big batches: less broker CPU
+        # the users changelog is read back by offset: the broker profile's batch size (one record
+        # per batch where a multi-record batch would end a worker's recovery early)
+        rpb = changelog_records_per_batch(s)
+        state_prod = prod if rpb is None else ContractProducer.from_settings(s, linger_ms=100, records_per_batch=rpb)
         users = changes = 0
         by_change: dict[str, int] = {}
         # the CloudEvents headers a worker attaches (CLOUDEVENTS=0: none)
@@ -283,10 +288,10 @@ class _Slice:
                          self.wire.encode_membership_change(ch), headers=ce_headers(ch))
                 by_change[ch.change] = by_change.get(ch.change, 0) + 1
             changes += len(out)
-            prod.raw(s.changelog_topic, k, encode_state(st), partition=p)
+            state_prod.raw(s.changelog_topic, k, encode_state(st), partition=p)
             # members-tab entries are not changelogged: workers derive them when they restore states
             if st.next_check_at:
-                prod.raw(s.changelog_topic, timer_key(st.next_check_at, k), b"", partition=p)
+                state_prod.raw(s.changelog_topic, timer_key(st.next_check_at, k), b"", partition=p)
             users += 1
             if on_progress and users % 1000 == 0:
                 on_progress(1000)
@@ -295,9 +300,17 @@ class _Slice:
         phases["rebuild_users"] = round(time.monotonic() - t, 3)
         t = time.monotonic()
         prod.flush(120)
+        if state_prod is not prod:
+            state_prod.flush(120)
         phases["flush"] = round(time.monotonic() - t, 3)
+        waits = prod.queue_full_waits + (state_prod.queue_full_waits if state_prod is not prod else 0)
         return {"users": users, "changes": changes, "by_change": by_change, "phases": phases,
-                "queue_full_waits": prod.queue_full_waits}
+                "queue_full_waits": waits}
+
+
+def changelog_records_per_batch(s: Settings) -> int | None:
+    """Records per batch for the rebuild's users changelog writes: the broker profile's."""
+    return profile_for(s).records_per_batch
 
 
 def _slice_main(conn: Connection, s: Settings, parts: list[int], mode: str, now_ms: int) -> None:

@@ -187,9 +187,15 @@ def catalog_consumer(bootstrap_servers: str, security: KafkaSecurity | None) -> 
 
 
 # ------------------------------------------------------------- tools' clients
-def contract_producer_config(bootstrap_servers: str, linger_ms: int) -> dict[str, Any]:
-    """Tools producing contract messages (processor/client.py)."""
-    return {**base_config(bootstrap_servers), "linger.ms": linger_ms, "partitioner": JAVA_PARTITIONER}
+def contract_producer_config(bootstrap_servers: str, linger_ms: int,
+                             records_per_batch: int | None = None) -> dict[str, Any]:
+    """Tools producing contract messages (processor/client.py). ``records_per_batch``: the broker
+    profile's, for a producer writing a topic that workers read back by offset (the rebuild's
+    users changelog)."""
+    cfg = {**base_config(bootstrap_servers), "linger.ms": linger_ms, "partitioner": JAVA_PARTITIONER}
+    if records_per_batch is not None:
+        cfg["batch.num.messages"] = records_per_batch
+    return cfg
 
 
 def reader_config(bootstrap_servers: str, group_id: str) -> dict[str, Any]:

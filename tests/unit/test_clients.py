@@ -78,3 +78,17 @@ def test_producers_that_key_by_user_use_the_workers_partitioner() -> None:
                 clients.contract_producer_config("b:1", 5), clients.ingest_config(Settings(), 5.0),
                 clients.moodle_sync_producer_config("b:1")):
         assert cfg["partitioner"] == "murmur2_random"
+
+
+def test_the_rebuilds_changelog_writes_follow_the_broker_profiles_batch_size() -> None:
+    """The rebuild writes the users changelog that workers recover by offset: on a broker whose
+    high watermark is the last batch's base offset + 1 (BROKER_QUIRKS=tansu) it sends one record per
+    batch, or a worker's recovery after a rebuild would stop before the last batch's records; on
+    Kafka it batches freely."""
+    from processor.config import Settings
+    from processor.rebuild import changelog_records_per_batch
+
+    assert changelog_records_per_batch(Settings(broker_quirks=frozenset({"tansu"}))) == 1
+    assert changelog_records_per_batch(Settings()) is None
+    assert clients.contract_producer_config("b:1", 100, 1)["batch.num.messages"] == 1
+    assert "batch.num.messages" not in clients.contract_producer_config("b:1", 100)
