@@ -17,14 +17,13 @@ import re
 from typing import Any, AsyncIterator
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from processor import http
 from processor.api.auth import make_token
 from processor.api.routes import AUTHENTICATED
 from processor.config import Settings
 from processor.state.user_state import UserState
+from tests.support.api_double import served_pair
 from tests.unit.api.test_guard_http import SECRET, SITE, Model, _seed, _user
 
 S = f"/sites/{SITE}"
@@ -39,23 +38,10 @@ async def api() -> AsyncIterator[tuple[TestClient, Model, Model]]:
     peer = Model([u for u in users if u.user_id[-1] in "02468"])
     me = Model([u for u in users if u.user_id[-1] not in "02468"])
     peer.store.owned_partitions = lambda: [1]  # type: ignore[method-assign]  # (the double says [0] for both)
-    peer_app, me_app = web.Application(), web.Application()
-    http.install(peer_app, peer, settings)
-    http.install(me_app, me, settings)
-    peer_server = TestServer(peer_app, host="127.0.0.1")
-    await peer_server.start_server()
-    client = TestClient(TestServer(me_app, host="127.0.0.1"))
-    await client.start_server()
-    peer.url = str(peer_server.make_url("")).rstrip("/")
-    me.url = str(client.make_url("")).rstrip("/")
-    me.peers = peer.peers = sorted([me.url, peer.url])
-    for m in (me, peer):
-        _seed(m.registry)
-    try:
+    async with served_pair(me, peer, settings) as client:
+        for m in (me, peer):
+            _seed(m.registry)
         yield client, me, peer
-    finally:
-        await client.close()
-        await peer_server.close()
 
 
 def auth(site: str = SITE, roles: tuple[str, ...] = ("site_admin",)) -> dict[str, str]:
