@@ -25,7 +25,7 @@ class ActiveRuleSet(Mapping[str, RuleList]):
     segment ids and the time leaves are derived on first use and kept: a set's rules never change.
     """
 
-    __slots__ = ("_segments", "_index", "_leaves", "_ids")
+    __slots__ = ("_segments", "_index", "_leaves", "_ids", "_fields")
 
     def __init__(self, segments: Mapping[str, RuleList] | None = None) -> None:
         """A set of ``segments`` (each segment's rules as a tuple sorted by rule id)."""
@@ -33,6 +33,7 @@ class ActiveRuleSet(Mapping[str, RuleList]):
         self._index: SegmentRuleIndex | None = None  # built on first use, or handed over by evolve
         self._leaves: tuple[Leaf, ...] | None = None
         self._ids: tuple[str, ...] | None = None
+        self._fields: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {}  # see fields_read
 
     @classmethod
     def build(cls, segments: Mapping[str, Iterable[tuple[str, CompiledCondition]]]) -> ActiveRuleSet:
@@ -107,6 +108,22 @@ class ActiveRuleSet(Mapping[str, RuleList]):
         """``{segment_id: matched rule ids, sorted}`` for the segments with at least one match."""
         return self.index.match_segments(profile, now)
 
+    def fields_read(self, segment_id: str, matched: frozenset[str]) -> tuple[str, ...]:
+        """The profile fields a decision for ``segment_id`` read, sorted: those of the ``matched``
+        rules, or of every rule of the segment when none matched (membership/evidence.py). Kept
+        per (segment, matched rules): a set's rules never change; cleared past 4,096 entries."""
+        key = (segment_id, matched)
+        found = self._fields.get(key)
+        if found is None:
+            fields: set[str] = set()
+            for rule_id, cond in self._segments.get(segment_id, ()):
+                if not matched or rule_id in matched:
+                    fields |= cond.fields
+            if len(self._fields) >= 4096:
+                self._fields.clear()
+            found = self._fields[key] = tuple(sorted(fields))
+        return found
+
     # -- change
     def evolve(self, changes: Mapping[str, RuleList | None]) -> ActiveRuleSet:
         """A new set where each segment in ``changes`` has the given rules (None: no longer managed).
@@ -123,7 +140,7 @@ class ActiveRuleSet(Mapping[str, RuleList]):
             else:
                 segments[sid] = rules
         new = ActiveRuleSet.__new__(ActiveRuleSet)
-        new._segments, new._leaves, new._ids = segments, None, None
+        new._segments, new._leaves, new._ids, new._fields = segments, None, None, {}
         index, self._index = self._index, None
         if index is not None:
             for sid, rules in changes.items():

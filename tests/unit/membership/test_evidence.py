@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from processor.catalog.active import ActiveRuleSet
 from processor.contract.codec import decode_membership_change, encode_membership_change
 from processor.contract.models import UserEvent
 from processor.membership.engine import Cause, apply_backfill, apply_user_event, current_changes
-from processor.membership.evidence import MAX_CHARS, evidence_of, profile_of
+from processor.membership.evidence import MAX_CHARS, as_json, evidence_of, profile_of
 from processor.rules.compiler import compile_condition
 from processor.rules.fields import StaticFields
 from processor.state.user_state import decode_state, encode_state
@@ -85,3 +88,24 @@ def test_a_backfill_for_a_removed_segment_records_no_values() -> None:
     out = apply_backfill(st, ActiveRuleSet(), [("team", "REMOVE_ALL")], Cause("SEGMENT_DELETED", "c-1", 7), 8_000)
     (ch,) = out.changes
     assert (ch.change, ch.evidence) == ("REMOVED", ())
+
+
+@example('say "hi"')
+@example("back\\slash")
+@example("line\nbreak")
+@example("tab\t")
+@example("x\u2028y")
+@example("é" * 501)
+@example(True)
+@example(1.5)
+@given(st.one_of(st.text(max_size=600), st.integers(), st.floats(allow_nan=False), st.booleans(),
+                 st.lists(st.text(max_size=20), max_size=3)))
+def test_as_json_writes_what_json_dumps_writes(value: object) -> None:
+    """Any value is recorded as json.dumps writes it (compact, UTF-8 kept; long strings cut),
+    including the strings as_json writes without calling json.dumps."""
+    import json as _json
+
+    cut = value[:MAX_CHARS] + "…" if isinstance(value, str) and len(value) > MAX_CHARS else value
+    if isinstance(value, list):
+        cut = [v[:MAX_CHARS] + "…" if len(v) > MAX_CHARS else v for v in value]
+    assert as_json(value) == _json.dumps(cut, ensure_ascii=False, separators=(",", ":"))  # type: ignore[arg-type]
