@@ -24,17 +24,10 @@ from processor.contract.models import MembershipChange
 from processor.history.overlay import Overlay
 from processor.history.reads import HistoryReads
 from processor.history.writer import Retention, Writer
+from tests.support.api_double import NullMetrics
 
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 SITE = "s1"
-
-
-class Metrics:
-    def observe_api(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        pass
-
-    def render(self) -> bytes:
-        return b""
 
 
 class Store:
@@ -54,7 +47,7 @@ class Model:
     def __init__(self, history: Any) -> None:
         self.registry = CatalogRegistry()
         self.store = Store()
-        self.metrics = Metrics()
+        self.metrics = NullMetrics()
         self.log = logging.getLogger("test")
         self.history = history
 
