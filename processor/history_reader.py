@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Any
 
-from processor.catalog.entry import CatalogEntry
+from processor.catalog.entry import CatalogEntry, decode_entry
 from processor.config import Settings
 from processor.contract.exceptions import ContractError
 from processor.history import keys as K
@@ -76,7 +76,7 @@ class HistoryIndex:
         self.reads = HistoryReads(lambda: self._db, hs.retention, self.status)
 
     def status(self) -> dict[str, Any]:
-        return {"lag": self._lag, "open": self._db is not None, "read": self.read}
+        return {"lag": self._lag, "open": self._db is not None, "read": self.read, "skipped": self.undecodable}
 
     def open(self) -> None:
         from rocksdict import Options, Rdict
@@ -173,7 +173,9 @@ class HistoryIndex:
                 if topic == changes_topic:
                     self.indexed += w.add_change(decode(value), now)
                 else:
-                    self.indexed += w.add_catalog(msg.offset(), CatalogEntry.decode(value), now)
+                    entry = decode_entry(value)
+                    if isinstance(entry, CatalogEntry):  # a partition's progress report is not history
+                        self.indexed += w.add_catalog(msg.offset(), entry, now)
             except (ContractError, ValueError, KeyError, TypeError):  # not ours to fix: counted, skipped
                 self.undecodable += 1
                 log.warning("history index: %s[%d]@%d is not decodable; skipped", topic, msg.partition(),
@@ -189,7 +191,8 @@ class HistoryIndex:
                 batch.put(key, value)
         for (topic, partition), nxt in positions.items():
             batch.put(K.position_key(topic, partition), nxt.to_bytes(8, "big"))
-        batch.put(K.STATUS, records.encode({"lag": self._lag, "read": self.read, "pid": os.getpid()}))
+        batch.put(K.STATUS, records.encode({"lag": self._lag, "read": self.read, "skipped": self.undecodable,
+                                             "pid": os.getpid()}))
         self._db.write(batch)
 
     def _measure_lag(self, consumer: Any, tps: list[Any], msgs: list[Any]) -> int | None:
@@ -302,7 +305,8 @@ class HistoryView:
         db = self.handle()
         raw = db.get(K.STATUS) if db is not None else None
         st = records.decode(raw) if raw else {}
-        return {"lag": st.get("lag"), "read": st.get("read", 0), "open": db is not None,
+        return {"lag": st.get("lag"), "read": st.get("read", 0), "skipped": st.get("skipped", 0),
+                "open": db is not None,
                 "complete": db is not None and db.get(K.COMPLETE) == b"1",
                 "indexer": self._child is not None and self._child.poll() is None}
 

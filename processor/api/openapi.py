@@ -313,3 +313,10 @@ def _bridge_paths() -> dict[str, Any]:
             "responses": {"200": _resp("A page", {"$ref": "#/components/schemas/ProfilesPage"}),
                           **STD, **_errors(503)}}},
     }
+
+
+if __name__ == "__main__":  # regenerate docs/openapi.json
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(spec(), indent=1) + "\n")

@@ -45,7 +45,11 @@ SCHEMAS: dict[str, Any] = {
                                                       "the topics it is (lag: records not yet indexed)",
                      "properties": {"max_age_days": _INT, "max_changes_per_user": _INT,
                                     "lag": {"type": ["integer", "null"]}, "open": {"type": "boolean"},
-                                    "read": _INT, "complete": {"type": "boolean", "description": (
+                                    "read": _INT,
+                                    "skipped": {"type": "integer", "description": (
+                                        "records since the indexer started that it could not decode (logged; "
+                                        "not in the history)")},
+                                    "complete": {"type": "boolean", "description": (
                                         "the index read the changes topic from its first record")},
                                     "indexer": {"type": "boolean"}}},
     "UserHistory": {"type": "object", "required": ["user_id", "changes", "next_cursor", "pruned", "index"],

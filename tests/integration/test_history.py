@@ -156,6 +156,9 @@ def test_history_and_audit_are_complete_on_both_workers(pair: Cluster) -> None:
     wait_indexed(pair, site, wl, pair.workers)
     for w in pair.workers:
         check_complete(pair, w, site, wl, expected)
+        # every record of both topics was ours and decodable (progress reports included)
+        index = call(w.url, "GET", f"/sites/{site}/audit?limit=1", token(site))[1]["index"]
+        assert index["skipped"] == 0, (w.name, index)
     # nothing is readable without a token, or with another site's
     for path in (f"/sites/{site}/audit", f"/sites/{site}/segments/x/history", f"/sites/{site}/users/u/history"):
         for w in pair.workers:
