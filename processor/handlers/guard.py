@@ -7,6 +7,11 @@ A message whose partition waits for an unsent dead letter is held back (processo
 dead_letters.py pauses that partition until the dead letter is sent). A message that cannot be
 read *yet* (``ready`` says why: the Schema Registry does not answer) is neither processed nor
 dead-lettered: its partition is held the same way and read again from it once it can be.
+
+The guard also records, per input partition, the last message a handler finished (processed or
+dead-lettered) in the current assignment: :meth:`Guard.commit_limit` is the highest offset the
+worker may commit there. An offset commit never passes a message nobody handled, whatever the
+consumer's own bookkeeping says (docs/architecture.md, "The commit protocol").
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ class Guard:
         self.replay = replay
         self.stats = stats
         self.clock = clock
+        self._handled: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset handled
+
+    def commit_limit(self, topic: str, partition: int) -> int | None:
+        """The highest offset that may be committed for ``topic[partition]``: the one after the last
+        message handled in this assignment (None: nothing handled yet, commit nothing)."""
+        done = self._handled.get((topic, partition))
+        return None if done is None else done + 1
+
+    def new_assignment(self) -> None:
+        """Partitions were revoked or assigned: what was handled before no longer limits commits."""
+        self._handled.clear()
+
+    def _finished(self, msg: InputRecord) -> None:
+        if not self.dead_letters.holds(msg):  # a parked message is not handled until it is re-read
+            self._handled[(msg.topic, msg.partition)] = msg.offset
 
     async def run(self, msg: InputRecord, handler: Handler) -> None:
         if self.dead_letters.holds(msg):
@@ -56,6 +76,7 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - a bug must not stop every other user's changes
             log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
             await self.dead_letter(msg, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}"[:1000])
+        self._finished(msg)
 
     async def dead_letter(self, msg: InputRecord, code: str, error: str) -> None:
         self.stats.dead_letter(code)

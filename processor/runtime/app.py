@@ -183,6 +183,7 @@ class Runtime:
         inputs = {t.user_events: schemas.USER_EVENT, t.commands: schemas.AUTOMATION_COMMAND}
         self.guard = Guard(self.dead_letters, self.replay, self.stats,
                            ready=WireReadiness(self.wire, inputs, self.stats) if self.wire.framed else None)
+        faust_compat.limit_commits(app, self.guard.commit_limit)
 
         from processor.history_reader import attach as attach_history  # history and audit index (issue 21)
 
@@ -219,10 +220,12 @@ class Runtime:
             self.dead_letters.on_revoke()  # paused partitions: their next owners re-read them
             await self.checkpoint.release()  # the next owner should not race this worker's late sends
             self.replay.reset()
+            self.guard.new_assignment()
 
         @app.on_partitions_assigned.connect
         async def on_assign(app: Any, assigned: Any, **kwargs: Any) -> None:
             self.replay.reset()
+            self.guard.new_assignment()
 
         @app.agent(self.users_in, name="users")
         async def users_agent(stream: Any) -> None:

@@ -150,6 +150,9 @@ def _commit_through_checkpoint() -> None:
 
     async def _commit_tps(self: Any, tps: Iterable[Any], start_new_transaction: bool) -> bool:
         offsets = self._filter_committable_offsets(tps)
+        limit = getattr(self.app, "commit_limit", None)
+        if limit is not None:
+            offsets = capped_offsets(offsets, limit)
         if not offsets:
             return False
 
@@ -169,9 +172,30 @@ def _commit_through_checkpoint() -> None:
     consumer_mod.Consumer._commit_tps = _commit_tps
 
 
+def capped_offsets(offsets: Any, limit: Callable[[str, int], "int | None"]) -> dict[Any, int]:
+    """``offsets`` (TP -> offset Faust would commit), each cut to ``limit(topic, partition)`` (the
+    offset after the last message the worker handled there; None: leave that partition out).
+
+    Faust counts a message as done when its stream acknowledges it, and an offset jump it sees
+    while fetching as done at once (a "gap"); across a rebalance that dropped fetched messages from
+    the stream buffers, that let a commit pass a message that was never handled, and the next
+    owner started after it (a lost backfill order). The limit comes from the handlers."""
+    out = {}
+    for tp, offset in offsets.items():
+        most = limit(tp.topic, tp.partition)
+        if most is not None:
+            out[tp] = min(offset, most)
+    return out
+
+
 def route_commits(app: Any, checkpoint: Any) -> None:
     """Faust's offset commits of ``app`` go through ``checkpoint.commit(commit_offsets)``."""
     app.checkpoint = checkpoint
+
+
+def limit_commits(app: Any, limit: Callable[[str, int], "int | None"]) -> None:
+    """Faust's offset commits of ``app`` are cut to ``limit`` (see :func:`capped_offsets`)."""
+    app.commit_limit = limit
 
 
 def _producer_buffer_counters() -> None:

@@ -6,7 +6,9 @@ not in the runtime package: the worker image ships neither it nor its dev-only d
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +117,36 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+    def log_digest(self, n: int = 25) -> str:
+        """The last ``n`` lines of the log that tell what happened to the worker: warnings and
+        errors (each distinct message once) and its partition assignments (the tail of a busy
+        worker's log is often one repeated line)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        keep: list[str] = []
+        seen: set[str] = set()
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = {"level": "raw", "msg": line}
+            msg = str(rec.get("msg", ""))
+            if rec.get("level") in ("warning", "error", "critical", "raw") or msg.startswith(
+                    ("Setting newly assigned", "Joined group", "[^Worker]: Starting")):
+                shape = re.sub(r"\d+", "#", msg)[:120]
+                if shape in seen and not msg.startswith(("Setting newly assigned", "Joined group")):
+                    continue
+                seen.add(shape)
+                if msg.startswith("Setting newly assigned"):  # which partitions of which topic, in short
+                    owned: dict[str, list[int]] = {}
+                    for topic, part in re.findall(r"topic='([^']+)', partition=(\d+)", msg):
+                        owned.setdefault(topic.rsplit(".", 2)[-2] if "." in topic else topic, []).append(int(part))
+                    msg = "assigned " + " ".join(f"{t}{sorted(ps)}" for t, ps in sorted(owned.items()))
+                keep.append(f"{rec.get('ts', '')[11:23]} {rec.get('level', '')} {msg[:400]}")
+        return "\n".join(keep[-n:])
 
 
 @dataclass
@@ -375,7 +407,8 @@ def wait_checker_ok(cluster: Cluster, expected: dict[tuple[str, str], set[str]],
             cluster.poll()
             ok()
     except AssertionError as err:
-        tails = "\n".join(f"--- {w.name} ({w.log_path}) ---\n{w.log_tail(30)}" for w in cluster.workers)
+        tails = "\n".join(f"--- {w.name} ({w.log_path}): warnings, errors, assignments ---\n{w.log_digest()}"
+                          f"\n--- {w.name}: last lines ---\n{w.log_tail(12)}" for w in cluster.workers)
         raise AssertionError(f"{err}\n{last[0]}\n{tails}") from None
     report = last[0]
     assert report is not None
