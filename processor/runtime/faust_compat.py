@@ -36,11 +36,14 @@ the aiokafka client and fetch clock behind a dead letter's partition pause
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable, Iterable
 
 from processor.errors import ProcessorError
+
+log = logging.getLogger("processor.faust_compat")
 
 # Versions every patch and private read below was tested with (constraints.txt pins them).
 TESTED = {"faust-streaming": ("0.15.3",), "aiokafka": ("0.14.0",)}
@@ -183,8 +186,12 @@ def capped_offsets(offsets: Any, limit: Callable[[str, int], "int | None"]) -> d
     out = {}
     for tp, offset in offsets.items():
         most = limit(tp.topic, tp.partition)
-        if most is not None:
-            out[tp] = min(offset, most)
+        if most is None:
+            continue
+        if offset > most:
+            log.warning("offset commit of %s[%d] cut from %d to %d: the messages in between were not handled",
+                        tp.topic, tp.partition, offset, most)
+        out[tp] = min(offset, most)
     return out
 
 
