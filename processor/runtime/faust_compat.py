@@ -20,7 +20,8 @@ Patches (:data:`PATCHES`, installed by :func:`apply`; docs/architecture.md lists
 3. ``commit-through-checkpoint``: not a bug fix, a seam. Faust's periodic and rebalance commits
    hand the offsets they are about to commit to the worker's checkpoint
    (processor/runtime/checkpoint.py), which makes the state durable and releases the changes
-   before it lets Faust commit them.
+   before it lets Faust commit them. The offsets are first cut to what the handlers finished
+   (:func:`capped_offsets`): a Faust stream acknowledges the messages it skips at a rebalance.
 4. ``producer-buffer-counters``: Faust's ``Producer.flush()`` waits until its send buffer is
    empty, which a busy worker may never reach; counting puts and sends lets
    :func:`durable_flush` wait for the records buffered before the call only.
@@ -179,10 +180,12 @@ def capped_offsets(offsets: Any, limit: Callable[[str, int], "int | None"]) -> d
     """``offsets`` (TP -> offset Faust would commit), each cut to ``limit(topic, partition)`` (the
     offset after the last message the worker handled there; None: leave that partition out).
 
-    Faust counts a message as done when its stream acknowledges it, and an offset jump it sees
-    while fetching as done at once (a "gap"); across a rebalance that dropped fetched messages from
-    the stream buffers, that let a commit pass a message that was never handled, and the next
-    owner started after it (a lost backfill order). The limit comes from the handlers."""
+    Faust commits what its streams acknowledged, and a stream also acknowledges a message it
+    *skips* because flow control is off or the message is of an older consumer generation (a
+    rebalance: ``Stream.__aiter__``, "ack the filtered out message"). So a commit could pass a
+    message no handler saw, and the partition's next reader started after it: lost backfill
+    orders and commands after a kill -9 restart or a paused worker (docs/architecture.md). The
+    limit comes from the handlers (``Guard.commit_limit``)."""
     out = {}
     for tp, offset in offsets.items():
         most = limit(tp.topic, tp.partition)
