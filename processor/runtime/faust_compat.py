@@ -184,8 +184,8 @@ def capped_offsets(offsets: Any, limit: Callable[[str, int], "int | None"]) -> d
     *skips* because flow control is off or the message is of an older consumer generation (a
     rebalance: ``Stream.__aiter__``, "ack the filtered out message"). So a commit could pass a
     message no handler saw, and the partition's next reader started after it: lost backfill
-    orders and commands after a kill -9 restart or a paused worker (docs/architecture.md). The
-    limit comes from the handlers (``Guard.commit_limit``)."""
+    orders after a kill -9 restart (docs/architecture.md). The limit comes from the handlers
+    (``Guard.commit_limit``)."""
     out = {}
     for tp, offset in offsets.items():
         most = limit(tp.topic, tp.partition)
