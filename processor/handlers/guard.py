@@ -50,10 +50,6 @@ class Guard:
         """Partitions were revoked or assigned: what was handled before no longer limits commits."""
         self._handled.clear()
 
-    def _finished(self, msg: InputRecord) -> None:
-        if not self.dead_letters.holds(msg):  # a parked message is not handled until it is re-read
-            self._handled[(msg.topic, msg.partition)] = msg.offset
-
     async def run(self, msg: InputRecord, handler: Handler) -> None:
         if self.dead_letters.holds(msg):
             return  # its partition waits for an unsent dead letter
@@ -69,22 +65,25 @@ class Guard:
                 await handler(msg)
             finally:
                 self.replay.processed(msg)
+            handled = True
         except asyncio.CancelledError:
             raise
         except ContractError as err:
-            await self.dead_letter(msg, err.code, f"{err.path}: {err.message}")
+            handled = await self.dead_letter(msg, err.code, f"{err.path}: {err.message}")
         except Exception as exc:  # noqa: BLE001 - a bug must not stop every other user's changes
             log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-            await self.dead_letter(msg, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}"[:1000])
-        self._finished(msg)
+            handled = await self.dead_letter(msg, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}"[:1000])
+        if handled:  # a message parked behind an unsent dead letter is handled when it is read again
+            self._handled[(msg.topic, msg.partition)] = msg.offset
 
-    async def dead_letter(self, msg: InputRecord, code: str, error: str) -> None:
+    async def dead_letter(self, msg: InputRecord, code: str, error: str) -> bool:
+        """Send ``msg``'s dead letter: True when sent, False when its partition is paused behind it."""
         self.stats.dead_letter(code)
         log.warning("dead-letter %s[%d]@%d %s: %s", msg.topic, msg.partition, msg.offset, code, error,
                     extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                            "error_code": code})
         dl = DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, code, error, self.clock())
-        await self.dead_letters.send(msg, dl)  # bounded; a failed send pauses msg's partition, never raises
+        return await self.dead_letters.send(msg, dl)  # bounded; a failed send pauses msg's partition
 
 
 class WireReadiness:

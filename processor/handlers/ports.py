@@ -127,7 +127,8 @@ class DeadLetterSink(Protocol):
 
     def holds(self, msg: Any) -> bool: ...
 
-    async def send(self, msg: Any, dl: "DeadLetter") -> None: ...
+    async def send(self, msg: Any, dl: "DeadLetter") -> bool:
+        """True when sent; False when it failed and ``msg``'s partition is paused behind it."""
 
     def hold(self, msg: Any, ready: Callable[[], Awaitable["str | None"]], reason: str) -> None:
         """Pause ``msg``'s partition until ``ready()`` answers None, then read it again from ``msg``."""

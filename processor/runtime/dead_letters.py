@@ -161,9 +161,10 @@ class DeadLetters:
         b.seen = max(b.seen, msg.offset)
         return True
 
-    async def send(self, msg: Any, dl: DeadLetter) -> None:
+    async def send(self, msg: Any, dl: DeadLetter) -> bool:
         """Bound and send ``dl`` (the dead letter of ``msg``); on failure block ``msg``'s partition.
-        Never raises (but for cancellation)."""
+        True when it was sent, False when ``msg`` is parked behind it. Never raises (but for
+        cancellation)."""
         size = len(dl.value or b"") + len(dl.key or b"")
         if size > BOUND_IN_THREAD_BYTES:
             dl = await asyncio.to_thread(bound_dead_letter, dl, self.max_bytes)
@@ -177,11 +178,12 @@ class DeadLetters:
         else:
             try:
                 await self.producer.send(self.topic, dl.key, record)
-                return
+                return True
             except DeadLetterSendError as exc:
                 self.metrics.dead_letter_failures.labels(msg.topic).inc()
                 reason = str(exc)
         self._block(msg, dl.key, record, reason)
+        return False
 
     def _block(self, msg: Any, key: bytes | None, record: bytes, reason: str) -> None:
         self._failing = True

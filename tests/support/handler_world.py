@@ -145,12 +145,18 @@ class DeadLetters:
         self.sent: list[DeadLetter] = []
         self.held: set[tuple[str, int]] = set()
         self.holds_of: list[tuple[Any, Any, str]] = []  # (message, ready, reason) of each hold
+        self.failing = False  # the dead-letter topic refuses: a send pauses the partition
 
     def holds(self, msg: Any) -> bool:
         return (msg.topic, msg.partition) in self.held
 
-    async def send(self, msg: Any, dl: DeadLetter) -> None:
+    async def send(self, msg: Any, dl: DeadLetter) -> bool:
+        """Sent (True), unless ``failing``: then the partition is paused behind it (False)."""
+        if self.failing:
+            self.held.add((msg.topic, msg.partition))
+            return False
         self.sent.append(dl)
+        return True
 
     def hold(self, msg: Any, ready: Any, reason: str) -> None:
         """The partition pauses (the runtime seeks back to ``msg`` once ``ready()`` answers None)."""

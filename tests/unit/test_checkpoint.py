@@ -509,3 +509,51 @@ async def test_faust_commits_go_through_the_checkpoint() -> None:
                                _handle_attached=handle_attached, _commit_offsets=commit_offsets)
     assert await consumer_mod.Consumer._commit_tps(consumer, ["tp0"], True) is True  # type: ignore[arg-type]
     assert order == ["checkpoint", "attached", "faust commits {'tp0': 5}"]
+
+
+class _TP:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+def test_capped_offsets_cut_each_partition_to_its_limit_and_leave_out_unhandled_ones() -> None:
+    """Faust's offsets past the handlers' limit are cut to it, lower ones kept, partitions without
+    a limit (nothing handled in this assignment) left out."""
+    from processor.runtime import faust_compat
+
+    a, b, c = _TP("t", 0), _TP("t", 1), _TP("t", 2)
+    limits = {("t", 0): 46, ("t", 1): 90}
+    out = faust_compat.capped_offsets({a: 48, b: 80, c: 7}, lambda t, p: limits.get((t, p)))
+    assert out == {a: 46, b: 80}
+
+
+async def test_faust_commits_through_the_seam_are_cut_to_the_limit() -> None:
+    """The patched ``Consumer._commit_tps`` commits what Faust computed, cut by the app's limit."""
+    import faust.transport.consumer as consumer_mod
+
+    from processor.runtime import faust_compat
+
+    faust_compat.apply()
+    a, b = _TP("t", 0), _TP("t", 1)
+    committed: list[dict] = []
+
+    class App:
+        checkpoint = None
+
+    class FakeConsumer:
+        app = App()
+
+        def _filter_committable_offsets(self, tps: object) -> dict:
+            return {a: 48, b: 12}
+
+        async def _handle_attached(self, offsets: object) -> None:
+            return None
+
+        async def _commit_offsets(self, offsets: dict, start_new_transaction: bool = True) -> bool:
+            committed.append(dict(offsets))
+            return True
+
+    consumer = FakeConsumer()
+    faust_compat.limit_commits(consumer.app, lambda t, p: {("t", 0): 46}.get((t, p)))
+    assert await consumer_mod.Consumer._commit_tps(consumer, [a, b], False) is True
+    assert committed == [{a: 46}]

@@ -111,3 +111,38 @@ async def test_a_rebalance_drops_a_hold() -> None:
     dl.on_revoke()
     assert metrics.input_held.labels("events", "0")._value.get() == 0
     assert dl.holds(Msg("events", 0, 7)) is False  # the next owner re-reads it from the committed offset
+
+
+class Sends:
+    """Takes every dead letter, or refuses them all with ``failing``."""
+
+    def __init__(self, failing: bool = False) -> None:
+        self.failing = failing
+        self.sent: list[bytes] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        from processor.runtime.exceptions import DeadLetterSendError
+
+        if self.failing:
+            raise DeadLetterSendError("broker down", topic)
+        self.sent.append(value)
+
+
+async def test_send_says_whether_the_dead_letter_left_or_its_partition_is_paused() -> None:
+    """True once the dead-letter topic took it; False when it did not and the message is parked
+    (the guard then does not count the message as handled: no commit passes it)."""
+    from processor.contract.models import DeadLetter
+
+    def dead(offset: int) -> DeadLetter:
+        return DeadLetter("events", 0, offset, b"k", b"v", "DECODE_ERROR", "why", 1)
+
+    ok = DeadLetters("dead-letters", Sends(), Consumer(), Metrics(), max_bytes=1_000_000,  # type: ignore[arg-type]
+                     retry_max_s=0.02)
+    assert await ok.send(Msg("events", 0, 3), dead(3)) is True
+    consumer = Consumer()
+    refused = DeadLetters("dead-letters", Sends(failing=True), consumer, Metrics(),  # type: ignore[arg-type]
+                          max_bytes=1_000_000, retry_max_s=60)
+    msg = Msg("events", 0, 4)
+    assert await refused.send(msg, dead(4)) is False
+    assert msg.acked and refused.holds(Msg("events", 0, 5))
+    refused.on_revoke()
